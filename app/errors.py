@@ -1,0 +1,52 @@
+"""Every error leaves as JSON ``{"error": "..."}`` with a 4xx/5xx status, never a stack trace."""
+
+from __future__ import annotations
+
+import json
+import traceback
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from app.validation import BadRequest
+
+
+def error_response(message: str, status: int, headers: dict | None = None) -> Response:
+    body = json.dumps({"error": message}, separators=(",", ":"))
+    return Response(body + "\n", status=status, mimetype="application/json", headers=headers)
+
+
+def _describe(exc: HTTPException) -> str:
+    code = exc.code
+    if code == 404:
+        return f"no such endpoint: {request.method} {request.path} (see GET /openapi.json)"
+    if code == 405:
+        allowed = ", ".join(sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS")))
+        return f"method {request.method} is not allowed on {request.path}; use {allowed}"
+    if code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return (f"request body exceeds {limit} bytes (MAX_BODY_BYTES); send smaller "
+                "batches")
+    return exc.description or exc.name
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest):
+        return error_response(exc.message, exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        headers = {}
+        if exc.code == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return error_response(_describe(exc), exc.code or 500, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # Logged in full for operators, never shown to clients.
+        service = current_app.extensions["ml_app"]
+        service.log.write("ERROR", event="unhandled_exception", path=request.path,
+                          request_id=g.get("request_id"), error=repr(exc),
+                          traceback=traceback.format_exc())
+        return error_response(f"internal error (request id {g.get('request_id')})", 500)
