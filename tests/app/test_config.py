@@ -1,0 +1,76 @@
+"""Settings are validated at start-up: every problem reported at once, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError, load_server_settings, load_settings
+
+BAD = [
+    ({"MODEL_URI": ""}, ["MODEL_URI is empty"]),
+    ({"MODEL_URI": "http://example.com/model"}, ["MODEL_URI", "only local paths, file:// and s3://"]),
+    ({"MODEL_URI": "s3://bucket-only"}, ["s3:// URI needs a bucket and a key prefix"]),
+    ({"MODEL_SHA256": "abc"}, ["MODEL_SHA256='abc'", "64 hex digits"]),
+    ({"API_KEY": "short"}, ["API_KEY", "shorter than 16"]),
+    ({"MAX_BATCH_SIZE": "0"}, ["MAX_BATCH_SIZE='0'", "from 1 to 10000"]),
+    ({"MAX_BATCH_SIZE": "many"}, ["MAX_BATCH_SIZE='many'", "whole number"]),
+    ({"MAX_BODY_BYTES": "10"}, ["MAX_BODY_BYTES='10'", "from 1024"]),
+    ({"LOG_LEVEL": "verbose"}, ["LOG_LEVEL='verbose'", "DEBUG, INFO, WARNING, ERROR"]),
+    ({"METRICS_NAMESPACE": "AWS/ECS"}, ["METRICS_NAMESPACE", "not starting with 'AWS/'"]),
+    ({"METRICS_ENABLED": "maybe"}, ["METRICS_ENABLED='maybe'", "true or false"]),
+    ({"METRICS_FLUSH_SECONDS": "0"}, ["METRICS_FLUSH_SECONDS"]),
+    ({"MODEL_URL": "x"}, ["MODEL_URL: not a setting", "did you mean MODEL_URI?"]),
+]
+
+
+@pytest.mark.parametrize("env, words", BAD, ids=[next(iter(e)) + "=" + next(iter(e.values())) for e, _ in BAD])
+def test_bad_setting_names_key_and_rule(env, words):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"MAX_BATCH_SIZE": "0", "LOG_LEVEL": "x", "MODEL_URL": "y"})
+    assert len(info.value.problems) == 3
+
+
+def test_defaults_and_valid_values():
+    s = load_settings({})
+    assert (s.model_uri, s.max_batch_size, s.max_body_bytes, s.api_key) == (
+        "model/artifacts/digits/1", 256, 1024 * 1024, None)
+    s = load_settings({"MODEL_SHA256": "sha256:" + "A" * 64, "API_KEY": "k" * 32, "LOG_LEVEL": "debug"})
+    assert s.model_sha256 == "a" * 64 and s.log_level == "DEBUG"
+
+
+def test_environment_ignores_unrelated_names_but_mapping_is_strict():
+    assert load_settings({"HOME": "/root", "AWS_REGION": "eu-west-1"}).model_uri
+    with pytest.raises(ConfigError, match="HOME: not a setting"):
+        load_settings({"HOME": "/root"}, strict=True)
+
+
+def test_server_settings_defaults_fit_alb_and_ecs():
+    s = load_server_settings({})
+    assert s.web_concurrency == 2 and s.gunicorn_worker_class == "sync"
+    assert s.gunicorn_keepalive > 60          # ALB idle timeout
+    assert s.gunicorn_graceful_timeout < 30   # ECS stopTimeout
+    assert load_server_settings({"PORT": "9000"}).bind == "0.0.0.0:9000"
+
+
+@pytest.mark.parametrize("env, word", [
+    ({"PORT": "70000"}, "PORT='70000'"), ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+    ({"GUNICORN_WORKER_CLASS": "gevent"}, "sync or gthread"),
+    ({"GUNICORN_GRACEFUL_TIMEOUT": "500"}, "GUNICORN_GRACEFUL_TIMEOUT"),
+])
+def test_bad_server_settings(env, word):
+    with pytest.raises(ConfigError, match=word.replace("(", r"\(")):
+        load_server_settings(env)
+
+
+def test_create_app_rejects_unknown_keys(settings):
+    from app import create_app
+
+    with pytest.raises(ConfigError, match="MAX_BATCH: not a setting"):
+        create_app({**settings, "MAX_BATCH": "3"})
