@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,17 @@ class Docker:
         cid = self(*argv, *args, image, *cmd, timeout=60).stdout.strip()
         self.started.append(cid)
         return cid
+
+    def oneshot(self, image: str, *cmd: str, args: tuple[str, ...] = (),
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run ``cmd`` in a fresh container to completion; the container is removed even if
+        the call times out (it is named, so it can be found)."""
+        name = f"ml-app-test-{uuid.uuid4().hex[:12]}"
+        try:
+            return self("run", "--name", name, "--network", "host", "--label", "ml-app-test=1",
+                        *args, image, *cmd, timeout=timeout, check=False)
+        finally:
+            self("rm", "-f", "-v", name, check=False, timeout=60)
 
     def inspect(self, ref: str) -> dict:
         return json.loads(self("inspect", ref).stdout)[0]
