@@ -21,6 +21,9 @@ help:
 	@echo "make bench        serving benchmark: ours vs a Keras baseline"
 	@echo "make bench-image  image benchmark: ours vs a seed-style image"
 	@echo "make train        train a new model version (VERSION=N)"
+	@echo "make preview      pulumi preview --diff of STACK=dev|staging|prod (output kept in a file)"
+	@echo "make deploy       pulumi up of STACK (what the pipeline's Deploy stage runs)"
+	@echo "make smoke        smoke-test STACK's service URL (or URL=...): readiness + one prediction"
 
 setup: $(STAMP)
 
@@ -52,3 +55,52 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.json
+
+# --- Deploy pipeline (docs/pipeline.md) ------------------------------------------------------
+# Called by ci/buildspecs/*.yml in CodeBuild and usable by hand. STACK is dev, staging or prod.
+# The Pulumi backend comes from the environment: PULUMI_ACCESS_TOKEN (Pulumi Cloud) or
+# PULUMI_BACKEND_URL=s3://<bucket>?region=<region> (self-managed S3 backend).
+STACK ?=
+PULUMI_VERSION ?= 3.272.0
+PULUMI ?= $(shell command -v pulumi 2>/dev/null || echo $(HOME)/.pulumi/bin/pulumi)
+PREVIEW_OUT ?= preview-$(STACK).txt
+# Stack outputs the smoke test reads (infra/__main__ exports them)
+SMOKE_URL_OUTPUT ?= serviceUrl
+SMOKE_API_KEY_OUTPUT ?= apiKeySecretArn
+URL ?=
+
+.PHONY: check-stack pulumi-cli preview deploy smoke
+
+check-stack:
+	@case "$(STACK)" in dev|staging|prod) ;; \
+	  *) echo "STACK must be dev, staging or prod (got '$(STACK)'): make $(MAKECMDGOALS) STACK=dev" >&2; exit 2;; esac
+
+# Installs the pinned Pulumi CLI into ~/.pulumi unless that version is already on PATH.
+pulumi-cli:
+	@if [ -x "$(PULUMI)" ] && [ "$$($(PULUMI) version)" = "v$(PULUMI_VERSION)" ]; then \
+	  echo "pulumi v$(PULUMI_VERSION) present"; \
+	else curl -fsSL https://get.pulumi.com | sh -s -- --version $(PULUMI_VERSION); fi
+
+# `pulumi preview --diff`: the log shows it and $(PREVIEW_OUT) keeps it (a pipeline artifact).
+preview: check-stack
+	$(PULUMI) install
+	set -o pipefail; $(PULUMI) preview --stack $(STACK) --diff --non-interactive 2>&1 | tee $(PREVIEW_OUT)
+
+deploy: check-stack
+	$(PULUMI) install
+	$(PULUMI) up --yes --stack $(STACK) --diff --non-interactive
+
+# Readiness then one known prediction, bounded retries (ci/smoke.py). URL=... to test any
+# deployment; otherwise the stack's service URL, and its API key when the stack has one.
+smoke:
+	@url="$(URL)"; \
+	if [ -z "$$url" ]; then \
+	  case "$(STACK)" in dev|staging|prod) ;; *) echo "smoke: pass URL=... or STACK=dev|staging|prod" >&2; exit 2;; esac; \
+	  url="$$($(PULUMI) stack output $(SMOKE_URL_OUTPUT) --stack $(STACK))" || exit 1; \
+	  secret="$$($(PULUMI) stack output $(SMOKE_API_KEY_OUTPUT) --stack $(STACK) 2>/dev/null || true)"; \
+	  if [ -z "$${API_KEY:-}" ] && [ -n "$$secret" ]; then \
+	    API_KEY="$$(aws secretsmanager get-secret-value --secret-id "$$secret" --query SecretString --output text)" || exit 1; \
+	    export API_KEY; \
+	  fi; \
+	fi; \
+	$(PYTHON) ci/smoke.py --url "$$url"
