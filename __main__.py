@@ -1,0 +1,130 @@
+"""ml-app: one stack per environment (dev, staging, prod), see docs/architecture.md.
+
+Load and validate the stack's configuration (nothing is created if it is invalid), build
+the components in dependency order, export what operators and the pipeline need.
+"""
+
+import pulumi
+
+from infra import config
+from infra.autoscaling import Autoscaling, AutoscalingArgs
+from infra.encryption import Encryption, EncryptionArgs
+from infra.image import ContainerImage, ContainerImageArgs
+from infra.load_balancer import LoadBalancer, LoadBalancerArgs
+from infra.model_registry import ModelRegistry, ModelRegistryArgs
+from infra.monitoring import Monitoring, MonitoringArgs
+from infra.network import Network, NetworkArgs
+from infra.provider import aws_context, tagged_provider
+from infra.secrets import ApiKey, ApiKeyArgs
+from infra.service import CONTAINER_PORT, Service, ServiceArgs
+from infra.waf import Firewall, FirewallArgs
+
+cfg = config.load()
+provider = tagged_provider(cfg)
+ctx = aws_context(cfg, provider)
+# Every component, and so every resource in it, uses the stack's tagged provider.
+use_provider = pulumi.ResourceOptions(providers=[provider])
+name = cfg.prefix
+metrics_namespace = f"{cfg.project}/{cfg.stack}"
+
+encryption = Encryption(name, EncryptionArgs(
+    context=ctx, alias=f"alias/{name}", log_group_prefix=cfg.log_group_prefix,
+    protect=cfg.protect_data), opts=use_provider)
+key_arn = encryption.key_arn
+
+network = Network(name, NetworkArgs(
+    context=ctx, cidr=cfg.vpc_cidr, zone_count=cfg.availability_zones,
+    nat_gateways=cfg.nat_gateways, interface_endpoints=cfg.vpc_endpoints,
+    flow_logs=cfg.flow_logs, flow_log_group_name=f"{cfg.log_group_prefix}/vpc-flow-logs",
+    log_retention_days=cfg.log_retention_days, kms_key_arn=key_arn), opts=use_provider)
+
+registry = ModelRegistry(name, ModelRegistryArgs(
+    kms_key_arn=key_arn, model_dir=cfg.model_dir, model_prefix=cfg.model_prefix,
+    files=cfg.model_files, protect=cfg.protect_data), opts=use_provider)
+
+image = ContainerImage(name, ContainerImageArgs(
+    kms_key_arn=key_arn, context=config.ROOT, protect=cfg.protect_data), opts=use_provider)
+
+api_key = ApiKey(name, ApiKeyArgs(kms_key_arn=key_arn), opts=use_provider) \
+    if cfg.api_key_enabled else None
+
+lb = LoadBalancer(name, LoadBalancerArgs(
+    vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, public_subnet_ids=network.public_subnet_ids,
+    allowed_cidrs=cfg.allowed_cidrs, container_port=CONTAINER_PORT,
+    certificate_arn=cfg.certificate_arn, domain_name=cfg.domain_name,
+    hosted_zone_id=cfg.hosted_zone_id, deletion_protection=cfg.protect_data),
+    opts=use_provider)
+if cfg.waf_enabled:
+    Firewall(name, FirewallArgs(load_balancer_arn=lb.alb.arn, rate_limit=cfg.waf_rate_limit,
+                                metric_prefix=name), opts=use_provider)
+
+monitoring = Monitoring(name, MonitoringArgs(
+    context=ctx, prefix=name, cluster_name=name, service_name=name,
+    log_group_name=f"{cfg.log_group_prefix}/service", log_retention_days=cfg.log_retention_days,
+    kms_key_arn=key_arn, alb_arn_suffix=lb.alb.arn_suffix,
+    target_group_arn_suffix=lb.target_group.arn_suffix, metrics_namespace=metrics_namespace,
+    model_name=cfg.model_name, model_version=cfg.model_version,
+    error_rate_percent=cfg.alarm_error_rate_percent, latency_p99_ms=cfg.alarm_latency_p99_ms,
+    alarm_email=cfg.alarm_email), opts=use_provider)
+
+service = Service(name, ServiceArgs(
+    context=ctx, cluster_name=name, service_name=name, cpu=cfg.cpu, memory=cfg.memory,
+    desired_count=cfg.desired_count, fargate_base=cfg.fargate_base,
+    fargate_weight=cfg.fargate_weight, fargate_spot_weight=cfg.fargate_spot_weight,
+    image_ref=image.image_ref, repository_arn=image.repository_arn,
+    model_uri=registry.model_uri, model_sha256=cfg.model_manifest_sha256,
+    bucket_arn=registry.bucket_arn, model_prefix=cfg.model_prefix, kms_key_arn=key_arn,
+    log_group_name=monitoring.log_group.name, log_group_arn=monitoring.log_group.arn,
+    metrics_namespace=metrics_namespace, private_subnet_ids=network.private_subnet_ids,
+    security_group_id=lb.service_security_group_id, target_group_arn=lb.target_group.arn,
+    deployment_alarm_names=monitoring.deployment_alarm_names,
+    api_key_secret_arn=api_key.secret_arn if api_key else None, depends_on=[lb]),
+    opts=use_provider)
+
+Autoscaling(name, AutoscalingArgs(
+    cluster_name=service.cluster_name, service_name=service.service_name,
+    min_count=cfg.min_count, max_count=cfg.max_count, alb_arn_suffix=lb.alb.arn_suffix,
+    target_group_arn_suffix=lb.target_group.arn_suffix,
+    requests_per_target=cfg.scale_requests_per_target), opts=use_provider)
+
+# --- Delivery pipeline (issue 5) ---------------------------------------------------------
+# infra/pipeline.py builds the CodePipeline here, from cfg and these components' outputs:
+#   encryption.key / key_arn            KMS key for artifacts and notifications
+#   monitoring.topic / topic_arn        where pipeline failures are announced
+#   image.repository / repository_url   the ECR repository the build pushes to
+#   registry.bucket / bucket_name       the model registry
+#   lb.url                              the smoke test's target
+#   service.cluster_name / service_name the deploy-verification target
+# Pass its service principals to EncryptionArgs.additional_statements and
+# MonitoringArgs.extra_topic_publishers if it needs the key or the topic.
+# ------------------------------------------------------------------------------------------
+
+region = cfg.region
+pulumi.export("serviceUrl", lb.url)
+pulumi.export("albDnsName", lb.alb.dns_name)
+pulumi.export("ecrRepositoryUrl", image.repository_url)
+pulumi.export("imageRef", image.image_ref)
+pulumi.export("imageTag", image.tag)
+pulumi.export("modelUri", registry.model_uri)
+pulumi.export("modelManifestSha256", cfg.model_manifest_sha256)
+pulumi.export("modelBucket", registry.bucket_name)
+pulumi.export("clusterName", service.cluster_name)
+pulumi.export("serviceName", service.service_name)
+pulumi.export("taskDefinitionArn", service.task_definition_arn)
+pulumi.export("logGroupName", monitoring.log_group.name)
+pulumi.export("alarmTopicArn", monitoring.topic_arn)
+pulumi.export("dashboardUrl", monitoring.dashboard_url)
+pulumi.export("kmsKeyArn", key_arn)
+if api_key:
+    pulumi.export("apiKeySecretName", api_key.secret_name)
+pulumi.export("consoleLinks", {
+    "service": pulumi.Output.concat(
+        f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/", service.cluster_name,
+        "/services/", service.service_name, f"/health?region={region}"),
+    "logs": monitoring.log_group.name.apply(
+        lambda g: f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+                  f"#logsV2:log-groups/log-group/{g.replace('/', '$252F')}"),
+    "dashboard": monitoring.dashboard_url,
+    "modelBucket": registry.bucket_name.apply(
+        lambda b: f"https://s3.console.aws.amazon.com/s3/buckets/{b}?region={region}"),
+})

@@ -1,0 +1,150 @@
+"""IAM: the task's two roles, and the helpers every module uses to write policy documents.
+
+The execution role is what ECS itself uses to start the task (pull the image, write logs,
+read the API key secret); the task role is what the application's code uses (read its model
+version from S3). Each policy names the exact ARNs: this repository, this log group, this
+secret, this bucket prefix, this key. ``Resource: "*"`` appears only where AWS has no
+resource-level permission, and each such statement says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.provider import AwsContext
+
+POLICY_VERSION = "2012-10-17"
+
+
+def policy_document(statements: Sequence[dict[str, Any]]) -> pulumi.Output[str]:
+    """A policy document as JSON; statements may hold Outputs (ARNs of other resources)."""
+    return pulumi.Output.json_dumps({"Version": POLICY_VERSION, "Statement": list(statements)})
+
+
+def service_trust_policy(service: str, ctx: AwsContext,
+                         source_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Trust ``service`` to assume a role, only on behalf of this account and matching
+    ``source_arn`` (the confused-deputy protection AWS recommends)."""
+    return policy_document([{
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": ctx.account_id},
+            "ArnLike": {"aws:SourceArn": source_arn},
+        },
+    }])
+
+
+def deny_insecure_transport(resource: Sequence[pulumi.Input[str]],
+                            actions: str = "*") -> dict[str, Any]:
+    """Statement for resource policies: refuse any request not made over TLS."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": actions,
+        "Resource": list(resource),
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+@dataclass
+class ServiceRolesArgs:
+    """What the two task roles may touch, by exact ARN."""
+
+    context: AwsContext
+    repository_arn: pulumi.Input[str]
+    log_group_arn: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    model_prefix: str                                   # models/<name>/<version>
+    kms_key_arn: pulumi.Input[str]
+    api_key_secret_arn: pulumi.Input[str] | None = None
+
+
+class ServiceRoles(pulumi.ComponentResource):
+    """ECS task execution role and task role, each with one inline least-privilege policy."""
+
+    execution_role: aws.iam.Role
+    task_role: aws.iam.Role
+
+    def __init__(self, name: str, args: ServiceRolesArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-app:infra:ServiceRoles", name, None, opts)
+        ctx = args.context
+        child = pulumi.ResourceOptions(parent=self)
+        # ECS assumes both roles on behalf of task definitions of this account and region.
+        trust = service_trust_policy("ecs-tasks.amazonaws.com", ctx, ctx.arn("ecs", "*"))
+
+        self.execution_role = aws.iam.Role(
+            f"{name}-execution", description="ECS pulls the image, writes logs, reads secrets",
+            assume_role_policy=trust, opts=child)
+        execution_statements: list[dict[str, Any]] = [
+            {
+                # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullThisRepository",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                           "ecr:GetDownloadUrlForLayer"],
+                "Resource": args.repository_arn,
+            },
+            {
+                "Sid": "WriteThisLogGroup",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": pulumi.Output.concat(args.log_group_arn, ":log-stream:*"),
+            },
+        ]
+        if args.api_key_secret_arn is not None:
+            execution_statements += [
+                {
+                    "Sid": "ReadTheApiKey",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": args.api_key_secret_arn,
+                },
+                {
+                    # The secret is encrypted with the stack's key; only via Secrets Manager.
+                    "Sid": "DecryptTheApiKey",
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": args.kms_key_arn,
+                    "Condition": {"StringEquals": {
+                        "kms:ViaService": ctx.service_principal("secretsmanager")}},
+                },
+            ]
+        aws.iam.RolePolicy(f"{name}-execution", role=self.execution_role.id,
+                           policy=policy_document(execution_statements), opts=child)
+
+        self.task_role = aws.iam.Role(
+            f"{name}-task", description="The application: read its model version",
+            assume_role_policy=trust, opts=child)
+        aws.iam.RolePolicy(f"{name}-task", role=self.task_role.id, policy=policy_document([
+            {
+                # Only the deployed version's objects; the app never lists the bucket.
+                "Sid": "ReadTheDeployedModelVersion",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": pulumi.Output.concat(args.bucket_arn, f"/{args.model_prefix}/*"),
+            },
+            {
+                "Sid": "DecryptModelObjects",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": args.kms_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": ctx.service_principal("s3")}},
+            },
+        ]), opts=child)
+
+        self.register_outputs({"execution_role_arn": self.execution_role.arn,
+                               "task_role_arn": self.task_role.arn})

@@ -1,0 +1,100 @@
+"""The container image: an ECR repository and the image built from the repo's Dockerfile.
+
+The repository has immutable tags (a tag names one image forever), scans on push, is
+encrypted with the stack's key and expires old images. The image is built for linux/amd64
+explicitly (an ARM laptop otherwise produces an image Fargate cannot run: ``exec format
+error``), tagged with a hash of its build inputs, pushed with short-lived ECR credentials,
+and the service references the pushed digest, never the tag.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker as docker
+
+from infra.build_context import build_inputs_hash
+
+PLATFORM = "linux/amd64"
+KEEP_IMAGES = 30            # images kept in the repository (rollback targets)
+UNTAGGED_DAYS = 7           # untagged layers (failed or superseded pushes) expire after
+
+
+@dataclass
+class ContainerImageArgs:
+    kms_key_arn: pulumi.Input[str]
+    context: Path                     # the build context (the repository root)
+    context_label: str = "."          # how the context is given to docker (relative to cwd)
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str] = field(default_factory=dict)
+    protect: bool = True
+
+
+class ContainerImage(pulumi.ComponentResource):
+    """ECR repository, its lifecycle policy, and the pushed image."""
+
+    repository: aws.ecr.Repository
+    repository_url: pulumi.Output[str]
+    repository_arn: pulumi.Output[str]
+    image_ref: pulumi.Output[str]     # <repository>@sha256:<digest>
+    tag: str
+
+    def __init__(self, name: str, args: ContainerImageArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-app:infra:ContainerImage", name, None, opts)
+        self.repository = aws.ecr.Repository(
+            f"{name}-repo",
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                scan_on_push=True),
+            encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(
+                encryption_type="KMS", kms_key=args.kms_key_arn)],
+            force_delete=not args.protect,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle", repository=self.repository.name,
+            policy=json.dumps({"rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"expire untagged images after {UNTAGGED_DAYS} days",
+                    "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                                  "countUnit": "days", "countNumber": UNTAGGED_DAYS},
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 2,
+                    "description": f"keep the {KEEP_IMAGES} most recent images",
+                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                  "countNumber": KEEP_IMAGES},
+                    "action": {"type": "expire"},
+                },
+            ]}),
+            opts=pulumi.ResourceOptions(parent=self))
+
+        self.tag = build_inputs_hash(args.context.resolve(), args.dockerfile, PLATFORM,
+                                     tuple(sorted(args.build_args.items())))[:16]
+        # Short-lived (12 h) credentials, fetched at each run; kept secret in the state.
+        creds = aws.ecr.get_authorization_token_output(
+            registry_id=self.repository.registry_id, opts=pulumi.InvokeOptions(parent=self))
+        image = docker.Image(
+            f"{name}-image",
+            image_name=pulumi.Output.concat(self.repository.repository_url, ":", self.tag),
+            build=docker.DockerBuildArgs(context=args.context_label,
+                                         dockerfile=args.dockerfile,
+                                         platform=PLATFORM, args=args.build_args or None),
+            # A preview does not build (pulumi-docker#540); CI builds in its own step.
+            build_on_preview=False,
+            registry=docker.RegistryArgs(server=self.repository.repository_url,
+                                         username=creds.user_name,
+                                         password=pulumi.Output.secret(creds.password)),
+            opts=pulumi.ResourceOptions(parent=self))
+
+        self.repository_url = self.repository.repository_url
+        self.repository_arn = self.repository.arn
+        self.image_ref = image.repo_digest
+        self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
+                               "tag": self.tag})

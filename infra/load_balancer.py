@@ -1,0 +1,165 @@
+"""The Application Load Balancer in the public subnets, and the two security groups.
+
+With a certificate (``certificateArn``, or one created and DNS-validated for ``domainName``
+in ``hostedZoneId``) the ALB answers HTTPS with a modern TLS policy and redirects HTTP to
+HTTPS; without one (allowed outside production only, with a warning) it forwards plain HTTP.
+It drops requests with invalid header fields (request smuggling), and health-checks the
+tasks on the app's readiness endpoint.
+
+Security groups: the ALB accepts the configured client networks on 80 and 443 only and may
+only talk to the tasks' group on the container port; the tasks accept only the ALB's group
+on that port and may only leave on 443 (AWS APIs, through the NAT or the VPC endpoints).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+# TLS 1.2 and 1.3 with forward-secret AEAD ciphers and post-quantum key exchange: AWS's
+# current console default. Old clients without TLS 1.2 cannot connect, which is intended.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+IDLE_TIMEOUT = 60            # seconds; gunicorn's keep-alive (75 s) stays above it: no 502s
+DEREGISTRATION_DELAY = 30    # seconds to drain a stopping task (requests take milliseconds)
+HEALTH_CHECK_PATH = "/readyz"
+
+
+@dataclass
+class LoadBalancerArgs:
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    public_subnet_ids: Sequence[pulumi.Input[str]]
+    allowed_cidrs: Sequence[str]
+    container_port: int
+    certificate_arn: str | None = None
+    domain_name: str | None = None
+    hosted_zone_id: str | None = None
+    deletion_protection: bool = True
+
+
+def _cidr_args(cidr: str) -> dict[str, str]:
+    key = "cidr_ipv6" if ipaddress.ip_network(cidr).version == 6 else "cidr_ipv4"
+    return {key: cidr}
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """ALB, listeners, target group, security groups, and optionally certificate and DNS."""
+
+    alb: aws.lb.LoadBalancer
+    target_group: aws.lb.TargetGroup
+    service_security_group_id: pulumi.Output[str]
+    url: pulumi.Output[str]
+    https: bool
+
+    def __init__(self, name: str, args: LoadBalancerArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-app:infra:LoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        create_certificate = bool(args.domain_name and args.hosted_zone_id
+                                  and not args.certificate_arn)
+        self.https = bool(args.certificate_arn or create_certificate)
+        port = args.container_port
+
+        alb_sg = aws.ec2.SecurityGroup(f"{name}-alb", vpc_id=args.vpc_id,
+                                       description="Load balancer: clients in, tasks out",
+                                       tags={"Name": f"{name}-alb"}, opts=child)
+        task_sg = aws.ec2.SecurityGroup(f"{name}-tasks", vpc_id=args.vpc_id,
+                                        description="Service tasks: only from the load balancer",
+                                        tags={"Name": f"{name}-tasks"}, opts=child)
+        listener_ports = (80, 443) if self.https else (80,)
+        for i, cidr in enumerate(args.allowed_cidrs):
+            for listener_port in listener_ports:
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-alb-in-{listener_port}-{i}", security_group_id=alb_sg.id,
+                    description=f"clients on {listener_port}", ip_protocol="tcp",
+                    from_port=listener_port, to_port=listener_port, **_cidr_args(cidr),
+                    opts=child)
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-alb-to-tasks", security_group_id=alb_sg.id,
+            description="to the tasks' container port", ip_protocol="tcp",
+            from_port=port, to_port=port, referenced_security_group_id=task_sg.id, opts=child)
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-tasks-from-alb", security_group_id=task_sg.id,
+            description="from the load balancer only", ip_protocol="tcp",
+            from_port=port, to_port=port, referenced_security_group_id=alb_sg.id, opts=child)
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-tasks-https-out", security_group_id=task_sg.id,
+            description="HTTPS to AWS APIs (ECR, S3, Logs, Secrets Manager)",
+            ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0", opts=child)
+
+        self.alb = aws.lb.LoadBalancer(
+            f"{name}-alb", load_balancer_type="application", internal=False,
+            subnets=list(args.public_subnet_ids), security_groups=[alb_sg.id],
+            drop_invalid_header_fields=True, desync_mitigation_mode="defensive",
+            enable_http2=True, idle_timeout=IDLE_TIMEOUT,
+            enable_deletion_protection=args.deletion_protection,
+            opts=child)
+        self.target_group = aws.lb.TargetGroup(
+            f"{name}-tg", target_type="ip", vpc_id=args.vpc_id, port=port, protocol="HTTP",
+            deregistration_delay=DEREGISTRATION_DELAY,
+            # Inference is CPU-bound with one sync worker per vCPU: send each request to the
+            # task with the fewest in flight rather than round-robin.
+            load_balancing_algorithm_type="least_outstanding_requests",
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                enabled=True, path=HEALTH_CHECK_PATH, protocol="HTTP", port="traffic-port",
+                matcher="200", interval=15, timeout=5, healthy_threshold=2,
+                unhealthy_threshold=3),
+            opts=child)
+        forward = aws.lb.ListenerDefaultActionArgs(type="forward",
+                                                   target_group_arn=self.target_group.arn)
+
+        certificate_arn: pulumi.Input[str] | None = args.certificate_arn
+        if create_certificate:
+            certificate_arn = self._certificate(name, args)
+        if self.https:
+            aws.lb.Listener(f"{name}-https", load_balancer_arn=self.alb.arn, port=443,
+                            protocol="HTTPS", ssl_policy=TLS_POLICY,
+                            certificate_arn=certificate_arn, default_actions=[forward],
+                            opts=child)
+            aws.lb.Listener(f"{name}-http", load_balancer_arn=self.alb.arn, port=80,
+                            protocol="HTTP", default_actions=[aws.lb.ListenerDefaultActionArgs(
+                                type="redirect",
+                                redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                                    protocol="HTTPS", port="443", status_code="HTTP_301"))],
+                            opts=child)
+        else:
+            pulumi.log.warn("no certificate configured: the load balancer serves plain HTTP "
+                            "(set certificateArn, or domainName and hostedZoneId)", self)
+            aws.lb.Listener(f"{name}-http", load_balancer_arn=self.alb.arn, port=80,
+                            protocol="HTTP", default_actions=[forward], opts=child)
+
+        if args.domain_name and args.hosted_zone_id:
+            aws.route53.Record(f"{name}-alias", zone_id=args.hosted_zone_id,
+                               name=args.domain_name, type="A",
+                               aliases=[aws.route53.RecordAliasArgs(
+                                   name=self.alb.dns_name, zone_id=self.alb.zone_id,
+                                   evaluate_target_health=True)],
+                               opts=child)
+
+        host = pulumi.Output.from_input(args.domain_name) if args.domain_name else self.alb.dns_name
+        self.url = pulumi.Output.concat("https://" if self.https else "http://", host)
+        self.service_security_group_id = task_sg.id
+        self.register_outputs({"url": self.url, "alb_arn": self.alb.arn,
+                               "target_group_arn": self.target_group.arn})
+
+    def _certificate(self, name: str, args: LoadBalancerArgs) -> pulumi.Output[str]:
+        """An ACM certificate for the domain, validated through a record in its zone."""
+        child = pulumi.ResourceOptions(parent=self)
+        cert = aws.acm.Certificate(f"{name}-cert", domain_name=args.domain_name,
+                                   validation_method="DNS", key_algorithm="EC_prime256v1",
+                                   opts=child)
+        option = cert.domain_validation_options[0]
+        record = aws.route53.Record(f"{name}-cert-validation", zone_id=args.hosted_zone_id,
+                                    name=option.resource_record_name,
+                                    type=option.resource_record_type,
+                                    records=[option.resource_record_value], ttl=300,
+                                    allow_overwrite=True, opts=child)
+        validation = aws.acm.CertificateValidation(f"{name}-cert",
+                                                   certificate_arn=cert.arn,
+                                                   validation_record_fqdns=[record.fqdn],
+                                                   opts=child)
+        return validation.certificate_arn

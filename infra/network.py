@@ -1,0 +1,167 @@
+"""The VPC: public subnets for the load balancer, private subnets for the tasks.
+
+Built from plain ``pulumi_aws`` resources rather than awsx's Vpc: under Pulumi's mocks an
+awsx component is one opaque resource, and the tests must see every subnet, route and NAT
+gateway to prove that tasks have no route from the internet.
+
+Layout: the VPC range is cut into eight equal blocks; zone ``i`` gets public block ``i`` and
+private block ``4 + i``. NAT gateways follow the stack's strategy (one per zone, a single one,
+or none when VPC endpoints carry all of the tasks' AWS traffic). The S3 gateway endpoint is
+always there (it is free, and image layers and model files then never cross a NAT).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import policy_document, service_trust_policy
+from infra.provider import AwsContext
+
+# Interface endpoints the tasks need to start without NAT: image pull (ECR API and registry;
+# layers come from S3 through the gateway endpoint), logs, and the API key secret.
+INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
+
+
+@dataclass
+class NetworkArgs:
+    context: AwsContext
+    cidr: str
+    zone_count: int
+    nat_gateways: str                  # one-per-az | single | none
+    interface_endpoints: bool
+    flow_logs: bool
+    flow_log_group_name: str
+    log_retention_days: int
+    kms_key_arn: pulumi.Input[str]
+
+
+class Network(pulumi.ComponentResource):
+    """VPC, subnets, routes, NAT gateways, VPC endpoints and (optionally) flow logs."""
+
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: NetworkArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-app:infra:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        blocks = list(ipaddress.ip_network(args.cidr).subnets(prefixlen_diff=3))
+        zones = aws.get_availability_zones_output(
+            state="available",
+            # Skip Local and Wavelength Zones: they lack Fargate.
+            filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
+                                                        values=["opt-in-not-required"])],
+            opts=pulumi.InvokeOptions(parent=self)).names
+
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_support=True,
+                          enable_dns_hostnames=True,  # private DNS for interface endpoints
+                          tags={"Name": name}, opts=child)
+        self.vpc_id = vpc.id
+        # Take every rule away from the VPC's default security group, so that nothing
+        # attached to it by mistake can talk to anything (CIS AWS Foundations 5.4).
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
+                                     tags={"Name": f"{name}-default-unused"}, opts=child)
+
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": name},
+                                      opts=child)
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id,
+                                       tags={"Name": f"{name}-public"}, opts=child)
+        aws.ec2.Route(f"{name}-public-default", route_table_id=public_rt.id,
+                      destination_cidr_block="0.0.0.0/0", gateway_id=igw.id, opts=child)
+
+        self.public_subnet_ids, self.private_subnet_ids = [], []
+        private_route_tables: list[aws.ec2.RouteTable] = []
+        nat_ids: list[pulumi.Output[str]] = []
+        for i in range(args.zone_count):
+            zone = zones.apply(lambda names, i=i: names[i])
+            public = aws.ec2.Subnet(
+                f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=str(blocks[i]),
+                availability_zone=zone,
+                map_public_ip_on_launch=False,  # the ALB gets its addresses without this
+                tags={"Name": f"{name}-public-{i}", "tier": "public"}, opts=child)
+            aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=public.id,
+                                          route_table_id=public_rt.id, opts=child)
+            private = aws.ec2.Subnet(
+                f"{name}-private-{i}", vpc_id=vpc.id, cidr_block=str(blocks[4 + i]),
+                availability_zone=zone, map_public_ip_on_launch=False,
+                tags={"Name": f"{name}-private-{i}", "tier": "private"}, opts=child)
+            route_table = aws.ec2.RouteTable(f"{name}-private-{i}", vpc_id=vpc.id,
+                                             tags={"Name": f"{name}-private-{i}"}, opts=child)
+            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=private.id,
+                                          route_table_id=route_table.id, opts=child)
+            self.public_subnet_ids.append(public.id)
+            self.private_subnet_ids.append(private.id)
+            private_route_tables.append(route_table)
+
+            if args.nat_gateways == "one-per-az" or (args.nat_gateways == "single" and i == 0):
+                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc",
+                                  tags={"Name": f"{name}-nat-{i}"}, opts=child)
+                nat = aws.ec2.NatGateway(f"{name}-nat-{i}", allocation_id=eip.allocation_id,
+                                         subnet_id=public.id, tags={"Name": f"{name}-nat-{i}"},
+                                         opts=pulumi.ResourceOptions(parent=self,
+                                                                     depends_on=[igw]))
+                nat_ids.append(nat.id)
+            if nat_ids:
+                # A zone without its own NAT gateway uses the first one (strategy "single").
+                aws.ec2.Route(f"{name}-private-{i}-default", route_table_id=route_table.id,
+                              destination_cidr_block="0.0.0.0/0",
+                              nat_gateway_id=nat_ids[min(i, len(nat_ids) - 1)], opts=child)
+
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
+            service_name=f"com.amazonaws.{args.context.region}.s3",
+            route_table_ids=[rt.id for rt in private_route_tables],
+            tags={"Name": f"{name}-s3"}, opts=child)
+        if args.interface_endpoints:
+            self._interface_endpoints(name, args, vpc)
+        if args.flow_logs:
+            self._flow_logs(name, args, vpc)
+
+        self.register_outputs({"vpc_id": self.vpc_id,
+                               "public_subnet_ids": self.public_subnet_ids,
+                               "private_subnet_ids": self.private_subnet_ids})
+
+    def _interface_endpoints(self, name: str, args: NetworkArgs, vpc: aws.ec2.Vpc) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        sg = aws.ec2.SecurityGroup(f"{name}-endpoints", vpc_id=vpc.id,
+                                   description="HTTPS from inside the VPC to the AWS endpoints",
+                                   tags={"Name": f"{name}-endpoints"}, opts=child)
+        aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=sg.id,
+                                         description="HTTPS from the VPC", ip_protocol="tcp",
+                                         from_port=443, to_port=443, cidr_ipv4=args.cidr,
+                                         opts=child)
+        for service in INTERFACE_ENDPOINTS:
+            aws.ec2.VpcEndpoint(
+                f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id,
+                vpc_endpoint_type="Interface",
+                service_name=f"com.amazonaws.{args.context.region}.{service}",
+                private_dns_enabled=True, subnet_ids=self.private_subnet_ids,
+                security_group_ids=[sg.id], tags={"Name": f"{name}-{service}"}, opts=child)
+
+    def _flow_logs(self, name: str, args: NetworkArgs, vpc: aws.ec2.Vpc) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        ctx = args.context
+        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", name=args.flow_log_group_name,
+                                        retention_in_days=args.log_retention_days,
+                                        kms_key_id=args.kms_key_arn, opts=child)
+        role = aws.iam.Role(f"{name}-flow-logs",
+                            description="VPC flow logs write to their log group",
+                            assume_role_policy=service_trust_policy(
+                                "vpc-flow-logs.amazonaws.com", ctx,
+                                ctx.arn("ec2", "vpc-flow-log/*")),
+                            opts=child)
+        aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=policy_document([{
+            "Sid": "WriteTheFlowLogGroup",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Resource": [group.arn, pulumi.Output.concat(group.arn, ":log-stream:*")],
+        }]), opts=child)
+        aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type="ALL",
+                        log_destination_type="cloud-watch-logs", log_destination=group.arn,
+                        iam_role_arn=role.arn, max_aggregation_interval=600,
+                        tags={"Name": name}, opts=child)

@@ -1,0 +1,204 @@
+"""The ECS Fargate service: cluster, task definition and service, with their IAM roles.
+
+The task runs the image by digest as uid 10001 on a read-only root filesystem (the only
+writable path is an ephemeral volume on /tmp, where the model cache lives), with every Linux
+capability dropped, in private subnets without a public IP. It loads the stack's model
+version from S3 and verifies it against the manifest hash given here.
+
+Deployments are guarded twice: the ECS circuit breaker rolls back when new tasks fail to
+start or to pass health checks, and the error-rate and latency alarms roll back a deployment
+whose tasks are healthy but serve badly. ``wait_for_steady_state`` makes ``pulumi up`` wait
+for the outcome. A rolled-back deployment is still reported as a successful update by the
+provider (pulumi-aws#4487): compare the service's running task definition with the
+``taskDefinitionArn`` output after a deploy (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import ServiceRoles, ServiceRolesArgs
+from infra.provider import AwsContext
+
+CONTAINER_NAME = "app"
+CONTAINER_PORT = 8080
+APP_USER = "10001:10001"          # the image's "app" user
+TMP_VOLUME = "tmp"
+MODEL_CACHE_DIR = "/tmp/ml-app-models"
+STOP_TIMEOUT = 30                 # seconds; gunicorn's graceful timeout is 25
+HEALTH_CHECK_GRACE = 60           # seconds; the model loads in under 2
+HEALTH_CHECK_COMMAND = [
+    "CMD", "python", "-c",
+    "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("
+    "'http://127.0.0.1:8080/readyz', timeout=2).status == 200 else 1)",
+]
+
+
+@dataclass
+class ServiceArgs:
+    context: AwsContext
+    cluster_name: str
+    service_name: str
+    cpu: int
+    memory: int
+    desired_count: int
+    fargate_base: int
+    fargate_weight: int
+    fargate_spot_weight: int
+    image_ref: pulumi.Input[str]                 # repository@sha256:digest
+    repository_arn: pulumi.Input[str]
+    model_uri: pulumi.Input[str]
+    model_sha256: str
+    bucket_arn: pulumi.Input[str]
+    model_prefix: str
+    kms_key_arn: pulumi.Input[str]
+    log_group_name: pulumi.Input[str]
+    log_group_arn: pulumi.Input[str]
+    metrics_namespace: str
+    private_subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    target_group_arn: pulumi.Input[str]
+    deployment_alarm_names: Sequence[pulumi.Input[str]]
+    api_key_secret_arn: pulumi.Input[str] | None = None
+    # Resources the service must wait for (the load balancer's listeners: a target group
+    # can only be attached to a service once a listener uses it).
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def container_definitions(args: ServiceArgs) -> pulumi.Output[str]:
+    """The task's one container. Every value ECS would otherwise default is spelled out and
+    lists are sorted, so that the definition read back from AWS equals this one and a
+    ``pulumi preview`` shows no phantom diff (pulumi-aws#1985)."""
+    environment = {
+        "AWS_REGION": args.context.region,
+        "LOG_LEVEL": "INFO",
+        "METRICS_NAMESPACE": args.metrics_namespace,
+        "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+        "MODEL_SHA256": args.model_sha256,
+        "MODEL_URI": args.model_uri,
+        # One sync worker per vCPU (design.md 6).
+        "WEB_CONCURRENCY": str(max(1, args.cpu // 1024)),
+    }
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": args.image_ref,
+        "essential": True,
+        "cpu": 0,
+        "portMappings": [{"containerPort": CONTAINER_PORT, "hostPort": CONTAINER_PORT,
+                          "protocol": "tcp", "name": "http", "appProtocol": "http"}],
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": "/tmp",
+                         "readOnly": False}],
+        "volumesFrom": [],
+        "systemControls": [],
+        "user": APP_USER,
+        "readonlyRootFilesystem": True,
+        "privileged": False,
+        "linuxParameters": {"capabilities": {"add": [], "drop": ["ALL"]},
+                            "initProcessEnabled": True},
+        "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
+        "healthCheck": {"command": HEALTH_CHECK_COMMAND, "interval": 15, "timeout": 5,
+                        "retries": 3, "startPeriod": HEALTH_CHECK_GRACE},
+        "stopTimeout": STOP_TIMEOUT,
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": args.log_group_name,
+            "awslogs-region": args.context.region,
+            "awslogs-stream-prefix": CONTAINER_NAME,
+            # Never block the app on a slow log pipe; buffer up to 25 MB instead.
+            "mode": "non-blocking",
+            "max-buffer-size": "25m",
+        }},
+    }
+    if args.api_key_secret_arn is not None:
+        container["secrets"] = [{"name": "API_KEY", "valueFrom": args.api_key_secret_arn}]
+    return pulumi.Output.json_dumps([container])
+
+
+class Service(pulumi.ComponentResource):
+    """ECS cluster with Container Insights, Fargate task definition and service."""
+
+    cluster_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    task_definition_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-app:infra:Service", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster", name=args.cluster_name,
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            opts=child)
+        strategy = [
+            # "base" tasks always run on on-demand FARGATE; weights share the rest.
+            {"capacity_provider": "FARGATE", "base": args.fargate_base,
+             "weight": args.fargate_weight},
+            # Only one provider of a strategy may declare a base.
+            {"capacity_provider": "FARGATE_SPOT", "weight": args.fargate_spot_weight},
+        ]
+        aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity", cluster_name=cluster.name,
+            capacity_providers=["FARGATE", "FARGATE_SPOT"],
+            default_capacity_provider_strategies=[
+                aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(**s)
+                for s in strategy],
+            opts=child)
+
+        roles = ServiceRoles(f"{name}-roles", ServiceRolesArgs(
+            context=args.context, repository_arn=args.repository_arn,
+            log_group_arn=args.log_group_arn, bucket_arn=args.bucket_arn,
+            model_prefix=args.model_prefix, kms_key_arn=args.kms_key_arn,
+            api_key_secret_arn=args.api_key_secret_arn), opts=child)
+
+        task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task", family=args.cluster_name,
+            cpu=str(args.cpu), memory=str(args.memory), network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture="X86_64"),
+            execution_role_arn=roles.execution_role.arn, task_role_arn=roles.task_role.arn,
+            # Fargate has no tmpfs: an ephemeral task-storage volume is the writable /tmp.
+            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=TMP_VOLUME)],
+            container_definitions=container_definitions(args),
+            # Keep old revisions registered so an operator can roll back to one by hand.
+            skip_destroy=True,
+            opts=child)
+
+        service = aws.ecs.Service(
+            f"{name}-service", name=args.service_name, cluster=cluster.arn,
+            task_definition=task_definition.arn, desired_count=args.desired_count,
+            capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(**s)
+                                          for s in strategy],
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=list(args.private_subnet_ids), security_groups=[args.security_group_id],
+                assign_public_ip=False),
+            load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
+                target_group_arn=args.target_group_arn, container_name=CONTAINER_NAME,
+                container_port=CONTAINER_PORT)],
+            health_check_grace_period_seconds=HEALTH_CHECK_GRACE,
+            deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True),
+            alarms=aws.ecs.ServiceAlarmsArgs(alarm_names=list(args.deployment_alarm_names),
+                                             enable=True, rollback=True),
+            # Spread tasks back over the zones after a zone recovers or Spot is reclaimed.
+            availability_zone_rebalancing="ENABLED",
+            enable_execute_command=False, propagate_tags="SERVICE",
+            enable_ecs_managed_tags=True, wait_for_steady_state=True,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.depends_on),
+                # Autoscaling owns the running count after creation.
+                ignore_changes=["desiredCount"],
+                custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")))
+
+        self.cluster_name = cluster.name
+        self.service_name = service.name
+        self.task_definition_arn = task_definition.arn
+        self.register_outputs({"cluster_name": self.cluster_name,
+                               "service_name": self.service_name,
+                               "task_definition_arn": self.task_definition_arn})

@@ -1,0 +1,455 @@
+"""Run the Pulumi program offline, under Pulumi's mocks, and record the whole resource graph.
+
+No Pulumi CLI, no AWS account: ``run_program(stack)`` loads ``Pulumi.yaml``'s declared
+defaults and ``Pulumi.<stack>.yaml`` the way the CLI does, runs ``__main__.py`` against a
+recording mock monitor, and returns a ``Graph``: every resource with its type, name, parent,
+provider, options (protect, ignore_changes, depends_on...), inputs and mocked outputs, every
+invoke, every component's registered outputs, the stack exports and the warnings logged.
+
+Pitfalls handled here (see shared notes, pulumi-offline.md): each run gets a fresh event
+loop, reset runtime options and its own config; the program is re-executed with ``runpy``
+(an imported module registers nothing the second time); invokes are mocked strictly (an
+unmocked one fails the run with its token); numbers arrive as floats and are normalised;
+secrets arrive wrapped and are kept as ``Secret`` in ``raw_inputs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import runpy
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PROJECT = "ml-app"
+STACKS = ("dev", "staging", "prod")
+MOCK_ACCOUNT = "123456789012"
+MAIN = ROOT / "__main__.py"
+
+
+# ------------------------------------------------------------------------------ records --
+@dataclass(frozen=True)
+class Secret:
+    """A value the program marked secret (kept wrapped in ``Resource.raw_inputs``)."""
+
+    value: Any
+
+
+@dataclass
+class Resource:
+    urn: str
+    type: str
+    name: str
+    parent: str                   # parent URN ("" for the stack's direct children)
+    custom: bool                  # False for components
+    provider: str                 # provider reference "urn::id" ("" for components)
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    ignore_changes: list[str]
+    depends_on: list[str]         # URNs
+    raw_inputs: dict[str, Any]    # with Secret wrappers
+    inputs: dict[str, Any]        # secrets unwrapped
+    outputs: dict[str, Any]       # what the mocks returned
+
+    @property
+    def label(self) -> str:
+        return f"{self.type} {self.name}"
+
+
+@dataclass
+class Invoke:
+    token: str
+    args: dict[str, Any]
+    provider: str
+
+
+@dataclass
+class Graph:
+    """One stack's recorded program run."""
+
+    stack: str
+    config: dict[str, str]
+    resources: list[Resource] = field(default_factory=list)
+    invokes: list[Invoke] = field(default_factory=list)
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exports: dict[str, Any] = field(default_factory=dict)
+    secret_exports: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def by_urn(self, urn: str) -> Resource:
+        for r in self.resources:
+            if r.urn == urn:
+                return r
+        raise KeyError(urn)
+
+    def children(self, parent: Resource) -> list[Resource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    def ancestors(self, resource: Resource) -> list[Resource]:
+        chain, urn = [], resource.parent
+        while urn:
+            parent = self.by_urn(urn) if any(r.urn == urn for r in self.resources) else None
+            if parent is None:
+                break
+            chain.append(parent)
+            urn = parent.parent
+        return chain
+
+
+# ------------------------------------------------------------------------------- helpers --
+def resources_of_type(graph: Graph, *types: str) -> list[Resource]:
+    """Resources whose type token is one of ``types`` (e.g. "aws:ecs/service:Service")."""
+    return [r for r in graph.resources if r.type in types]
+
+
+def one(graph: Graph, type_: str) -> Resource:
+    found = resources_of_type(graph, type_)
+    assert len(found) == 1, f"expected exactly one {type_}, found {[r.name for r in found]}"
+    return found[0]
+
+
+def unwrap(value: Any) -> Any:
+    """Remove Secret wrappers recursively."""
+    if isinstance(value, Secret):
+        return unwrap(value.value)
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def json_input(resource: Resource, key: str) -> Any:
+    """A JSON-string input (policy, container definitions...) parsed."""
+    value = resource.inputs.get(key)
+    assert isinstance(value, str), f"{resource.label}: {key} is not a JSON string: {value!r}"
+    return json.loads(value)
+
+
+# Where policy documents live, by resource type: (input key, kind).
+POLICY_INPUTS: dict[str, tuple[str, str]] = {
+    "aws:iam/rolePolicy:RolePolicy": ("policy", "identity"),
+    "aws:iam/policy:Policy": ("policy", "identity"),
+    "aws:iam/role:Role": ("assumeRolePolicy", "trust"),
+    "aws:kms/key:Key": ("policy", "key"),
+    "aws:s3/bucketPolicy:BucketPolicy": ("policy", "resource"),
+    "aws:sns/topicPolicy:TopicPolicy": ("policy", "resource"),
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": ("policy", "resource"),
+    "aws:secretsmanager/secretPolicy:SecretPolicy": ("policy", "resource"),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ("policy", "resource"),
+}
+
+
+@dataclass
+class PolicyDoc:
+    resource: Resource
+    kind: str                    # identity | trust | key | resource
+    text: str
+    document: dict[str, Any]
+
+    @property
+    def statements(self) -> list[dict[str, Any]]:
+        statements = self.document.get("Statement", [])
+        return statements if isinstance(statements, list) else [statements]
+
+
+def policy_documents(graph: Graph, *kinds: str) -> list[PolicyDoc]:
+    """Every policy document in the graph (optionally only the given kinds)."""
+    docs = []
+    for r in graph.resources:
+        where = POLICY_INPUTS.get(r.type)
+        if where is None or r.inputs.get(where[0]) in (None, ""):
+            continue
+        if kinds and where[1] not in kinds:
+            continue
+        text = r.inputs[where[0]]
+        docs.append(PolicyDoc(r, where[1], text, json.loads(text)))
+    return docs
+
+
+def as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+# ------------------------------------------------------------------------------- config --
+def _to_config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def stack_config(stack: str, overrides: Mapping[str, Any] | None = None
+                 ) -> tuple[dict[str, str], list[str]]:
+    """The config map the CLI would pass: project defaults from Pulumi.yaml, then the stack
+    file, then ``overrides`` (keys without a namespace are the project's; None removes)."""
+    project_doc = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    values: dict[str, Any] = {}
+    for key, spec in (project_doc.get("config") or {}).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(spec, dict) and "type" in spec:
+            if "default" in spec:
+                values[full] = spec["default"]
+        elif isinstance(spec, dict) and "value" in spec:
+            values[full] = spec["value"]
+        else:
+            values[full] = spec
+    stack_doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    secret_keys = []
+    for key, value in (stack_doc.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            value = f"mock-secret-for-{key}"
+            secret_keys.append(key)
+        values[key] = value
+    for key, value in (overrides or {}).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if value is None:
+            values.pop(full, None)
+        else:
+            values[full] = value
+    return {k: _to_config_string(v) for k, v in values.items()}, secret_keys
+
+
+# -------------------------------------------------------------------------------- mocks --
+def _short_hash(text: str, n: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+class AwsMocks(pulumi_mocks.Mocks):
+    """Deterministic outputs shaped like AWS's, and strict invokes."""
+
+    def __init__(self, region: str, account: str):
+        self.region = region
+        self.account = account
+
+    def call(self, args: pulumi_mocks.MockCallArgs):
+        region, account = self.region, self.account
+        results = {
+            "aws:index/getCallerIdentity:getCallerIdentity": lambda: {
+                "accountId": account, "arn": f"arn:aws:iam::{account}:role/deployer",
+                "userId": "AROAMOCK", "id": account},
+            "aws:index/getPartition:getPartition": lambda: {
+                "partition": "aws", "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws", "id": "aws"},
+            "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: {
+                "names": [f"{region}{z}" for z in "abc"],
+                "zoneIds": [f"euw1-az{i}" for i in (1, 2, 3)], "id": region},
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": lambda: {
+                "userName": "AWS", "password": "mock-ecr-password",
+                "authorizationToken": "QVdTOm1vY2s=", "expiresAt": "2030-01-01T00:00:00Z",
+                "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
+                "id": region},
+            "aws:secretsmanager/getRandomPassword:getRandomPassword": lambda: {
+                "randomPassword": "MockApiKey" + "0" * 38, "id": "mock"},
+        }
+        if args.token not in results:
+            raise AssertionError(f"unmocked invoke {args.token}: add it to AwsMocks.call")
+        return results[args.token](), []
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+        t, inputs = args.typ, dict(args.inputs)
+        region, account = self.region, self.account
+        physical = inputs.get("name") if isinstance(inputs.get("name"), str) else \
+            f"{args.name}-{_short_hash(args.name, 7)}"
+        outputs = dict(inputs)
+        rid = f"{args.name}-id"
+        if t.startswith("pulumi:providers:"):
+            return rid, outputs
+        service, _, kind = t.partition(":")[2].partition("/")
+        kind = kind.split(":")[0]
+        outputs.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
+        extra: dict[str, Any] = {}
+        if t == "aws:s3/bucket:Bucket":
+            rid = physical
+            extra = {"bucket": physical, "arn": f"arn:aws:s3:::{physical}",
+                     "bucketRegionalDomainName": f"{physical}.s3.{region}.amazonaws.com"}
+        elif t == "aws:ecr/repository:Repository":
+            extra = {"name": physical, "registryId": account,
+                     "repositoryUrl": f"{account}.dkr.ecr.{region}.amazonaws.com/{physical}",
+                     "arn": f"arn:aws:ecr:{region}:{account}:repository/{physical}"}
+        elif t == "docker:index/image:Image":
+            repo = str(inputs.get("imageName", "")).rsplit(":", 1)[0]
+            extra = {"repoDigest": f"{repo}@sha256:{hashlib.sha256(args.name.encode()).hexdigest()}",
+                     "imageName": inputs.get("imageName")}
+        elif t == "aws:lb/loadBalancer:LoadBalancer":
+            suffix = f"app/{physical}/{_short_hash(physical, 16)}"
+            extra = {"arnSuffix": suffix, "zoneId": "Z32O12XQLNTSW2",
+                     "dnsName": f"{physical}-1234567890.{region}.elb.amazonaws.com",
+                     "arn": f"arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/{suffix}"}
+        elif t == "aws:lb/targetGroup:TargetGroup":
+            suffix = f"targetgroup/{physical}/{_short_hash(physical, 16)}"
+            extra = {"arnSuffix": suffix, "name": physical,
+                     "arn": f"arn:aws:elasticloadbalancing:{region}:{account}:{suffix}"}
+        elif t == "aws:cloudwatch/logGroup:LogGroup":
+            extra = {"arn": f"arn:aws:logs:{region}:{account}:log-group:{physical}"}
+        elif t == "aws:kms/key:Key":
+            key_id = f"mrk-{_short_hash(args.name, 32)}"
+            extra = {"keyId": key_id, "arn": f"arn:aws:kms:{region}:{account}:key/{key_id}"}
+        elif t == "aws:iam/role:Role":
+            extra = {"name": physical, "arn": f"arn:aws:iam::{account}:role/{physical}"}
+        elif t == "aws:secretsmanager/secret:Secret":
+            extra = {"name": physical,
+                     "arn": f"arn:aws:secretsmanager:{region}:{account}:secret:{physical}-AbCdEf"}
+        elif t == "aws:sns/topic:Topic":
+            extra = {"name": physical, "arn": f"arn:aws:sns:{region}:{account}:{physical}"}
+        elif t == "aws:ecs/cluster:Cluster":
+            extra = {"arn": f"arn:aws:ecs:{region}:{account}:cluster/{physical}"}
+        elif t == "aws:ecs/service:Service":
+            rid = f"arn:aws:ecs:{region}:{account}:service/{physical}/{physical}"
+        elif t == "aws:ecs/taskDefinition:TaskDefinition":
+            base = f"arn:aws:ecs:{region}:{account}:task-definition/{inputs.get('family')}"
+            extra = {"arn": f"{base}:1", "arnWithoutRevision": base, "revision": 1}
+        elif t == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            extra = {"arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{physical}"}
+        elif t == "aws:acm/certificate:Certificate":
+            domain = inputs.get("domainName")
+            extra = {"domainValidationOptions": [{
+                "domainName": domain, "resourceRecordName": f"_mock.{domain}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": "_mock.acm-validations.aws."}],
+                "arn": f"arn:aws:acm:{region}:{account}:certificate/{_short_hash(args.name, 8)}"
+                       "-0000-4000-8000-000000000000"}
+        elif t == "aws:acm/certificateValidation:CertificateValidation":
+            extra = {"certificateArn": inputs.get("certificateArn")}
+        elif t == "aws:route53/record:Record":
+            extra = {"fqdn": inputs.get("name")}
+        elif t == "aws:ec2/eip:Eip":
+            extra = {"allocationId": f"eipalloc-{_short_hash(args.name)}", "publicIp": "192.0.2.10"}
+        elif t.startswith("aws:ec2/"):
+            rid = f"{kind[:4].lower()}-{_short_hash(args.name, 12)}"
+        outputs.update(extra)
+        return rid, outputs
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """MockMonitor that also records options, inputs, invokes and registered outputs."""
+
+    def __init__(self, mocks: AwsMocks, graph: Graph):
+        super().__init__(mocks)
+        self.graph = graph
+        self.lock = threading.Lock()
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        raw = _normalise(rpc.deserialize_properties(request.object, keep_unknowns=True))
+        state = self.resources[response.urn].state
+        with self.lock:
+            self.graph.resources.append(Resource(
+                urn=response.urn, type=request.type, name=request.name, parent=request.parent,
+                custom=request.custom, provider=request.provider, protect=request.protect,
+                retain_on_delete=request.retainOnDelete,
+                delete_before_replace=request.deleteBeforeReplace,
+                ignore_changes=list(request.ignoreChanges),
+                depends_on=list(request.dependencies), raw_inputs=raw, inputs=unwrap(raw),
+                outputs=unwrap(_normalise(state))))
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        outputs = unwrap(_normalise(rpc.deserialize_properties(request.outputs,
+                                                                keep_unknowns=True)))
+        with self.lock:
+            self.graph.component_outputs[request.urn] = outputs
+        return super().RegisterResourceOutputs(request)
+
+    def Invoke(self, request):
+        with self.lock:
+            self.graph.invokes.append(Invoke(
+                request.tok, unwrap(_normalise(rpc.deserialize_properties(request.args))),
+                request.provider))
+        return super().Invoke(request)
+
+
+def _normalise(value: Any) -> Any:
+    """Integral floats back to ints, secrets to Secret, nested containers recursively."""
+    if rpc.is_rpc_secret(value):
+        return Secret(_normalise(value["value"]))
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return value
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, sink: list[str]):
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage())
+
+
+# --------------------------------------------------------------------------------- runs --
+def run(stack: str, overrides: Mapping[str, Any] | None = None, *,
+        preview: bool = False) -> Graph:
+    """Run ``__main__.py`` for ``stack`` under mocks. A failure is kept in ``graph.error``
+    (with whatever was registered before it)."""
+    values, secret_keys = stack_config(stack, overrides)
+    graph = Graph(stack=stack, config=values)
+    region = values.get("aws:region", "eu-west-1")
+    account = values.get(f"{PROJECT}:awsAccountId") or MOCK_ACCOUNT
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    logger = logging.getLogger(f"ml-app-harness-{stack}")
+    logger.handlers = [_ListHandler(graph.warnings)]
+    logger.propagate = False
+    try:
+        pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=preview)
+        pulumi.runtime.set_all_config(values, secret_keys)
+        monitor = RecordingMonitor(AwsMocks(region, account), graph)
+        pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview,
+                                 logger=logger, monitor=monitor)
+        try:
+            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(MAIN), run_name="__main__")))
+            root = pulumi.runtime.settings.get_root_resource()
+            for key, value in root.outputs.items():
+                output = pulumi.Output.from_input(value)
+                graph.exports[key] = unwrap(_normalise(_sync_await(output.future())))
+                if _sync_await(output.is_secret()):
+                    graph.secret_exports.add(key)
+        except BaseException as exc:  # noqa: BLE001 - kept for the caller to assert on
+            graph.error = exc
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+        loop.close()
+        asyncio.set_event_loop(None)
+    return graph
+
+
+def run_program(stack: str, overrides: Mapping[str, Any] | None = None, *,
+                preview: bool = False) -> Graph:
+    """Like ``run`` but raises the program's error."""
+    graph = run(stack, overrides, preview=preview)
+    if graph.error is not None:
+        raise graph.error
+    return graph
+
+
+def all_graphs(stacks: Iterable[str] = STACKS) -> dict[str, Graph]:
+    return {stack: run_program(stack) for stack in stacks}

@@ -1,0 +1,208 @@
+"""Stack configuration: declarations, the three stack files, and every validation rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import yaml
+
+from infra import config
+from tests.infra.harness import PROJECT, ROOT, STACKS, run, stack_config
+
+
+def raw_for(stack: str, **overrides) -> dict[str, str]:
+    """The stack's config as parse() receives it (project keys without namespace)."""
+    values, _ = stack_config(stack, overrides)
+    prefix = f"{PROJECT}:"
+    return {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+
+
+def parse(stack: str = "dev", region: str = "eu-west-1", unknown=(), **overrides):
+    return config.parse(raw_for(stack, **overrides), stack=stack, region=region,
+                        unknown_keys=tuple(unknown))
+
+
+# -------------------------------------------------------------------- declarations --
+def test_every_declared_key_fills_a_field_and_every_field_is_declared():
+    declared = {d.field for d in config.declarations().values()}
+    fields = {f.name for f in dataclasses.fields(config.StackConfig)} - set(config.StackConfig.DERIVED)
+    assert declared == fields
+
+
+def test_every_declaration_has_a_type_default_and_description():
+    for key, decl in config.declarations().items():
+        assert decl.type in ("string", "integer", "boolean", "array"), key
+        assert decl.default is not None, f"{key}: Pulumi requires a value when no default exists"
+        assert len(decl.description) > 20, f"{key}: describe the key"
+
+
+def test_pulumi_yaml_runtime_and_defaults_are_valid():
+    doc = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert doc["name"] == PROJECT
+    assert doc["runtime"]["name"] == "python"
+    assert doc["runtime"]["options"]["toolchain"] == "pip"
+    # The declared defaults alone (plus what every stack must say) form a valid config.
+    cfg = config.parse({"owner": "team", "costCentre": "cc-1"}, stack="sandbox",
+                       region="us-east-1")
+    assert cfg.protect_data is True and cfg.https is False
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_files_set_only_declared_keys_and_validate(stack):
+    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    keys = set(doc["config"])
+    project_keys = {k.split(":", 1)[1] for k in keys if k.startswith(f"{PROJECT}:")}
+    assert project_keys, "the stack file sets no project keys"
+    assert project_keys <= set(config.declarations()), project_keys - set(config.declarations())
+    assert doc["config"]["aws:region"]
+    assert doc["config"]["pulumi:disable-default-providers"] == ["aws"]
+    cfg = parse(stack, region=doc["config"]["aws:region"])
+    assert cfg.stack == stack
+
+
+def test_stack_files_differ_where_the_issue_says():
+    dev, staging, prod = (parse(s) for s in STACKS)
+    assert dev.nat_gateways == "single" and dev.fargate_spot_weight > dev.fargate_weight
+    assert dev.desired_count == 1 and dev.log_retention_days <= 7
+    assert prod.production and prod.nat_gateways == "one-per-az"
+    assert prod.min_count >= 2 and prod.availability_zones >= 2
+    assert prod.fargate_base >= prod.min_count
+    assert prod.https and prod.protect_data and prod.waf_enabled
+    assert prod.log_retention_days > staging.log_retention_days > dev.log_retention_days
+    assert staging.https and not dev.https
+
+
+# ------------------------------------------------------------------ validation table --
+# Each row: overrides (on the dev stack unless "stack" is given), the key that must be
+# named, and a fragment of the rule that must be stated.
+BAD_CONFIGS = [
+    ({"cpu": 300}, "cpu", "Fargate cpu size"),
+    ({"cpu": 256, "memory": 4096}, "memory", "Fargate accepts memory 512 to 2048"),
+    ({"cpu": "lots"}, "cpu", "whole number"),
+    ({"minCount": 3, "desiredCount": 2, "maxCount": 4}, "minCount", "minCount <= desiredCount <= maxCount"),
+    ({"desiredCount": 5, "maxCount": 4}, "maxCount", "minCount <= desiredCount <= maxCount"),
+    ({"maxCount": 500}, "maxCount", "from 1 to 100"),
+    ({"minCount": 0}, "minCount", "from 1 to 100"),
+    ({"vpcCidr": "10.0.0.0/33"}, "vpcCidr", "CIDR"),
+    ({"vpcCidr": "10.0.0.1/16"}, "vpcCidr", "CIDR"),
+    ({"vpcCidr": "8.8.0.0/16"}, "vpcCidr", "private"),
+    ({"vpcCidr": "10.0.0.0/8"}, "vpcCidr", "/16 to /24"),
+    ({"allowedCidrs": ["0.0.0.0/0", "300.1.1.1/32"]}, "allowedCidrs", "not a network"),
+    ({"allowedCidrs": []}, "allowedCidrs", "at least one"),
+    ({"allowedCidrs": "0.0.0.0/0"}, "allowedCidrs", "list of strings"),
+    ({"availabilityZones": 1}, "availabilityZones", "2 or 3"),
+    ({"natGateways": "many"}, "natGateways", "one of one-per-az, single, none"),
+    ({"natGateways": "none", "vpcEndpoints": False}, "vpcEndpoints", "VPC endpoints"),
+    ({"logRetentionDays": 10}, "logRetentionDays", "retention CloudWatch Logs accepts"),
+    ({"logRetentionDays": 0}, "logRetentionDays", "retention CloudWatch Logs accepts"),
+    ({"modelVersion": "99"}, "modelVersion", "no released version"),
+    ({"modelName": "nope"}, "modelName", "no released version"),
+    ({"modelName": "../app"}, "modelName", "folder name"),
+    ({"modelVersion": ""}, "modelVersion", "folder name"),
+    ({"owner": ""}, "owner", "1 to 256 characters"),
+    ({"costCentre": "cc<1>"}, "costCentre", "tag"),
+    ({"awsAccountId": "1234"}, "awsAccountId", "12-digit"),
+    ({"certificateArn": "arn:aws:acm:eu-west-1:1:cert"}, "certificateArn", "ACM certificate ARN"),
+    ({"certificateArn": "arn:aws:acm:us-east-1:222222222222:certificate/0f5e6c1a-3b7d-4c2e-9a8f-1d2c3b4a5e6f"},
+     "certificateArn", "stack's region"),
+    ({"domainName": "Not A Domain"}, "domainName", "DNS name"),
+    ({"domainName": "api.example.com"}, "hostedZoneId", "needs hostedZoneId"),
+    ({"hostedZoneId": "Z123"}, "domainName", "needs the domainName"),
+    ({"domainName": "api.example.com", "hostedZoneId": "zone"}, "hostedZoneId", "hosted zone ID"),
+    ({"wafRateLimit": 5}, "wafRateLimit", "from 10 to 2000000000"),
+    ({"fargateWeight": 0, "fargateSpotWeight": 0}, "fargateSpotWeight", "weight above 0"),
+    ({"fargateBase": -1}, "fargateBase", "from 0 to"),
+    ({"scaleRequestsPerTarget": 0}, "scaleRequestsPerTarget", "from 1 to"),
+    ({"alarmEmail": "oncall"}, "alarmEmail", "e-mail"),
+    ({"alarmErrorRatePercent": 0}, "alarmErrorRatePercent", "from 1 to 100"),
+    ({"alarmLatencyP99Ms": 1}, "alarmLatencyP99Ms", "from 10 to 60000"),
+    ({"production": "yes"}, "production", "true or false"),
+    # production rules
+    ({"stack": "prod", "certificateArn": None, "domainName": None, "hostedZoneId": None},
+     "certificateArn", "HTTPS is required when production is true"),
+    ({"stack": "prod", "minCount": 1, "desiredCount": 1, "fargateBase": 1}, "minCount",
+     "at least 2 tasks"),
+    ({"stack": "prod", "natGateways": "single"}, "natGateways", "one NAT gateway per zone"),
+    ({"stack": "prod", "protectData": False}, "protectData", "protected data"),
+    ({"stack": "prod", "wafEnabled": False}, "wafEnabled", "WAF"),
+    ({"stack": "prod", "fargateBase": 1}, "fargateBase", "must not depend on Spot"),
+    ({"stack": "prod", "production": False}, "production", "looks like production"),
+]
+
+
+@pytest.mark.parametrize("overrides,key,rule", BAD_CONFIGS,
+                         ids=[f"{row[1]}-{i}" for i, row in enumerate(BAD_CONFIGS)])
+def test_bad_config_is_refused_naming_key_value_rule_and_file(overrides, key, rule):
+    overrides = dict(overrides)
+    stack = overrides.pop("stack", "dev")
+    with pytest.raises(config.ConfigError) as caught:
+        parse(stack, **overrides)
+    lines = [line for line in caught.value.problems if f"{PROJECT}:{key} = " in line]
+    assert lines, f"no problem names {PROJECT}:{key}: {caught.value.problems}"
+    assert any(rule in line for line in lines), f"rule {rule!r} not stated in {lines}"
+    assert all(line.endswith(f"edit Pulumi.{stack}.yaml") for line in caught.value.problems)
+
+
+def test_region_is_required_and_checked():
+    with pytest.raises(config.ConfigError, match=r"aws:region = None: is required"):
+        parse(region=None)
+    with pytest.raises(config.ConfigError, match=r"aws:region = 'Ireland': must be an AWS region"):
+        parse(region="Ireland")
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(config.ConfigError) as caught:
+        parse(cpu=300, logRetentionDays=10, natGateways="many", alarmEmail="x",
+              unknown=["cpuu"])
+    problems = caught.value.problems
+    assert len(problems) == 5, problems
+    message = str(caught.value)
+    assert message.startswith("invalid configuration for stack 'dev' (5 problems")
+    for key in ("cpu", "logRetentionDays", "natGateways", "alarmEmail", "cpuu"):
+        assert f"{PROJECT}:{key} = " in message
+
+
+def test_unknown_key_is_a_typo_with_a_suggestion():
+    with pytest.raises(config.ConfigError, match=r"ml-app:certifcateArn = .*did you mean "
+                                                 r"ml-app:certificateArn\?"):
+        parse(unknown=["certifcateArn"])
+
+
+def test_empty_strings_mean_unset_for_optional_keys():
+    cfg = parse(certificateArn="", domainName=" ", alarmEmail="")
+    assert cfg.certificate_arn is None and cfg.domain_name is None and cfg.alarm_email is None
+
+
+def test_model_version_is_pinned_by_its_manifest_hash():
+    cfg = parse()
+    manifest = cfg.model_dir / "manifest.json"
+    import hashlib
+    assert cfg.model_manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert "manifest.json" in cfg.model_files and "model.tflite" in cfg.model_files
+    assert re.fullmatch(r"models/digits/1", cfg.model_prefix)
+
+
+def test_a_tampered_model_file_is_refused(tmp_path, monkeypatch):
+    import shutil
+    fake_root = tmp_path / "artifacts"
+    shutil.copytree(config.MODEL_ROOT / "digits" / "1", fake_root / "digits" / "1")
+    (fake_root / "digits" / "1" / "model.tflite").write_bytes(b"not the model")
+    monkeypatch.setattr(config, "MODEL_ROOT", fake_root)
+    with pytest.raises(config.ConfigError, match="model.tflite does not match its sha256"):
+        parse()
+
+
+# ------------------------------------------------------------- through the program --
+def test_invalid_config_creates_nothing_and_names_the_problem():
+    graph = run("dev", {"cpu": 300, "bogusKey": "1"})
+    assert isinstance(graph.error, config.ConfigError)
+    assert "ml-app:cpu = 300" in str(graph.error)
+    assert "ml-app:bogusKey" in str(graph.error)  # unknown keys come from the engine's config
+    assert graph.resources == []
+
+
+def test_config_error_is_a_clean_pulumi_error():
+    import pulumi
+    assert issubclass(config.ConfigError, pulumi.RunError)
