@@ -29,7 +29,7 @@ import requests
 from tests.conftest import MODEL_DIR, ROOT, free_port
 
 IMAGE_TAG = os.environ.get("ML_APP_TEST_IMAGE", "ml-app:test")
-BUILD_TIMEOUT = 1200      # a cold build downloads ~60 MB of wheels; warm builds take seconds
+BUILD_TIMEOUT = 840       # below pytest-timeout's 900 s; a cold build takes ~20 s here
 READY_TIMEOUT = 60        # the service is ready in well under a second; this bounds a hang
 PREDICT = "/v1/models/digits:predict"
 
@@ -208,10 +208,10 @@ def start(docker, image):
     mine: list[str] = []
 
     def _start(env: dict | None = None, volumes: dict | None = None, args=LOCKED_DOWN,
-               wait: bool = True) -> Service:
+               wait: bool = True, bind_host: str | None = None) -> Service:
         port = free_port()
-        cid = docker.run(image.tag, *args, env={"PORT": str(port), **(env or {})},
-                         volumes=volumes)
+        listen = {"BIND": f"{bind_host}:{port}"} if bind_host else {"PORT": str(port)}
+        cid = docker.run(image.tag, *args, env={**listen, **(env or {})}, volumes=volumes)
         mine.append(cid)
         url = f"http://127.0.0.1:{port}"
         ready = wait_ready(docker, cid, url) if wait else 0.0

@@ -1,0 +1,98 @@
+"""What the image is, before it serves anything: size, metadata, user, contents."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.container
+
+MAX_IMAGE_BYTES = 300 * 1000 * 1000   # "under 300 MB", in Docker's (decimal) units
+
+
+def test_image_is_under_300_mb(docker, image):
+    size = docker.inspect(image.tag)["Size"]
+    assert size < MAX_IMAGE_BYTES, f"image is {size / 1e6:.1f} MB; the budget is 300 MB"
+
+
+def test_oci_labels_come_from_build_args(docker, image):
+    labels = docker.inspect(image.tag)["Config"]["Labels"]
+    for arg in ("SOURCE", "REVISION", "VERSION", "CREATED"):
+        key = f"org.opencontainers.image.{arg.lower()}"
+        assert labels.get(key) == image.build_args[arg], (key, labels.get(key))
+
+
+def test_runtime_config(docker, image):
+    config = docker.inspect(image.tag)["Config"]
+    assert config["User"] == "10001:10001"
+    assert "8080/tcp" in config["ExposedPorts"]
+    assert config["WorkingDir"] == "/srv"
+    # exec form: gunicorn is PID 1 and receives SIGTERM itself (no shell in between)
+    assert config["Cmd"] == ["gunicorn", "-c", "app/gunicorn_conf.py", "app.wsgi:app"]
+    assert not config.get("Entrypoint")
+    health = config["Healthcheck"]["Test"]
+    assert health[0] == "CMD" and health[1] == "python3" and "/readyz" in health[-1]
+    assert not any(k.startswith(("MODEL_", "API_", "GUNICORN_")) for k in
+                   (e.split("=", 1)[0] for e in config["Env"])), "settings belong to the task"
+
+
+# Runs inside the image as its default user. Prints one JSON object.
+PROBE = r"""
+import importlib.util, json, os, shutil
+found = {}
+for root in ("/srv/app", "/opt/venv"):
+    for d, dirs, files in os.walk(root):
+        for p in [d] + [os.path.join(d, f) for f in files]:
+            st = os.lstat(p)
+            if st.st_uid != 0 or st.st_gid != 0:
+                found.setdefault("not_root_owned", []).append(p)
+            if os.access(p, os.W_OK) and not os.path.islink(p):
+                found.setdefault("writable", []).append(p)
+models = []
+for d, dirs, files in os.walk("/", topdown=True):
+    dirs[:] = [x for x in dirs if os.path.join(d, x) not in ("/proc", "/sys", "/dev")]
+    models += [os.path.join(d, f) for f in files if f.endswith((".tflite", ".keras", ".h5"))]
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(),
+    "modules": {m: importlib.util.find_spec(m) is not None
+                for m in ("tensorflow", "keras", "tflite_runtime", "ai_edge_litert", "pip")},
+    "tools": {t: shutil.which(t) for t in ("gcc", "cc", "make", "curl", "wget", "aws", "ffmpeg")},
+    "models": models,
+    "srv": sorted(os.listdir("/srv")),
+    **found,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(docker, image) -> dict:
+    proc = docker.oneshot(image.tag, "python3", "-c", PROBE)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_runs_as_fixed_non_root_uid(probe):
+    assert (probe["uid"], probe["gid"]) == (10001, 10001)
+
+
+def test_code_and_venv_are_root_owned_and_read_only(probe):
+    assert probe.get("not_root_owned", []) == []
+    assert probe.get("writable", []) == []
+    assert probe["srv"] == ["app"]
+
+
+def test_serving_runtime_only(probe):
+    assert probe["modules"] == {"tensorflow": False, "keras": False, "tflite_runtime": False,
+                                "ai_edge_litert": True, "pip": False}
+    assert probe["tools"] == dict.fromkeys(probe["tools"])   # none of them present
+
+
+def test_image_holds_code_not_the_model(probe):
+    assert probe["models"] == []
+
+
+def test_tensorflow_import_fails_in_the_image(docker, image):
+    proc = docker.oneshot(image.tag, "python3", "-c", "import tensorflow")
+    assert proc.returncode != 0
+    assert "No module named 'tensorflow'" in proc.stderr
