@@ -66,7 +66,7 @@ PULUMI ?= $(shell command -v pulumi 2>/dev/null || echo $(HOME)/.pulumi/bin/pulu
 PREVIEW_OUT ?= preview-$(STACK).txt
 # Stack outputs the smoke test reads (infra/__main__ exports them)
 SMOKE_URL_OUTPUT ?= serviceUrl
-SMOKE_API_KEY_OUTPUT ?= apiKeySecretArn
+SMOKE_API_KEY_OUTPUT ?= apiKeySecretName
 URL ?=
 
 .PHONY: check-stack pulumi-cli preview deploy smoke

@@ -14,6 +14,7 @@ from infra.load_balancer import LoadBalancer, LoadBalancerArgs
 from infra.model_registry import ModelRegistry, ModelRegistryArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
+from infra import pipeline
 from infra.provider import aws_context, tagged_provider
 from infra.secrets import ApiKey, ApiKeyArgs
 from infra.service import CONTAINER_PORT, Service, ServiceArgs
@@ -27,9 +28,17 @@ use_provider = pulumi.ResourceOptions(providers=[provider])
 name = cfg.prefix
 metrics_namespace = f"{cfg.project}/{cfg.stack}"
 
+# First: the permissions boundary that every IAM role of the stack carries (the pipeline's
+# deploy role may create no role without it). Applies to every role created after this line.
+boundary = pipeline.PermissionsBoundary(name, pipeline.PermissionsBoundaryArgs(
+    context=ctx, prefix=name, log_group_prefix=cfg.log_group_prefix, stack=cfg.stack),
+    opts=use_provider)
+pipeline.every_role_carries(boundary.arn)
+
 encryption = Encryption(name, EncryptionArgs(
     context=ctx, alias=f"alias/{name}", log_group_prefix=cfg.log_group_prefix,
-    protect=cfg.protect_data), opts=use_provider)
+    protect=cfg.protect_data, additional_statements=pipeline.key_statements()),
+    opts=use_provider)
 key_arn = encryption.key_arn
 
 network = Network(name, NetworkArgs(
@@ -65,7 +74,8 @@ monitoring = Monitoring(name, MonitoringArgs(
     target_group_arn_suffix=lb.target_group.arn_suffix, metrics_namespace=metrics_namespace,
     model_name=cfg.model_name, model_version=cfg.model_version,
     error_rate_percent=cfg.alarm_error_rate_percent, latency_p99_ms=cfg.alarm_latency_p99_ms,
-    alarm_email=cfg.alarm_email), opts=use_provider)
+    alarm_email=cfg.alarm_email, extra_topic_publishers=pipeline.TOPIC_PUBLISHERS),
+    opts=use_provider)
 
 service = Service(name, ServiceArgs(
     context=ctx, cluster_name=name, service_name=name, cpu=cfg.cpu, memory=cfg.memory,
@@ -87,17 +97,20 @@ Autoscaling(name, AutoscalingArgs(
     target_group_arn_suffix=lb.target_group.arn_suffix,
     requests_per_target=cfg.scale_requests_per_target), opts=use_provider)
 
-# --- Delivery pipeline (issue 5) ---------------------------------------------------------
-# infra/pipeline.py builds the CodePipeline here, from cfg and these components' outputs:
-#   encryption.key / key_arn            KMS key for artifacts and notifications
-#   monitoring.topic / topic_arn        where pipeline failures are announced
-#   image.repository / repository_url   the ECR repository the build pushes to
-#   registry.bucket / bucket_name       the model registry
-#   lb.url                              the smoke test's target
-#   service.cluster_name / service_name the deploy-verification target
-# Pass its service principals to EncryptionArgs.additional_statements and
-# MonitoringArgs.extra_topic_publishers if it needs the key or the topic.
-# ------------------------------------------------------------------------------------------
+# --- Delivery pipeline (infra/pipeline.py, docs/pipeline.md) ------------------------------
+# Source -> Test -> Preview -> Approval -> Deploy (`pulumi up` of this program, then the
+# smoke test against serviceUrl). Its notifications go to the alarm topic, encrypted with
+# the stack key (both let CodeStar Notifications in, above).
+delivery = pipeline.Pipeline(name, pipeline.PipelineArgs(
+    context=ctx, project=cfg.project, stack=cfg.stack, prefix=name,
+    log_group_prefix=cfg.log_group_prefix, kms_key_arn=key_arn,
+    alarm_topic_arn=monitoring.topic_arn, boundary_arn=boundary.arn,
+    repository=cfg.github_repository, branch=cfg.pipeline_branch,
+    approval_required=cfg.require_approval, connection_arn=cfg.codestar_connection_arn,
+    github_oidc_provider_arn=cfg.github_oidc_provider_arn, backend=cfg.pulumi_backend,
+    pulumi_token_secret=cfg.pulumi_access_token_secret, state_bucket=cfg.pulumi_state_bucket,
+    secrets_key_arn=cfg.pulumi_secrets_key_arn, log_retention_days=cfg.log_retention_days,
+    protect=cfg.protect_data), opts=use_provider)
 
 region = cfg.region
 pulumi.export("serviceUrl", lb.url)
@@ -115,6 +128,10 @@ pulumi.export("logGroupName", monitoring.log_group.name)
 pulumi.export("alarmTopicArn", monitoring.topic_arn)
 pulumi.export("dashboardUrl", monitoring.dashboard_url)
 pulumi.export("kmsKeyArn", key_arn)
+pulumi.export("pipelineName", delivery.pipeline.name)
+pulumi.export("codestarConnectionArn", delivery.connection_arn)
+pulumi.export("githubPreviewRoleArn", delivery.github_preview_role_arn)
+pulumi.export("permissionsBoundaryArn", boundary.arn)
 if api_key:
     pulumi.export("apiKeySecretName", api_key.secret_name)
 pulumi.export("consoleLinks", {

@@ -149,6 +149,16 @@ class StackConfig:
     alarm_email: str | None
     alarm_error_rate_percent: int
     alarm_latency_p99_ms: int
+    # Delivery pipeline (infra/pipeline.py).
+    github_repository: str
+    pipeline_branch: str
+    require_approval: bool
+    codestar_connection_arn: str | None
+    github_oidc_provider_arn: str | None
+    pulumi_backend: str
+    pulumi_access_token_secret: str | None
+    pulumi_state_bucket: str | None
+    pulumi_secrets_key_arn: str | None
     # Derived while validating (not config keys).
     model_manifest_sha256: str = ""
     model_files: tuple[str, ...] = ()
@@ -409,7 +419,112 @@ def _check(v: dict[str, Any], stack: str, region: str | None, problems: _Problem
         problems.add("alarmLatencyP99Ms", v["alarm_latency_p99_ms"],
                      "must be from 10 to 60000 milliseconds (the ALB idle timeout is 60 s)")
 
+    _check_pipeline(v, region, problems)
     _check_production(v, stack, problems)
+
+
+# Delivery pipeline keys.
+_GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):"
+                             r"(?P<region>[a-z0-9-]+):(?P<account>\d{12}):connection/[0-9a-f-]{36}$")
+_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):oidc-provider/"
+                                r"token\.actions\.githubusercontent\.com$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(mrk-)?[0-9a-f-]{32,36}$")
+PULUMI_BACKENDS = ("cloud", "s3")
+
+
+def branch_problem(branch: str) -> str | None:
+    """Why ``branch`` is not a plain git branch name the pipeline can watch, or None.
+
+    The rules of ``git check-ref-format --branch``, plus no wildcards: CodePipeline's
+    trigger would read ``*`` or ``?`` as a glob and deploy other branches too."""
+    if not branch:
+        return "is required (the branch whose pushes start this stack's pipeline)"
+    bad = [c for c in " ~^:\\*?[" if c in branch]
+    if bad or any(ord(c) < 32 or ord(c) == 127 for c in branch):
+        return ("must be a plain git branch name without spaces, wildcards or any of "
+                "~ ^ : \\ * ? [" + (f" (found {' '.join(repr(c) for c in bad)})" if bad else ""))
+    if branch.startswith(("-", "/")) or branch.endswith(("/", ".", ".lock")) \
+            or ".." in branch or "//" in branch or "@{" in branch or branch == "@" \
+            or any(part.startswith(".") for part in branch.split("/")):
+        return ("is not a valid git branch name (git check-ref-format: no leading - or /, "
+                "no trailing / . or .lock, no '..', '//' or '@{', no part starting with .)")
+    if len(branch) > 255:
+        return "must be at most 255 characters"
+    return None
+
+
+def _check_pipeline(v: dict[str, Any], region: str | None, problems: _Problems) -> None:
+    for name in ("github_repository", "pipeline_branch", "codestar_connection_arn",
+                 "github_oidc_provider_arn", "pulumi_backend", "pulumi_access_token_secret",
+                 "pulumi_state_bucket", "pulumi_secrets_key_arn"):
+        if isinstance(v.get(name), str):
+            v[name] = v[name].strip() or None
+    account = v.get("aws_account_id")
+
+    repo = v.get("github_repository")
+    if repo is None:
+        problems.add("githubRepository", "", "is required: the GitHub repository the pipeline "
+                     "builds, as <owner>/<repo> (its pull requests alone may assume the "
+                     "preview role)")
+    elif not _GITHUB_REPOSITORY.match(repo) or repo.split("/")[1] in (".", ".."):
+        problems.add("githubRepository", repo, "must be <owner>/<repo> as on GitHub (owner: "
+                     "letters, digits, -; repo: letters, digits, . _ -), e.g. acme/ml-app")
+    if "pipeline_branch" in v:
+        why = branch_problem(v.get("pipeline_branch") or "")
+        if why:
+            problems.add("pipelineBranch", v.get("pipeline_branch") or "", why)
+
+    arn = v.get("codestar_connection_arn")
+    if arn:
+        m = _CONNECTION_ARN.match(arn)
+        if not m:
+            problems.add("codestarConnectionArn", arn, "must be a connection ARN "
+                         "(arn:aws:codestar-connections:<region>:<account>:connection/<id>)")
+        elif region and m.group("region") != region:
+            problems.add("codestarConnectionArn", arn,
+                         f"must be in the stack's region {region} (CodePipeline uses "
+                         "connections of its own region)")
+        elif account and m.group("account") != account:
+            problems.add("codestarConnectionArn", arn, f"must belong to awsAccountId {account}")
+    arn = v.get("github_oidc_provider_arn")
+    if arn:
+        m = _OIDC_PROVIDER_ARN.match(arn)
+        if not m:
+            problems.add("githubOidcProviderArn", arn, "must be the ARN of the IAM OIDC "
+                         "provider for token.actions.githubusercontent.com "
+                         "(arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com)")
+        elif account and m.group("account") != account:
+            problems.add("githubOidcProviderArn", arn, f"must belong to awsAccountId {account}")
+
+    backend = v.get("pulumi_backend")
+    if backend not in PULUMI_BACKENDS:
+        problems.add("pulumiBackend", backend or "", "must be cloud or s3")
+    elif backend == "cloud":
+        secret = v.get("pulumi_access_token_secret")
+        if not secret:
+            problems.add("pulumiAccessTokenSecret", "", "is required when pulumiBackend is "
+                         "cloud: the Secrets Manager secret holding the Pulumi access token")
+        elif not (_SECRET_ARN.match(secret) or (not secret.startswith("arn:")
+                                                 and _SECRET_NAME.match(secret))):
+            problems.add("pulumiAccessTokenSecret", secret, "must be a Secrets Manager secret "
+                         "name (letters, digits, / _ + = . @ -) or ARN")
+    else:
+        bucket, key = v.get("pulumi_state_bucket"), v.get("pulumi_secrets_key_arn")
+        if not bucket:
+            problems.add("pulumiStateBucket", "", "is required when pulumiBackend is s3")
+        elif not _BUCKET.match(bucket) or ".." in bucket:
+            problems.add("pulumiStateBucket", bucket, "must be an S3 bucket name (3 to 63 "
+                         "lower-case letters, digits, . and -)")
+        if not key:
+            problems.add("pulumiSecretsKeyArn", "", "is required when pulumiBackend is s3 "
+                         "(the KMS key of the stack's awskms:// secrets provider)")
+        elif not _KMS_KEY_ARN.match(key):
+            problems.add("pulumiSecretsKeyArn", key, "must be a KMS key ARN "
+                         "(arn:aws:kms:<region>:<account>:key/<id>)")
 
 
 def _check_model(v: dict[str, Any], problems: _Problems) -> None:
@@ -471,6 +586,8 @@ def _check_production(v: dict[str, Any], stack: str, problems: _Problems) -> Non
         problems.add("protectData", False, f"protected data (bucket, key, ALB) is {rule}")
     if v.get("waf_enabled") is False:
         problems.add("wafEnabled", False, f"the WAF web ACL is {rule}")
+    if v.get("require_approval") is False:
+        problems.add("requireApproval", False, f"a manual approval before deploy is {rule}")
     if v.get("fargate_base") is not None and v.get("min_count") is not None \
             and v["fargate_base"] < v["min_count"]:
         problems.add_many({"fargateBase": v["fargate_base"], "minCount": v["min_count"]},

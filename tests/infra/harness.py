@@ -308,6 +308,20 @@ class AwsMocks(pulumi_mocks.Mocks):
             extra = {"keyId": key_id, "arn": f"arn:aws:kms:{region}:{account}:key/{key_id}"}
         elif t == "aws:iam/role:Role":
             extra = {"name": physical, "arn": f"arn:aws:iam::{account}:role/{physical}"}
+        # IAM ARNs have no region; these services' ARN formats differ from the default.
+        elif t == "aws:iam/policy:Policy":
+            extra = {"name": physical, "arn": f"arn:aws:iam::{account}:policy/{physical}"}
+        elif t == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            host = str(inputs.get("url", "")).removeprefix("https://")
+            extra = {"arn": f"arn:aws:iam::{account}:oidc-provider/{host}"}
+        elif t == "aws:codestarconnections/connection:Connection":
+            extra = {"connectionStatus": "PENDING",
+                     "arn": f"arn:aws:codestar-connections:{region}:{account}:connection/"
+                            f"{_short_hash(args.name, 8)}-0000-4000-8000-000000000000"}
+        elif t == "aws:codepipeline/pipeline:Pipeline":
+            extra = {"arn": f"arn:aws:codepipeline:{region}:{account}:{physical}"}
+        elif t == "aws:codebuild/project:Project":
+            extra = {"arn": f"arn:aws:codebuild:{region}:{account}:project/{physical}"}
         elif t == "aws:secretsmanager/secret:Secret":
             extra = {"name": physical,
                      "arn": f"arn:aws:secretsmanager:{region}:{account}:secret:{physical}-AbCdEf"}

@@ -44,7 +44,8 @@ def test_pulumi_yaml_runtime_and_defaults_are_valid():
     assert doc["runtime"]["name"] == "python"
     assert doc["runtime"]["options"]["toolchain"] == "pip"
     # The declared defaults alone (plus what every stack must say) form a valid config.
-    cfg = config.parse({"owner": "team", "costCentre": "cc-1"}, stack="sandbox",
+    cfg = config.parse({"owner": "team", "costCentre": "cc-1",
+                        "githubRepository": "acme/ml-app"}, stack="sandbox",
                        region="us-east-1")
     assert cfg.protect_data is True and cfg.https is False
 

@@ -1,0 +1,533 @@
+"""IAM policy statements of the delivery pipeline (infra/pipeline.py), as plain data.
+
+Four kinds of principal, least privilege first:
+
+* the CodePipeline service role: artifacts, the GitHub connection, start its three builds,
+  publish approval notifications;
+* the Test and Preview builds: their own log group and artifacts; Preview also reads the
+  stack's configuration (read-only, no data) and the Pulumi state;
+* the GitHub pull-request preview role: the same read-only access, through OIDC;
+* the Deploy build: what ``pulumi up`` of this stack needs, scoped to the stack's resources
+  by name (every physical name starts with ``<project>-<stack>``), by the stack tag that the
+  provider's default tags put on every resource, and for IAM by the permissions boundary.
+
+The permissions boundary is the ceiling of every role the program creates (the deploy role
+included): it allows only the services the stack uses and denies the ways out of itself
+(creating or changing a role without the boundary, editing the boundary, users and keys).
+
+Each ``"Resource": "*"`` below says why. Statement functions return lists of dicts whose
+values may be Outputs; ``infra.iam.policy_document`` serialises them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from infra.provider import AwsContext
+
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+Statement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How this stack's resources are recognised in ARNs and conditions."""
+
+    context: AwsContext
+    prefix: str                     # <project>-<stack>: start of every physical name
+    log_group_prefix: str           # /<project>/<stack>: every log group lives under it
+    tag_key: str                    # default tag that marks the stack's resources ...
+    tag_value: str                  # ... and its value (the stack name)
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> pulumi.Output[str]:
+        return self.context.arn(service, resource, region=region)
+
+    def s3(self, resource: str) -> pulumi.Output[str]:
+        return self.context.partition.apply(lambda p: f"arn:{p}:s3:::{resource}")
+
+    @property
+    def request_tag(self) -> dict[str, Any]:
+        return {"StringEquals": {f"aws:RequestTag/{self.tag_key}": self.tag_value}}
+
+    @property
+    def resource_tag(self) -> dict[str, Any]:
+        return {"StringEquals": {f"aws:ResourceTag/{self.tag_key}": self.tag_value}}
+
+
+# --------------------------------------------------------------------------- shared parts --
+def build_basics(scope: Scope, log_group_arn: pulumi.Input[str],
+                 artifact_bucket_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[str],
+                 *, write_artifacts: bool) -> list[Statement]:
+    """What every CodeBuild project needs: its log group, the pipeline's artifacts, the key."""
+    object_actions = ["s3:GetObject", "s3:GetObjectVersion"]
+    if write_artifacts:
+        object_actions.append("s3:PutObject")
+    return [
+        {
+            "Sid": "WriteOwnBuildLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
+        },
+        {
+            "Sid": "PipelineArtifacts",
+            "Effect": "Allow",
+            "Action": object_actions,
+            "Resource": pulumi.Output.concat(artifact_bucket_arn, "/*"),
+        },
+        {
+            "Sid": "ArtifactAndLogKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": kms_key_arn,
+        },
+    ]
+
+
+def test_reports(scope: Scope, project_name: str) -> Statement:
+    """CodeBuild test reports (the JUnit file of ``make test``), this project's only."""
+    return {
+        "Sid": "TestReports",
+        "Effect": "Allow",
+        "Action": ["codebuild:CreateReportGroup", "codebuild:CreateReport",
+                   "codebuild:UpdateReport", "codebuild:BatchPutTestCases"],
+        "Resource": scope.arn("codebuild", f"report-group/{project_name}-*"),
+    }
+
+
+def state_backend(scope: Scope, backend: str, *, write: bool, token_secret_arn: str | None,
+                  state_bucket: str | None, secrets_key_arn: str | None) -> list[Statement]:
+    """Read (preview) or read and write (deploy) the Pulumi state of this stack."""
+    if backend == "cloud":
+        return [{
+            "Sid": "PulumiCloudAccessToken",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": token_secret_arn,
+        }]
+    object_actions = ["s3:GetObject"] + (["s3:PutObject", "s3:DeleteObject"] if write else [])
+    return [
+        {
+            "Sid": "PulumiStateList",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": scope.s3(str(state_bucket)),
+            "Condition": {"StringLike": {"s3:prefix": [".pulumi/*"]}},
+        },
+        {
+            "Sid": "PulumiStateObjects",
+            "Effect": "Allow",
+            "Action": object_actions,
+            "Resource": scope.s3(f"{state_bucket}/.pulumi/*"),
+        },
+        {
+            # The stack's secrets provider (awskms://): preview decrypts, deploy also encrypts.
+            "Sid": "PulumiSecretsProvider",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"] + (["kms:Encrypt", "kms:GenerateDataKey"] if write else []),
+            "Resource": secrets_key_arn,
+        },
+    ]
+
+
+# Read-only metadata calls that `pulumi preview` and `pulumi up` make (invokes, reads after
+# create, refresh). No data-plane reads: no s3:GetObject, no secretsmanager:GetSecretValue.
+READ_ACTIONS = sorted([
+    "ec2:DescribeAddresses", "ec2:DescribeAddressesAttribute", "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeFlowLogs", "ec2:DescribeInternetGateways", "ec2:DescribeNatGateways",
+    "ec2:DescribeNetworkAcls", "ec2:DescribeNetworkInterfaces", "ec2:DescribePrefixLists",
+    "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroupRules", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets", "ec2:DescribeTags", "ec2:DescribeVpcAttribute",
+    "ec2:DescribeVpcEndpoints", "ec2:DescribeVpcs",
+    "ecs:DescribeCapacityProviders", "ecs:DescribeClusters", "ecs:DescribeServices",
+    "ecs:DescribeTaskDefinition", "ecs:ListTagsForResource",
+    "elasticloadbalancing:DescribeListenerAttributes", "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancerAttributes",
+    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:ListTagsForResource",
+    "cloudwatch:DescribeAlarms", "cloudwatch:GetDashboard", "cloudwatch:ListTagsForResource",
+    "logs:DescribeLogGroups", "logs:DescribeMetricFilters", "logs:ListTagsForResource",
+    "sns:GetSubscriptionAttributes", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic",
+    "sns:ListTagsForResource",
+    "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListAliases",
+    "kms:ListResourceTags",
+    "s3:GetAccelerateConfiguration", "s3:GetBucketAcl", "s3:GetBucketCORS",
+    "s3:GetBucketLocation", "s3:GetBucketLogging", "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketOwnershipControls", "s3:GetBucketPolicy", "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketRequestPayment", "s3:GetBucketTagging", "s3:GetBucketVersioning",
+    "s3:GetBucketWebsite", "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration",
+    "s3:GetReplicationConfiguration",
+    "ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:GetLifecyclePolicy",
+    "ecr:GetRepositoryPolicy", "ecr:ListTagsForResource",
+    "iam:GetOpenIDConnectProvider", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:GetRole",
+    "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
+    "iam:ListPolicyVersions", "iam:ListRolePolicies",
+    "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
+    "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:ListTagsForResource",
+    "codebuild:BatchGetProjects", "codepipeline:GetPipeline",
+    "codepipeline:ListTagsForResource", "codestar-connections:GetConnection",
+    "codestar-connections:ListTagsForResource",
+    "codestar-notifications:DescribeNotificationRule",
+    "codestar-notifications:ListTagsForResource",
+    "acm:DescribeCertificate", "acm:ListTagsForCertificate",
+    "route53:GetChange", "route53:GetHostedZone", "route53:ListResourceRecordSets",
+])
+
+
+def read_stack(scope: Scope) -> list[Statement]:
+    """Read the configuration of the stack's resources, and log in to ECR (the program
+    invokes ``ecr.get_authorization_token`` even in a preview)."""
+    return [
+        {
+            # Describe/List/Get calls on metadata only. Many of them (ec2:Describe*, the List
+            # calls) have no resource-level permissions, and the rest would need the ARNs of
+            # resources a preview has not created yet: "*" for this read-only set.
+            "Sid": "ReadStackConfiguration",
+            "Effect": "Allow",
+            "Action": READ_ACTIONS,
+            "Resource": "*",
+        },
+        {
+            # ecr:GetAuthorizationToken has no resource-level permissions: AWS requires "*".
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+    ]
+
+
+# ------------------------------------------------------------------------------ deploy ----
+def deploy_by_name(scope: Scope) -> list[Statement]:
+    """Writes on resources whose ARN carries the stack's physical-name prefix."""
+    p, a = scope.prefix, scope.arn
+    return [
+        {
+            "Sid": "S3BucketsOfThisStack",
+            "Effect": "Allow",
+            "Action": ["s3:CreateBucket", "s3:DeleteBucket", "s3:DeleteBucketPolicy",
+                       "s3:ListBucket", "s3:ListBucketVersions", "s3:PutBucketOwnershipControls",
+                       "s3:PutBucketPolicy", "s3:PutBucketPublicAccessBlock",
+                       "s3:PutBucketTagging", "s3:PutBucketVersioning",
+                       "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration"],
+            "Resource": scope.s3(f"{p}-*"),
+        },
+        {
+            "Sid": "S3ObjectsOfThisStack",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject",
+                       "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"],
+            "Resource": scope.s3(f"{p}-*/*"),
+        },
+        {
+            "Sid": "EcrRepositoryAndPush",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                       "ecr:CompleteLayerUpload", "ecr:CreateRepository",
+                       "ecr:DeleteLifecyclePolicy", "ecr:DeleteRepository",
+                       "ecr:DeleteRepositoryPolicy", "ecr:GetDownloadUrlForLayer",
+                       "ecr:InitiateLayerUpload", "ecr:PutImage",
+                       "ecr:PutImageScanningConfiguration", "ecr:PutImageTagMutability",
+                       "ecr:PutLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:TagResource",
+                       "ecr:UntagResource", "ecr:UploadLayerPart"],
+            "Resource": a("ecr", f"repository/{p}-*"),
+        },
+        {
+            "Sid": "LogGroupsOfThisStack",
+            "Effect": "Allow",
+            "Action": ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
+                       "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
+                       "logs:DisassociateKmsKey", "logs:PutMetricFilter",
+                       "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"],
+            "Resource": a("logs", f"log-group:{scope.log_group_prefix}/*"),
+        },
+        {
+            "Sid": "AlarmTopicOfThisStack",
+            "Effect": "Allow",
+            "Action": ["sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes",
+                       "sns:Subscribe", "sns:TagResource", "sns:Unsubscribe",
+                       "sns:UntagResource"],
+            "Resource": a("sns", f"{p}-*"),
+        },
+        {
+            # GetSecretValue: the smoke test reads the API key it must send.
+            "Sid": "SecretsOfThisStack",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:CreateSecret", "secretsmanager:DeleteResourcePolicy",
+                       "secretsmanager:DeleteSecret", "secretsmanager:GetSecretValue",
+                       "secretsmanager:PutResourcePolicy", "secretsmanager:PutSecretValue",
+                       "secretsmanager:TagResource", "secretsmanager:UntagResource",
+                       "secretsmanager:UpdateSecret"],
+            "Resource": a("secretsmanager", f"secret:{p}-*"),
+        },
+        {
+            "Sid": "AlarmsAndDashboardOfThisStack",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:DeleteAlarms", "cloudwatch:DeleteDashboards",
+                       "cloudwatch:PutDashboard", "cloudwatch:PutMetricAlarm",
+                       "cloudwatch:TagResource", "cloudwatch:UntagResource"],
+            "Resource": [a("cloudwatch", f"alarm:{p}-*"),
+                         a("cloudwatch", f"dashboard/{p}*", region=False)],
+        },
+        {
+            "Sid": "LoadBalancerOfThisStack",
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:AddListenerCertificates",
+                       "elasticloadbalancing:AddTags", "elasticloadbalancing:CreateListener",
+                       "elasticloadbalancing:CreateLoadBalancer",
+                       "elasticloadbalancing:CreateRule",
+                       "elasticloadbalancing:CreateTargetGroup",
+                       "elasticloadbalancing:DeleteListener",
+                       "elasticloadbalancing:DeleteLoadBalancer",
+                       "elasticloadbalancing:DeleteRule",
+                       "elasticloadbalancing:DeleteTargetGroup",
+                       "elasticloadbalancing:ModifyListener",
+                       "elasticloadbalancing:ModifyListenerAttributes",
+                       "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                       "elasticloadbalancing:ModifyRule",
+                       "elasticloadbalancing:ModifyTargetGroup",
+                       "elasticloadbalancing:ModifyTargetGroupAttributes",
+                       "elasticloadbalancing:RemoveListenerCertificates",
+                       "elasticloadbalancing:RemoveTags",
+                       "elasticloadbalancing:SetSecurityGroups",
+                       "elasticloadbalancing:SetSubnets", "elasticloadbalancing:SetWebAcl"],
+            "Resource": [a("elasticloadbalancing", f"loadbalancer/app/{p}-*/*"),
+                         a("elasticloadbalancing", f"listener/app/{p}-*/*"),
+                         a("elasticloadbalancing", f"listener-rule/app/{p}-*/*"),
+                         a("elasticloadbalancing", f"targetgroup/{p}-*/*")],
+        },
+        {
+            "Sid": "EcsClusterServiceAndTasksOfThisStack",
+            "Effect": "Allow",
+            "Action": ["ecs:CreateCluster", "ecs:CreateService", "ecs:DeleteCluster",
+                       "ecs:DeleteService", "ecs:DeregisterTaskDefinition",
+                       "ecs:PutClusterCapacityProviders", "ecs:RegisterTaskDefinition",
+                       "ecs:TagResource", "ecs:UntagResource", "ecs:UpdateCluster",
+                       "ecs:UpdateClusterSettings", "ecs:UpdateService"],
+            "Resource": [a("ecs", f"cluster/{p}"), a("ecs", f"service/{p}/*"),
+                         a("ecs", f"task-definition/{p}:*")],
+        },
+        {
+            "Sid": "WebAclOfThisStack",
+            "Effect": "Allow",
+            "Action": ["wafv2:AssociateWebACL", "wafv2:CreateWebACL", "wafv2:DeleteWebACL",
+                       "wafv2:DisassociateWebACL", "wafv2:TagResource", "wafv2:UntagResource",
+                       "wafv2:UpdateWebACL"],
+            "Resource": [a("wafv2", f"regional/webacl/{p}*/*"),
+                         a("wafv2", "regional/managedruleset/*/*"),
+                         a("elasticloadbalancing", f"loadbalancer/app/{p}-*/*")],
+        },
+        {
+            "Sid": "PipelineOfThisStack",
+            "Effect": "Allow",
+            "Action": ["codebuild:CreateProject", "codebuild:DeleteProject",
+                       "codebuild:UpdateProject", "codepipeline:CreatePipeline",
+                       "codepipeline:DeletePipeline", "codepipeline:TagResource",
+                       "codepipeline:UntagResource", "codepipeline:UpdatePipeline"],
+            "Resource": [a("codebuild", f"project/{p}-*"), a("codepipeline", p)],
+        },
+    ]
+
+
+def deploy_by_tag(scope: Scope) -> list[Statement]:
+    """Resources whose ARN is not known before they exist (generated IDs): created only with
+    the stack tag, changed or deleted only while they carry it."""
+    return [
+        {
+            # Resource "*": the ARN of a resource being created is not known; the request
+            # must carry the stack tag (the provider's default tags always do).
+            "Sid": "CreateOnlyWithStackTag",
+            "Effect": "Allow",
+            "Action": ["acm:RequestCertificate", "application-autoscaling:RegisterScalableTarget",
+                       "codestar-connections:CreateConnection",
+                       "codestar-notifications:CreateNotificationRule", "ec2:AllocateAddress",
+                       "ec2:CreateFlowLogs", "ec2:CreateInternetGateway",
+                       "ec2:CreateNatGateway", "ec2:CreateRouteTable",
+                       "ec2:CreateSecurityGroup", "ec2:CreateSubnet", "ec2:CreateVpc",
+                       "ec2:CreateVpcEndpoint", "kms:CreateKey"],
+            "Resource": "*",
+            "Condition": scope.request_tag,
+        },
+        {
+            # EC2 tags are written by the create call itself (TagSpecifications).
+            "Sid": "TagOnCreate",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"ec2:CreateAction": [
+                "AllocateAddress", "CreateFlowLogs", "CreateInternetGateway",
+                "CreateNatGateway", "CreateRouteTable", "CreateSecurityGroup", "CreateSubnet",
+                "CreateVpc", "CreateVpcEndpoint"]}},
+        },
+        {
+            # Resource "*" with the stack tag condition: generated IDs (vpc-..., key/...).
+            "Sid": "ChangeOnlyStackTaggedResources",
+            "Effect": "Allow",
+            "Action": ["acm:AddTagsToCertificate", "acm:DeleteCertificate",
+                       "acm:RemoveTagsFromCertificate",
+                       "application-autoscaling:DeleteScalingPolicy",
+                       "application-autoscaling:DeregisterScalableTarget",
+                       "application-autoscaling:PutScalingPolicy",
+                       "application-autoscaling:TagResource",
+                       "application-autoscaling:UntagResource",
+                       "codestar-connections:DeleteConnection",
+                       "codestar-connections:PassConnection",
+                       "codestar-connections:TagResource",
+                       "codestar-connections:UntagResource",
+                       "codestar-notifications:DeleteNotificationRule",
+                       "codestar-notifications:Subscribe",
+                       "codestar-notifications:TagResource",
+                       "codestar-notifications:Unsubscribe",
+                       "codestar-notifications:UntagResource",
+                       "codestar-notifications:UpdateNotificationRule",
+                       "ec2:AssociateRouteTable", "ec2:AttachInternetGateway",
+                       "ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
+                       "ec2:CreateRoute", "ec2:CreateTags", "ec2:DeleteFlowLogs",
+                       "ec2:DeleteInternetGateway", "ec2:DeleteNatGateway", "ec2:DeleteRoute",
+                       "ec2:DeleteRouteTable", "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet",
+                       "ec2:DeleteTags", "ec2:DeleteVpc", "ec2:DeleteVpcEndpoints",
+                       "ec2:DetachInternetGateway", "ec2:DisassociateAddress",
+                       "ec2:DisassociateRouteTable", "ec2:ModifySecurityGroupRules",
+                       "ec2:ModifySubnetAttribute", "ec2:ModifyVpcAttribute",
+                       "ec2:ModifyVpcEndpoint", "ec2:ReleaseAddress", "ec2:ReplaceRoute",
+                       "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
+                       "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+                       "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
+                       "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:Decrypt",
+                       "kms:DeleteAlias", "kms:EnableKeyRotation", "kms:Encrypt",
+                       "kms:GenerateDataKey", "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion",
+                       "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias",
+                       "kms:UpdateKeyDescription"],
+            "Resource": "*",
+            "Condition": scope.resource_tag,
+        },
+        {
+            # Aliases carry no tags: the stack's alias by name (the key side is tag-scoped).
+            "Sid": "KeyAliasOfThisStack",
+            "Effect": "Allow",
+            "Action": ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
+            "Resource": scope.arn("kms", f"alias/{scope.prefix}*"),
+        },
+    ]
+
+
+def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
+    """Roles and policies of this stack, each role carrying the permissions boundary."""
+    roles = scope.arn("iam", f"role/{scope.prefix}-*", region=False)
+    return [
+        {
+            # Creating a role, or changing its permissions, is allowed only with the
+            # boundary attached: nothing the deploy creates can exceed it.
+            "Sid": "RolesOnlyWithTheBoundary",
+            "Effect": "Allow",
+            "Action": ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",
+                       "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary",
+                       "iam:PutRolePolicy"],
+            "Resource": roles,
+            "Condition": {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}},
+        },
+        {
+            "Sid": "ManageRolesOfThisStack",
+            "Effect": "Allow",
+            "Action": ["iam:DeleteRole", "iam:TagRole", "iam:UntagRole",
+                       "iam:UpdateAssumeRolePolicy", "iam:UpdateRole",
+                       "iam:UpdateRoleDescription"],
+            "Resource": roles,
+        },
+        {
+            "Sid": "PassRolesOfThisStackToTheirServices",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": roles,
+            "Condition": {"StringEquals": {"iam:PassedToService": [
+                "codebuild.amazonaws.com", "codepipeline.amazonaws.com",
+                "ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"]}},
+        },
+        {
+            # The boundary itself is excluded by a Deny in the boundary (which this role has).
+            "Sid": "ManagedPoliciesOfThisStack",
+            "Effect": "Allow",
+            "Action": ["iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy",
+                       "iam:DeletePolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"],
+            "Resource": scope.arn("iam", f"policy/{scope.prefix}-*", region=False),
+        },
+        {
+            "Sid": "GithubOidcProvider",
+            "Effect": "Allow",
+            "Action": ["iam:AddClientIDToOpenIDConnectProvider",
+                       "iam:CreateOpenIDConnectProvider", "iam:DeleteOpenIDConnectProvider",
+                       "iam:TagOpenIDConnectProvider", "iam:UntagOpenIDConnectProvider",
+                       "iam:UpdateOpenIDConnectProviderThumbprint"],
+            "Resource": scope.arn("iam", f"oidc-provider/{GITHUB_OIDC_HOST}", region=False),
+        },
+        {
+            "Sid": "ServiceLinkedRolesTheStackNeeds",
+            "Effect": "Allow",
+            "Action": "iam:CreateServiceLinkedRole",
+            "Resource": scope.arn("iam", "role/aws-service-role/*", region=False),
+            "Condition": {"StringEquals": {"iam:AWSServiceName": [
+                "ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
+                "ecs.application-autoscaling.amazonaws.com"]}},
+        },
+    ]
+
+
+# -------------------------------------------------------------------------- the boundary --
+BOUNDARY_SERVICES = ("acm", "application-autoscaling", "cloudwatch", "codebuild",
+                     "codepipeline", "codestar-connections", "codestar-notifications", "ec2",
+                     "ecr", "ecs", "elasticloadbalancing", "iam", "kms", "logs", "route53",
+                     "s3", "secretsmanager", "sns", "wafv2")
+
+
+def boundary(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
+    """The permissions boundary: a ceiling, never a grant (a role's effective permissions
+    are its own policies intersected with this)."""
+    roles = scope.arn("iam", "role/*", region=False)
+    return [
+        {
+            # A boundary only caps: "*" here grants nothing by itself. The services are the
+            # ones this stack (service, pipeline, builds) uses; everything else is out.
+            "Sid": "CeilingServicesOfThisStack",
+            "Effect": "Allow",
+            "Action": [f"{service}:*" for service in BOUNDARY_SERVICES],
+            "Resource": "*",
+        },
+        {
+            "Sid": "NoRoleWithoutThisBoundary",
+            "Effect": "Deny",
+            "Action": ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",
+                       "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary",
+                       "iam:PutRolePolicy"],
+            "Resource": roles,
+            "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary_arn}},
+        },
+        {
+            "Sid": "NoRemovingBoundaries",
+            "Effect": "Deny",
+            "Action": ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "NoEditingThisBoundary",
+            "Effect": "Deny",
+            "Action": ["iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
+                       "iam:SetDefaultPolicyVersion"],
+            "Resource": boundary_arn,
+        },
+        {
+            "Sid": "NoUsersGroupsOrKeys",
+            "Effect": "Deny",
+            "Action": ["iam:AddUserToGroup", "iam:AttachGroupPolicy", "iam:AttachUserPolicy",
+                       "iam:CreateAccessKey", "iam:CreateGroup", "iam:CreateLoginProfile",
+                       "iam:CreateUser", "iam:PutGroupPolicy", "iam:PutUserPolicy",
+                       "iam:UpdateLoginProfile"],
+            "Resource": "*",
+        },
+    ]
