@@ -42,3 +42,8 @@ def graphs() -> dict[str, Graph]:
 @pytest.fixture(params=STACKS)
 def graph(request, graphs) -> Graph:
     return graphs[request.param]
+
+
+def pytest_configure(config):
+    # pulumi_aws warns about its own deprecated classes when its modules are imported.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws.*")

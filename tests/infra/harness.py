@@ -66,7 +66,7 @@ class Resource:
     depends_on: list[str]         # URNs
     raw_inputs: dict[str, Any]    # with Secret wrappers
     inputs: dict[str, Any]        # secrets unwrapped
-    outputs: dict[str, Any]       # what the mocks returned
+    outputs: dict[str, Any]       # what the mocks returned, plus "id"
 
     @property
     def label(self) -> str:
@@ -104,13 +104,12 @@ class Graph:
         return [r for r in self.resources if r.parent == parent.urn]
 
     def ancestors(self, resource: Resource) -> list[Resource]:
+        """Parent, grandparent... (the stack itself is not recorded)."""
+        index = {r.urn: r for r in self.resources}
         chain, urn = [], resource.parent
-        while urn:
-            parent = self.by_urn(urn) if any(r.urn == urn for r in self.resources) else None
-            if parent is None:
-                break
-            chain.append(parent)
-            urn = parent.parent
+        while urn in index:
+            chain.append(index[urn])
+            urn = index[urn].parent
         return chain
 
 
@@ -120,8 +119,17 @@ def resources_of_type(graph: Graph, *types: str) -> list[Resource]:
     return [r for r in graph.resources if r.type in types]
 
 
-def one(graph: Graph, type_: str) -> Resource:
-    found = resources_of_type(graph, type_)
+def within(graph: Graph, component_type: str, *types: str) -> list[Resource]:
+    """Resources of ``types`` built inside a component of ``component_type`` (at any depth),
+    e.g. within(graph, "ml-app:infra:ModelRegistry", "aws:s3/bucket:Bucket")."""
+    return [r for r in resources_of_type(graph, *types)
+            if any(a.type == component_type for a in graph.ancestors(r))]
+
+
+def one(graph: Graph, type_: str, component_type: str | None = None) -> Resource:
+    """The single resource of ``type_`` (inside ``component_type`` if given)."""
+    found = (within(graph, component_type, type_) if component_type
+             else resources_of_type(graph, type_))
     assert len(found) == 1, f"expected exactly one {type_}, found {[r.name for r in found]}"
     return found[0]
 
@@ -369,7 +377,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             return response
         raw = _normalise(rpc.deserialize_properties(request.object, keep_unknowns=True))
-        state = self.resources[response.urn].state
+        registration = self.resources[response.urn]
+        state = {**registration.state, "id": registration.id}
         with self.lock:
             self.graph.resources.append(Resource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent,
