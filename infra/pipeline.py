@@ -86,7 +86,7 @@ class PermissionsBoundary(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PermissionsBoundaryArgs,
                  opts: pulumi.ResourceOptions | None = None):
-        super().__init__("ml-app:infra:PermissionsBoundary", name, None, opts)
+        super().__init__("ml-app:cicd:PermissionsBoundary", name, None, opts)
         policy_name = f"{args.prefix}-permissions-boundary"
         own_arn = args.context.arn("iam", f"policy/{policy_name}", region=False)
         scope = piam.Scope(args.context, args.prefix, args.log_group_prefix, args.tag_key,
@@ -173,7 +173,7 @@ class Pipeline(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PipelineArgs,
                  opts: pulumi.ResourceOptions | None = None):
-        super().__init__("ml-app:infra:Pipeline", name, None, opts)
+        super().__init__("ml-app:cicd:Pipeline", name, None, opts)
         args.validate()
         self._args = args
         self._name = name

@@ -252,8 +252,7 @@ def deploy_by_name(scope: Scope) -> list[Statement]:
             "Sid": "AlarmTopicOfThisStack",
             "Effect": "Allow",
             "Action": ["sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes",
-                       "sns:Subscribe", "sns:TagResource", "sns:Unsubscribe",
-                       "sns:UntagResource"],
+                       "sns:Subscribe", "sns:TagResource", "sns:UntagResource"],
             "Resource": a("sns", f"{p}-*"),
         },
         {
@@ -299,20 +298,28 @@ def deploy_by_name(scope: Scope) -> list[Statement]:
                        "elasticloadbalancing:SetSecurityGroups",
                        "elasticloadbalancing:SetSubnets", "elasticloadbalancing:SetWebAcl"],
             "Resource": [a("elasticloadbalancing", f"loadbalancer/app/{p}-*/*"),
-                         a("elasticloadbalancing", f"listener/app/{p}-*/*"),
-                         a("elasticloadbalancing", f"listener-rule/app/{p}-*/*"),
+                         a("elasticloadbalancing", f"listener/app/{p}-*/*/*"),
+                         a("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
                          a("elasticloadbalancing", f"targetgroup/{p}-*/*")],
         },
         {
             "Sid": "EcsClusterServiceAndTasksOfThisStack",
             "Effect": "Allow",
             "Action": ["ecs:CreateCluster", "ecs:CreateService", "ecs:DeleteCluster",
-                       "ecs:DeleteService", "ecs:DeregisterTaskDefinition",
+                       "ecs:DeleteService",
                        "ecs:PutClusterCapacityProviders", "ecs:RegisterTaskDefinition",
                        "ecs:TagResource", "ecs:UntagResource", "ecs:UpdateCluster",
                        "ecs:UpdateClusterSettings", "ecs:UpdateService"],
             "Resource": [a("ecs", f"cluster/{p}"), a("ecs", f"service/{p}/*"),
                          a("ecs", f"task-definition/{p}:*")],
+        },
+        {
+            # No resource-level permissions: ecs:DeregisterTaskDefinition (old revisions of
+            # the task definition) and sns:Unsubscribe (the alarm e-mail) require "*".
+            "Sid": "NoResourceLevelPermissions",
+            "Effect": "Allow",
+            "Action": ["ecs:DeregisterTaskDefinition", "sns:Unsubscribe"],
+            "Resource": "*",
         },
         {
             "Sid": "WebAclOfThisStack",
