@@ -53,6 +53,12 @@ train: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/serving.py
 
+# Our image vs bench/seed.Dockerfile (size, cold build, code-only rebuild, cold start, req/s).
+# On CI-style hosts ../shared/tools/docker-env.sh provides the engine; elsewhere your Docker.
+bench-image: $(STAMP)
+	@if [ -f ../shared/tools/docker-env.sh ]; then eval "$$(bash ../shared/tools/docker-env.sh)"; fi; \
+	$(PY) bench/image.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.json
 

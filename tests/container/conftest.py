@@ -121,7 +121,8 @@ def docker() -> Docker:
             proc = subprocess.run([exe, "version", "--format", "{{.Server.Version}}"],
                                   capture_output=True, text=True, timeout=20)
             if proc.returncode != 0 or not proc.stdout.strip():
-                reason = f"no Docker engine answers ({exe}: {proc.stderr.strip()[:300]})"
+                reason = (f"no Docker engine answers (`{exe} version` exited {proc.returncode}"
+                          f"{': ' + proc.stderr.strip()[:300] if proc.stderr.strip() else ''})")
         except (OSError, subprocess.TimeoutExpired) as exc:
             reason = f"no Docker engine answers ({exe}: {exc})"
     if reason:
