@@ -166,9 +166,6 @@ READ_ACTIONS = sorted([
     "s3:GetReplicationConfiguration",
     "ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:GetLifecyclePolicy",
     "ecr:GetRepositoryPolicy", "ecr:ListTagsForResource",
-    "iam:GetOpenIDConnectProvider", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:GetRole",
-    "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
-    "iam:ListPolicyVersions", "iam:ListRolePolicies",
     "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
     "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:ListTagsForResource",
     "codebuild:BatchGetProjects", "codepipeline:GetPipeline",
@@ -178,6 +175,14 @@ READ_ACTIONS = sorted([
     "codestar-notifications:ListTagsForResource",
     "acm:DescribeCertificate", "acm:ListTagsForCertificate",
     "route53:GetChange", "route53:GetHostedZone", "route53:ListResourceRecordSets",
+])
+
+
+# IAM reads are scoped to the stack's own roles, policies and the GitHub OIDC provider.
+READ_IAM_ACTIONS = sorted([
+    "iam:GetOpenIDConnectProvider", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:GetRole",
+    "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
+    "iam:ListPolicyVersions", "iam:ListRolePolicies",
 ])
 
 
@@ -193,6 +198,14 @@ def read_stack(scope: Scope) -> list[Statement]:
             "Effect": "Allow",
             "Action": READ_ACTIONS,
             "Resource": "*",
+        },
+        {
+            "Sid": "ReadStackIam",
+            "Effect": "Allow",
+            "Action": READ_IAM_ACTIONS,
+            "Resource": [scope.arn("iam", f"role/{scope.prefix}-*", region=False),
+                         scope.arn("iam", f"policy/{scope.prefix}-*", region=False),
+                         scope.arn("iam", f"oidc-provider/{GITHUB_OIDC_HOST}", region=False)],
         },
         {
             # ecr:GetAuthorizationToken has no resource-level permissions: AWS requires "*".
@@ -516,6 +529,7 @@ def boundary(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
             "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary_arn}},
         },
         {
+            # A Deny on "*": no role or user of the account loses its boundary through us.
             "Sid": "NoRemovingBoundaries",
             "Effect": "Deny",
             "Action": ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"],
@@ -529,6 +543,7 @@ def boundary(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
             "Resource": boundary_arn,
         },
         {
+            # A Deny on "*": the stack has no users, groups or access keys, ever.
             "Sid": "NoUsersGroupsOrKeys",
             "Effect": "Deny",
             "Action": ["iam:AddUserToGroup", "iam:AttachGroupPolicy", "iam:AttachUserPolicy",
