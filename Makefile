@@ -53,6 +53,11 @@ train: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/serving.py
 
+# The offline preview: re-render tests/infra/snapshots/<stack>.txt from the Pulumi program
+# under mocks (no AWS, no pulumi CLI). Commit the result; test_snapshot.py compares.
+snapshot: $(STAMP)
+	$(PY) -m tests.infra.snapshot
+
 # Our image vs bench/seed.Dockerfile (size, cold build, code-only rebuild, cold start, req/s).
 # On CI-style hosts ../shared/tools/docker-env.sh provides the engine; elsewhere your Docker.
 bench-image: $(STAMP)

@@ -26,7 +26,6 @@ _GLOB_CHARS = re.compile(r"[*?\[\\]")
 @dataclass(frozen=True)
 class _Pattern:
     regex: re.Pattern[str]
-    depth: int            # path components in the pattern
     negated: bool
     literal_prefix: str   # the part before the first glob character
 
@@ -76,20 +75,18 @@ def parse_dockerignore(text: str) -> list[_Pattern]:
             continue
         match = _GLOB_CHARS.search(body)
         prefix = body[:match.start()] if match else body
-        patterns.append(_Pattern(_translate(body), body.count("/") + 1, negated, prefix))
+        patterns.append(_Pattern(_translate(body), negated, prefix))
     return patterns
 
 
 def is_excluded(rel_path: str, patterns: list[_Pattern]) -> bool:
-    """Docker's rule: the last pattern matching the path (or one of its parent folders,
-    compared at the pattern's depth) decides."""
+    """BuildKit's rule (MatchesOrParentMatches): the last pattern matching the path or one of
+    its parent folders decides."""
     parts = rel_path.split("/")
+    prefixes = ["/".join(parts[:k]) for k in range(len(parts), 0, -1)]
     excluded = False
     for p in patterns:
-        matched = bool(p.regex.match(rel_path))
-        if not matched and len(parts) > 1 and p.depth < len(parts):
-            matched = bool(p.regex.match("/".join(parts[:p.depth])))
-        if matched:
+        if any(p.regex.match(prefix) for prefix in prefixes):
             excluded = not p.negated
     return excluded
 

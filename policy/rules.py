@@ -28,7 +28,17 @@ MODERN_TLS_POLICIES = (
     "ELBSecurityPolicy-TLS13-1-3-2021-06",
 )
 # Actions that have no resource-level permissions: "Resource": "*" is the only option.
-STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken"})
+STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken", "ecs:DeregisterTaskDefinition",
+                                   "sns:Unsubscribe"})
+# Read actions that return data rather than configuration: never on "*".
+DATA_READ_ACTIONS = frozenset({
+    "s3:GetObject", "s3:GetObjectVersion", "secretsmanager:GetSecretValue", "ssm:GetParameter",
+    "ssm:GetParameters", "ssm:GetParametersByPath", "logs:GetLogEvents", "logs:FilterLogEvents",
+    "logs:StartQuery", "logs:GetQueryResults", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
+    "kms:Decrypt", "kms:GetParametersForImport", "codecommit:GetFile", "codebuild:BatchGetBuilds",
+    "acm:GetCertificate", "acm:ExportCertificate", "cloudwatch:GetMetricData",
+})
 ROOT_USERS = ("root", "0", "0:0")
 
 # Where each resource type keeps a policy document, and which kind it is.
@@ -267,18 +277,42 @@ def no_wildcard_actions(t: str, props: Mapping) -> list[str]:
     return found
 
 
-def identity_star_resource_only_where_required(t: str, props: Mapping) -> list[str]:
-    where = POLICY_PROPS.get(t)
-    if where is None or where[1] != "identity" or not props.get(where[0]):
-        return []
+def _metadata_read(action: str) -> bool:
+    verb = action.split(":", 1)[-1]
+    return verb.startswith(("Describe", "List", "Get", "BatchGet")) and "*" not in verb \
+        and action not in DATA_READ_ACTIONS
+
+
+def _star_resource_problems(document: Any) -> list[str]:
     found = []
-    for s in _statements(props.get(where[0])):
-        if s.get("Effect") == "Allow" and "*" in _seq(s.get("Resource")):
-            extra = sorted(set(_seq(s.get("Action"))) - STAR_RESOURCE_ACTIONS)
-            if extra:
-                found.append(f"statement {s.get('Sid', '?')}: Resource \"*\" for {extra}; name "
-                             "the exact ARNs (only actions without resource-level "
-                             "permissions may use \"*\")")
+    for s in _statements(document):
+        if s.get("Effect") != "Allow" or "*" not in _seq(s.get("Resource")) or s.get("Condition"):
+            continue  # a Condition (tag, region, create action...) narrows the statement
+        actions = _seq(s.get("Action"))
+        extra = sorted(a for a in actions
+                       if a not in STAR_RESOURCE_ACTIONS and not _metadata_read(a))
+        if extra:
+            found.append(f"statement {s.get('Sid', '?')}: Resource \"*\" for {extra}; name the "
+                         "exact ARNs or add a narrowing Condition (only actions without "
+                         "resource-level permissions and configuration reads may use \"*\")")
+    return found
+
+
+def identity_star_resource_only_where_required(resources: Sequence[tuple[str, Mapping]]) -> list[str]:
+    """Identity policies grant on exact ARNs. A stack rule: a managed policy used as a
+    permissions boundary is a ceiling, not a grant, and is skipped."""
+    boundaries = {str(p.get("permissionsBoundary")).rsplit("/", 1)[-1]
+                  for t, p in resources
+                  if t == "aws:iam/role:Role" and p.get("permissionsBoundary")}
+    found = []
+    for t, props in resources:
+        where = POLICY_PROPS.get(t)
+        if where is None or where[1] != "identity" or not props.get(where[0]):
+            continue
+        if t == "aws:iam/policy:Policy" and props.get("name") in boundaries:
+            continue
+        name = props.get("name") or props.get("role") or t
+        found += [f"{name}: {m}" for m in _star_resource_problems(props.get(where[0]))]
     return found
 
 
@@ -343,8 +377,9 @@ RULES: tuple[Rule, ...] = (
     Rule("no-wildcard-actions", "No policy allows Action \"*\" or NotAction.",
          no_wildcard_actions),
     Rule("iam-star-resource-only-where-required", "Identity policies name exact ARNs; "
-         "Resource \"*\" only for actions without resource-level permissions.",
-         identity_star_resource_only_where_required),
+         "Resource \"*\" only for actions without resource-level permissions, configuration "
+         "reads, or under a narrowing Condition (permissions boundaries are ceilings: skipped).",
+         identity_star_resource_only_where_required, stack=True),
 )
 
 

@@ -63,7 +63,8 @@ class Resource:
     retain_on_delete: bool
     delete_before_replace: bool
     ignore_changes: list[str]
-    depends_on: list[str]         # URNs
+    depends_on: list[str]         # URNs: explicit depends_on and those implied by inputs
+    explicit_depends_on: list[str]  # URNs given with the depends_on option
     raw_inputs: dict[str, Any]    # with Secret wrappers
     inputs: dict[str, Any]        # secrets unwrapped
     outputs: dict[str, Any]       # what the mocks returned, plus "id"
@@ -386,7 +387,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=request.retainOnDelete,
                 delete_before_replace=request.deleteBeforeReplace,
                 ignore_changes=list(request.ignoreChanges),
-                depends_on=list(request.dependencies), raw_inputs=raw, inputs=unwrap(raw),
+                depends_on=list(request.dependencies),
+                explicit_depends_on=_explicit_dependencies(request),
+                raw_inputs=raw, inputs=unwrap(raw),
                 outputs=unwrap(_normalise(state))))
         return response
 
@@ -403,6 +406,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 request.tok, unwrap(_normalise(rpc.deserialize_properties(request.args))),
                 request.provider))
         return super().Invoke(request)
+
+
+def _explicit_dependencies(request) -> list[str]:
+    implied = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
+    return [urn for urn in request.dependencies if urn not in implied]
 
 
 def _normalise(value: Any) -> Any:
