@@ -102,12 +102,18 @@ deploy: check-stack
 	$(PULUMI) up --yes --stack $(STACK) --diff --non-interactive
 
 # Readiness then one known prediction, bounded retries (ci/smoke.py). URL=... to test any
-# deployment; otherwise the stack's service URL, and its API key when the stack has one.
+# deployment; otherwise the stack's service URL and API key, and also that ECS runs the task
+# definition and the service the model version this deploy made (not a rolled-back one).
 smoke:
 	@url="$(URL)"; \
 	if [ -z "$$url" ]; then \
 	  case "$(STACK)" in dev|staging|prod) ;; *) echo "smoke: pass URL=... or STACK=dev|staging|prod" >&2; exit 2;; esac; \
 	  url="$$($(PULUMI) stack output $(SMOKE_URL_OUTPUT) --stack $(STACK))" || exit 1; \
+	  out() { $(PULUMI) stack output "$$1" --stack $(STACK); }; \
+	  SMOKE_MANIFEST_SHA256="$$(out modelManifestSha256)" || exit 1; \
+	  SMOKE_ECS_CLUSTER="$$(out clusterName)" && SMOKE_ECS_SERVICE="$$(out serviceName)" || exit 1; \
+	  SMOKE_TASK_DEFINITION="$$(out taskDefinitionArn)" || exit 1; \
+	  export SMOKE_MANIFEST_SHA256 SMOKE_ECS_CLUSTER SMOKE_ECS_SERVICE SMOKE_TASK_DEFINITION; \
 	  secret="$$($(PULUMI) stack output $(SMOKE_API_KEY_OUTPUT) --stack $(STACK) 2>/dev/null || true)"; \
 	  if [ -z "$${API_KEY:-}" ] && [ -n "$$secret" ]; then \
 	    API_KEY="$$(aws secretsmanager get-secret-value --secret-id "$$secret" --query SecretString --output text)" || exit 1; \

@@ -384,3 +384,85 @@ def test_smoke_command_line_exit_codes(capsys):
     with pytest.raises(SystemExit) as exit_:
         smoke.main(["--url", "ftp://example.com"])
     assert exit_.value.code == 2
+
+
+# ---------------------------------------------- `make smoke STACK=...` end to end, offline --
+MANIFEST_SHA256 = __import__("hashlib").sha256(
+    (ROOT / "model" / "artifacts" / "digits" / "1" / "manifest.json").read_bytes()).hexdigest()
+TASK_DEFINITION = "arn:aws:ecs:eu-west-1:123456789012:task-definition/ml-app-dev:7"
+
+
+def fake_tools(tmp_path: Path, url: str, running_task_definition: str) -> Path:
+    """A `pulumi` that answers `stack output NAME --stack dev` and an `aws` that answers
+    describe-services and get-secret-value, as the Deploy build would see them."""
+    outputs = {"serviceUrl": url, "modelManifestSha256": MANIFEST_SHA256,
+               "clusterName": "ml-app-dev", "serviceName": "ml-app-dev",
+               "taskDefinitionArn": TASK_DEFINITION, "apiKeySecretName": "ml-app-dev-api-key"}
+    services = {"services": [{"deployments": [
+        {"status": "PRIMARY", "taskDefinition": running_task_definition,
+         "rolloutState": "COMPLETED"}]}]}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(
+        "#!/usr/bin/env python3\nimport json, sys\n"
+        f"outputs = {json.dumps(outputs)}\n"
+        "assert sys.argv[1:3] == ['stack', 'output'] and sys.argv[4:] == ['--stack', 'dev'], sys.argv\n"
+        "print(outputs[sys.argv[3]])\n")
+    (bin_dir / "aws").write_text(
+        "#!/usr/bin/env python3\nimport json, sys\n"
+        "if sys.argv[1:3] == ['ecs', 'describe-services']:\n"
+        f"    print(json.dumps({json.dumps(services)}))\n"
+        "elif sys.argv[1:3] == ['secretsmanager', 'get-secret-value']:\n"
+        f"    print({API_KEY!r})\n"
+        "else:\n    sys.exit('unexpected aws call: %s' % sys.argv)\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    return bin_dir
+
+
+def make_smoke(bin_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SMOKE_ATTEMPTS": "2",
+           "SMOKE_DELAY": "0"}
+    env.pop("API_KEY", None)
+    return subprocess.run(["make", "--no-print-directory", "smoke", "STACK=dev",
+                           f"PULUMI={bin_dir / 'pulumi'}", f"PYTHON={sys.executable}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_make_smoke_checks_the_stacks_deployment_end_to_end(tmp_path, real_service):
+    result = make_smoke(fake_tools(tmp_path, real_service, TASK_DEFINITION))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"smoke: OK {real_service}: ready" in result.stdout
+
+
+def test_make_smoke_fails_after_a_rolled_back_deployment(tmp_path, real_service):
+    """pulumi up can report success after ECS rolled back (pulumi-aws#4487)."""
+    older = TASK_DEFINITION.replace(":7", ":6")
+    result = make_smoke(fake_tools(tmp_path, real_service, older))
+    assert result.returncode != 0
+    assert f"ECS runs {older}, not {TASK_DEFINITION}" in result.stderr
+    assert "rolled back" in result.stderr
+
+
+def test_smoke_refuses_a_service_serving_another_model_version(real_service):
+    with pytest.raises(smoke.SmokeFailure, match="not the deployed"):
+        smoke.run(real_service, api_key=API_KEY, attempts=2, delay=0, log=lambda _: None,
+                  expect_manifest_sha256="0" * 64)
+    smoke.run(real_service, api_key=API_KEY, attempts=1, delay=0, log=lambda _: None,
+              expect_manifest_sha256=MANIFEST_SHA256)
+
+
+@pytest.mark.parametrize("deployments, message", [
+    ([{"status": "PRIMARY", "taskDefinition": TASK_DEFINITION, "rolloutState": "FAILED",
+       "rolloutStateReason": "circuit breaker"}], "FAILED: circuit breaker"),
+    ([{"status": "PRIMARY", "taskDefinition": TASK_DEFINITION,
+       "rolloutState": "IN_PROGRESS"}], "still IN_PROGRESS"),
+    ([{"status": "ACTIVE", "taskDefinition": TASK_DEFINITION}], "no PRIMARY deployment"),
+])
+def test_ecs_check_fails_on_failed_or_unfinished_deployments(deployments, message):
+    def fake_run(argv, **_):
+        assert argv[:3] == ["aws", "ecs", "describe-services"]
+        return subprocess.CompletedProcess(argv, 0, json.dumps(
+            {"services": [{"deployments": deployments}]}), "")
+    with pytest.raises(smoke.SmokeFailure, match=message):
+        smoke.check_ecs("c", "s", TASK_DEFINITION, run=fake_run)
