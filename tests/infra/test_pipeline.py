@@ -434,6 +434,31 @@ def test_the_deploy_role_creates_roles_only_with_the_boundary(graph):
     assert passrole["Condition"]["StringEquals"]["iam:PassedToService"]
 
 
+# Resources the deploy role manages by name: each one's ARN must fall under a pattern of the
+# deploy policies (the names come from Pulumi's auto-naming of "<prefix>-..." resources).
+NAMED_TYPES = ("aws:s3/bucket:Bucket", "aws:ecr/repository:Repository",
+               "aws:cloudwatch/logGroup:LogGroup", "aws:sns/topic:Topic",
+               "aws:secretsmanager/secret:Secret", "aws:lb/loadBalancer:LoadBalancer",
+               "aws:lb/targetGroup:TargetGroup", "aws:ecs/cluster:Cluster",
+               "aws:ecs/taskDefinition:TaskDefinition", "aws:iam/role:Role",
+               "aws:iam/policy:Policy", "aws:codebuild/project:Project",
+               "aws:codepipeline/pipeline:Pipeline", "aws:cloudwatch/metricAlarm:MetricAlarm")
+
+
+def test_the_deploy_role_reaches_every_named_resource_of_the_stack(graph):
+    import fnmatch
+    patterns = [r for s in role_statements(graph, role(graph, "deploy-build"))
+                if s["Effect"] == "Allow" and s.get("Sid") not in TAG_SCOPED
+                for r in as_list(s["Resource"]) if r != "*"]
+    checked = 0
+    for r in resources_of_type(graph, *NAMED_TYPES):
+        arn = r.outputs["arn"]
+        assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), \
+            f"{r.label}: {arn} is outside every name pattern of the deploy role"
+        checked += 1
+    assert checked >= 20, checked
+
+
 TAG_SCOPED = {"CreateOnlyWithStackTag": "aws:RequestTag/stack",
               "ChangeOnlyStackTaggedResources": "aws:ResourceTag/stack"}
 STAR_WITHOUT_CONDITION = {  # Sid -> why "*" (each also commented in infra/pipeline_iam.py)
