@@ -438,6 +438,13 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
     ]
 
 
+# Creating a role or changing what it may do: allowed to the deploy only with the boundary
+# (deploy_iam), denied to every bounded role without it (boundary).
+ROLE_PERMISSION_ACTIONS = ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",
+                           "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary",
+                           "iam:PutRolePolicy"]
+
+
 def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
     """Roles and policies of this stack, each role carrying the permissions boundary."""
     roles = scope.arn("iam", f"role/{scope.prefix}-*", region=False)
@@ -447,9 +454,7 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
             # boundary attached: nothing the deploy creates can exceed it.
             "Sid": "RolesOnlyWithTheBoundary",
             "Effect": "Allow",
-            "Action": ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",
-                       "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary",
-                       "iam:PutRolePolicy"],
+            "Action": ROLE_PERMISSION_ACTIONS,
             "Resource": roles,
             "Condition": {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}},
         },
@@ -522,9 +527,7 @@ def boundary(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
         {
             "Sid": "NoRoleWithoutThisBoundary",
             "Effect": "Deny",
-            "Action": ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",
-                       "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary",
-                       "iam:PutRolePolicy"],
+            "Action": ROLE_PERMISSION_ACTIONS,
             "Resource": roles,
             "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary_arn}},
         },
