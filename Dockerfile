@@ -20,7 +20,7 @@ COPY app/requirements.txt /tmp/requirements.txt
 # Wheels only (no compiler in any stage), then trim what serving never loads, so the
 # runtime layer stays small (Fargate pulls the image on every task start):
 #  - pip/setuptools: nothing is installed at run time;
-#  - test suites shipped inside wheels (numpy's are ~12 MB), type stubs (*.pyi), numpy's
+#  - test suites shipped inside wheels (~17 MB, mostly numpy's), type stubs (*.pyi), numpy's
 #    build tools (f2py, distutils, C headers): never imported by a running service;
 #  - LiteRT's CompiledModel runtime (libLiteRt.so, loaded only if present), its WebGPU
 #    accelerator, NPU compiler plugins, AOT tools and the apply_plugin CLI (~40 MB): the
