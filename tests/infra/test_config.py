@@ -207,3 +207,9 @@ def test_invalid_config_creates_nothing_and_names_the_problem():
 def test_config_error_is_a_clean_pulumi_error():
     import pulumi
     assert issubclass(config.ConfigError, pulumi.RunError)
+
+
+def test_configuration_doc_covers_every_key():
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [key for key in config.declarations() if f"| `{key}` |" not in doc]
+    assert not missing, f"document these keys in docs/configuration.md: {missing}"
