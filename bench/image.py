@@ -76,9 +76,16 @@ class Image:
         argv = ["build", "--network", "host", "-f", str(self.dockerfile), "-t", self.tag]
         if no_cache:
             argv.append("--no-cache")
+        before = self.image_id()
         t0 = time.perf_counter()
         docker(*argv, str(self.context), timeout=3600)
-        return time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        if before and before != self.image_id():   # the tag moved: drop the old image
+            docker("image", "rm", before, check=False)
+        return seconds
+
+    def image_id(self) -> str:
+        return docker("image", "inspect", "-f", "{{.Id}}", self.tag, check=False).stdout.strip()
 
     def size(self) -> int:
         return int(docker("image", "inspect", "-f", "{{.Size}}", self.tag).stdout)

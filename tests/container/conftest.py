@@ -159,11 +159,14 @@ def image(docker) -> BuiltImage:
     argv = ["build", "--network", "host", "-t", IMAGE_TAG]
     for key, value in build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
+    before = docker("image", "inspect", "-f", "{{.Id}}", IMAGE_TAG, check=False).stdout.strip()
     t0 = time.monotonic()
     proc = docker(*argv, str(ROOT), timeout=BUILD_TIMEOUT, check=False)
     if proc.returncode != 0:
         pytest.fail(f"docker build failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-5000:]}",
                     pytrace=False)
+    if before and before != docker.inspect(IMAGE_TAG)["Id"]:
+        docker("image", "rm", before, check=False)   # the previous build's image, now untagged
     return BuiltImage(IMAGE_TAG, build_args, time.monotonic() - t0)
 
 
