@@ -411,7 +411,10 @@ class Pipeline(pulumi.ComponentResource):
             {
                 "Sid": "GithubSource",
                 "Effect": "Allow",
-                "Action": "codestar-connections:UseConnection",
+                # Connections made in the console since 2024 are AWS CodeConnections ARNs.
+                "Action": "codeconnections:UseConnection"
+                if ":codeconnections:" in (a.connection_arn or "")
+                else "codestar-connections:UseConnection",
                 "Resource": self.connection_arn,
             },
             {

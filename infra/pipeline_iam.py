@@ -506,7 +506,8 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
 
 # -------------------------------------------------------------------------- the boundary --
 BOUNDARY_SERVICES = ("acm", "application-autoscaling", "cloudwatch", "codebuild",
-                     "codepipeline", "codestar-connections", "codestar-notifications", "ec2",
+                     "codeconnections", "codepipeline", "codestar-connections",
+                     "codestar-notifications", "ec2",
                      "ecr", "ecs", "elasticloadbalancing", "iam", "kms", "logs", "route53",
                      "s3", "secretsmanager", "sns", "wafv2")
 

@@ -172,7 +172,7 @@ def test_an_existing_connection_arn_is_used_instead_of_creating_one(alternative)
     assert source["configuration"]["ConnectionArn"] == arn
     pipeline_role = role_statements(graph, role(graph, "pipeline"))
     [use] = [s for s in pipeline_role if s.get("Sid") == "GithubSource"]
-    assert use["Resource"] == arn
+    assert use["Resource"] == arn and use["Action"] == "codestar-connections:UseConnection"
 
 
 def test_deploy_is_last_and_rolls_back_on_failure(graph):
