@@ -115,7 +115,7 @@ def state_backend(scope: Scope, backend: str, *, write: bool, token_secret_arn: 
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": scope.s3(str(state_bucket)),
-            "Condition": {"StringLike": {"s3:prefix": [".pulumi/*"]}},
+            "Condition": {"StringLike": {"s3:prefix": [".pulumi", ".pulumi/*"]}},
         },
         {
             "Sid": "PulumiStateObjects",
