@@ -304,7 +304,10 @@ def _check(v: dict[str, Any], stack: str, region: str | None, problems: _Problem
 
     for key, name in (("owner", "owner"), ("costCentre", "cost_centre")):
         value = v.get(name)
-        if value is not None and not _TAG_VALUE.match(value):
+        if value is not None and not value.strip():
+            problems.add(key, value, "is required: it becomes a tag on every resource "
+                         "(who owns it, who pays for it)")
+        elif value is not None and not _TAG_VALUE.match(value):
             problems.add(key, value, "must be 1 to 256 characters of letters, digits, spaces "
                          "and _ . : / = + - @ (it becomes a tag on every resource)")
 

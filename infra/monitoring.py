@@ -160,20 +160,15 @@ class Monitoring(pulumi.ComponentResource):
                        "dimensions": target, "statistic": "Maximum", "period": PERIOD,
                        "comparison_operator": "GreaterThanThreshold", "threshold": 0,
                        "evaluation_periods": 3, "treat_missing_data": "notBreaching"}),
-            _Alarm("cpu-high", f"service CPU above {CPU_MEMORY_ALARM_PERCENT}% for 5 minutes "
-                   "(scaling is not keeping up or is at maxCount)", {
-                       "namespace": "AWS/ECS", "metric_name": "CPUUtilization",
-                       "dimensions": service, "statistic": "Average", "period": PERIOD,
-                       "comparison_operator": "GreaterThanThreshold",
-                       "threshold": CPU_MEMORY_ALARM_PERCENT, "evaluation_periods": 5,
-                       "treat_missing_data": "missing"}),
-            _Alarm("memory-high", f"service memory above {CPU_MEMORY_ALARM_PERCENT}% for 5 "
-                   "minutes", {
-                       "namespace": "AWS/ECS", "metric_name": "MemoryUtilization",
-                       "dimensions": service, "statistic": "Average", "period": PERIOD,
-                       "comparison_operator": "GreaterThanThreshold",
-                       "threshold": CPU_MEMORY_ALARM_PERCENT, "evaluation_periods": 5,
-                       "treat_missing_data": "missing"}),
+            *[_Alarm(f"{what}-high", f"service {what} above {CPU_MEMORY_ALARM_PERCENT}% for 5 "
+                     "minutes (scaling is not keeping up, or is at maxCount)", {
+                         "namespace": "AWS/ECS", "metric_name": metric_name,
+                         "dimensions": service, "statistic": "Average", "period": PERIOD,
+                         "comparison_operator": "GreaterThanThreshold",
+                         "threshold": CPU_MEMORY_ALARM_PERCENT, "evaluation_periods": 5,
+                         "treat_missing_data": "missing"})
+              for what, metric_name in (("cpu", "CPUUtilization"),
+                                        ("memory", "MemoryUtilization"))],
             _Alarm("tasks-below-desired", "fewer running tasks than desired for 5 minutes "
                    "(tasks crash, cannot start, or Spot capacity was reclaimed)", {
                        "comparison_operator": "GreaterThanThreshold", "threshold": 0,

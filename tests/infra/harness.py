@@ -42,6 +42,8 @@ STACKS = ("dev", "staging", "prod")
 MOCK_ACCOUNT = "123456789012"
 MAIN = ROOT / "__main__.py"
 
+from policy.rules import POLICY_PROPS  # noqa: E402 (needs ROOT on sys.path)
+
 
 # ------------------------------------------------------------------------------ records --
 @dataclass(frozen=True)
@@ -153,18 +155,9 @@ def json_input(resource: Resource, key: str) -> Any:
     return json.loads(value)
 
 
-# Where policy documents live, by resource type: (input key, kind).
-POLICY_INPUTS: dict[str, tuple[str, str]] = {
-    "aws:iam/rolePolicy:RolePolicy": ("policy", "identity"),
-    "aws:iam/policy:Policy": ("policy", "identity"),
-    "aws:iam/role:Role": ("assumeRolePolicy", "trust"),
-    "aws:kms/key:Key": ("policy", "key"),
-    "aws:s3/bucketPolicy:BucketPolicy": ("policy", "resource"),
-    "aws:sns/topicPolicy:TopicPolicy": ("policy", "resource"),
-    "aws:ecr/repositoryPolicy:RepositoryPolicy": ("policy", "resource"),
-    "aws:secretsmanager/secretPolicy:SecretPolicy": ("policy", "resource"),
-    "aws:ec2/vpcEndpoint:VpcEndpoint": ("policy", "resource"),
-}
+# Where policy documents live, by resource type: (input key, kind). One table, shared with
+# the policy pack's rules.
+POLICY_INPUTS = POLICY_PROPS
 
 
 @dataclass
