@@ -16,12 +16,19 @@ Harness API, for these tests and any other infra test file (e.g. the pipeline's)
                             .by_urn(urn), .children(resource), .ancestors(resource)
     Resource                .type .name .urn .parent .custom .provider .protect
                             .retain_on_delete .ignore_changes .depends_on
-                            .inputs (secrets unwrapped) .raw_inputs (Secret-wrapped) .outputs
-    resources_of_type(graph, *types), one(graph, type), json_input(resource, key)
+                            .explicit_depends_on .inputs (secrets unwrapped)
+                            .raw_inputs (Secret-wrapped) .outputs (mocked, with "id")
+    resources_of_type(graph, *types), json_input(resource, key)
+    one(graph, type, component_type=None)  the single resource of a type (inside a component)
+    within(graph, component_type, *types)  resources built inside a component, any depth
     policy_documents(graph, *kinds) -> [PolicyDoc(resource, kind, text, document,
                             .statements)]; kinds: identity, trust, key, resource
     stack_config(stack, overrides) -> (config strings as the CLI passes them, secret keys)
     STACKS, PROJECT, ROOT, MOCK_ACCOUNT
+
+  tests.infra.snapshot      render(graph) -> the readable snapshot text; `make snapshot`
+  tests.infra.test_aws_shapes   validate(service, operation, params): botocore shape + enums
+  tests.infra.test_iam      lint(doc) (parliament findings), ALLOWED_FINDINGS pattern
 
 Numbers are normalised (2.0 -> 2); invokes are strict (an unmocked token fails the run:
 add it to AwsMocks.call).
