@@ -23,8 +23,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import pipeline_iam as piam
-from infra.iam import deny_insecure_transport, policy_document, service_trust_policy
+from infra.iam import policy_document, service_trust_policy
 from infra.provider import AwsContext
+from infra.storage import SecureBucket, SecureBucketArgs
 
 BUILDSPEC_DIR = "ci/buildspecs"
 BUILD_IMAGE = "aws/codebuild/standard:7.0"       # Ubuntu 22.04, Docker, Python 3.11
@@ -246,66 +247,12 @@ class Pipeline(pulumi.ComponentResource):
         return connection.arn
 
     def _artifact_bucket(self) -> aws.s3.Bucket:
-        """Versioned, SSE-KMS with the stack key, no public access or ACLs, TLS 1.2+ only,
-        expiring: the model bucket's protections, for pipeline artifacts."""
+        """A ``SecureBucket`` like the model bucket (versioned, SSE-KMS with the stack key,
+        private, TLS 1.2+ only); artifacts also expire: each is one execution's input."""
         a = self._args
-        bucket = aws.s3.Bucket(f"{self._name}-artifacts", force_destroy=not a.protect,
-                               opts=self._opts(protect=a.protect))
-        aws.s3.BucketOwnershipControls(
-            f"{self._name}-artifacts-ownership", bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=self._opts())
-        access_block = aws.s3.BucketPublicAccessBlock(
-            f"{self._name}-artifacts-public-access", bucket=bucket.id, block_public_acls=True,
-            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-            opts=self._opts())
-        versioning = aws.s3.BucketVersioning(
-            f"{self._name}-artifacts-versioning", bucket=bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
-                status="Enabled"), opts=self._opts())
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{self._name}-artifacts-encryption", bucket=bucket.id,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=a.kms_key_arn),
-                bucket_key_enabled=True)],
-            opts=self._opts())
-        everything = [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")]
-        aws.s3.BucketPolicy(
-            f"{self._name}-artifacts-policy", bucket=bucket.id,
-            policy=policy_document([
-                deny_insecure_transport(everything, actions="s3:*"),
-                {
-                    "Sid": "DenyOutdatedTls",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": everything,
-                    "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
-                },
-            ]),
-            opts=self._opts(depends_on=[access_block]))
-        aws.s3.BucketLifecycleConfiguration(
-            f"{self._name}-artifacts-lifecycle", bucket=bucket.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire-artifacts", status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
-                        days=ARTIFACT_EXPIRY_DAYS),
-                    noncurrent_version_expiration=aws.s3.
-                    BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=NONCURRENT_DAYS)),
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="abort-incomplete-uploads", status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    abort_incomplete_multipart_upload=aws.s3.
-                    BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=7)),
-            ],
-            opts=self._opts(depends_on=[versioning]))
-        return bucket
+        return SecureBucket(f"{self._name}-artifacts", SecureBucketArgs(
+            kms_key_arn=a.kms_key_arn, noncurrent_days=NONCURRENT_DAYS,
+            expire_days=ARTIFACT_EXPIRY_DAYS, protect=a.protect), opts=self._opts()).bucket
 
     def _backend_env(self) -> list[aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs]:
         a = self._args

@@ -728,9 +728,10 @@ def test_the_artifact_bucket_has_the_model_buckets_protections(graph):
     theirs_policy = json_input(theirs[PROTECTIONS[3]], "policy")
     swap = json.dumps(theirs_policy).replace(models.outputs["arn"], artifacts.outputs["arn"])
     assert ours_policy == json.loads(swap)
+    [expiring] = [r for r in ours[PROTECTIONS[4]].inputs["rules"] if r.get("expiration")]
+    assert expiring["status"] == "Enabled" and expiring["expiration"]["days"] <= 90
+    assert expiring["noncurrentVersionExpiration"]["noncurrentDays"] <= 30
     rules = {r["id"]: r for r in ours[PROTECTIONS[4]].inputs["rules"]}
-    assert rules["expire-artifacts"]["expiration"]["days"] <= 90
-    assert rules["expire-artifacts"]["noncurrentVersionExpiration"]["noncurrentDays"] <= 30
     assert rules["abort-incomplete-uploads"]["abortIncompleteMultipartUpload"]
     assert artifacts.protect is (cfg(graph, "protectData") == "true")
     store = pipeline_of(graph).inputs["artifactStores"][0]
