@@ -102,7 +102,7 @@ Autoscaling(name, AutoscalingArgs(
 # smoke test against serviceUrl). Its notifications go to the alarm topic, encrypted with
 # the stack key (both let CodeStar Notifications in, above).
 delivery = pipeline.Pipeline(name, pipeline.PipelineArgs(
-    context=ctx, project=cfg.project, stack=cfg.stack, prefix=name,
+    context=ctx, stack=cfg.stack, prefix=name,
     log_group_prefix=cfg.log_group_prefix, kms_key_arn=key_arn,
     alarm_topic_arn=monitoring.topic_arn, boundary_arn=boundary.arn,
     repository=cfg.github_repository, branch=cfg.pipeline_branch,

@@ -16,7 +16,7 @@ notifications to the stack's alarm topic. See docs/pipeline.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pulumi
@@ -124,7 +124,6 @@ class PipelineArgs:
     """
 
     context: AwsContext
-    project: str                               # ml-app
     stack: str                                 # dev | staging | prod
     prefix: str                                # <project>-<stack>: physical names
     log_group_prefix: str                      # /<project>/<stack> (the key policy covers it)
@@ -144,7 +143,6 @@ class PipelineArgs:
     log_retention_days: int = 30
     approval_timeout_minutes: int = 24 * 60
     protect: bool = False
-    tags: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Construction-time checks naming the bad input (config.py checks keys earlier)."""
