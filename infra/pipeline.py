@@ -29,7 +29,6 @@ from infra.storage import SecureBucket, SecureBucketArgs
 
 BUILDSPEC_DIR = "ci/buildspecs"
 BUILD_IMAGE = "aws/codebuild/standard:7.0"       # Ubuntu 22.04, Docker, Python 3.11
-STAGES = ("Source", "Test", "Preview", "Approval", "Deploy")
 # Minutes. A build's timeout is its pipeline action's timeout (CodePipeline's own timeout
 # only exists for manual approvals): short enough that a failed ECS deployment fails the
 # stage within the hour instead of hanging (ECS's circuit breaker decides in minutes).
@@ -55,7 +54,7 @@ def key_statements() -> list[dict[str, Any]]:
         "Effect": "Allow",
         "Principal": {"Service": CODESTAR_NOTIFICATIONS},
         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-        "Resource": "*",
+        "Resource": "*",            # in a key policy, "*" is this key
     }]
 
 
