@@ -9,7 +9,6 @@ prediction, so an app that exists is ready to serve. It never imports TensorFlow
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -36,7 +35,6 @@ class Service:
     parser: InstanceParser
     log: JsonLog
     metrics: EmfMetrics | None
-    started: float
 
 
 class SegmentConverter(BaseConverter):
@@ -46,6 +44,8 @@ class SegmentConverter(BaseConverter):
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the service. Raises ConfigError (bad settings) or ModelIntegrityError (the model
+    version is missing or not the released bytes) before anything is served."""
     settings = load_settings(config, strict=config is not None)
     folder, manifest = fetch(settings.model_uri, settings.model_cache_dir, settings.model_sha256)
     predictor = Predictor(folder, manifest)
@@ -56,13 +56,11 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
     app.url_map.converters["segment"] = SegmentConverter
     log = JsonLog(level=settings.log_level)
     metrics = (EmfMetrics(settings.metrics_namespace, predictor.name, predictor.version,
                           settings.metrics_flush_seconds) if settings.metrics_enabled else None)
-    app.extensions["ml_app"] = Service(settings, manifest, predictor, parser, log, metrics,
-                                       time.time())
+    app.extensions["ml_app"] = Service(settings, manifest, predictor, parser, log, metrics)
 
     errors.register(app)
     app.register_blueprint(routes.health)

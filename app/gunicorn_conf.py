@@ -54,3 +54,12 @@ def on_starting(server):
     except (ConfigError, ModelIntegrityError) as exc:
         # gunicorn prints RuntimeError messages as "Error: ..." and exits 1.
         raise RuntimeError(str(exc)) from None
+
+
+def worker_exit(server, worker):
+    """Write the worker's last EMF document on shutdown, so metrics aggregated since the
+    last flush are not lost when ECS replaces a task."""
+    app = getattr(worker, "wsgi", None)
+    service = getattr(app, "extensions", {}).get("ml_app")
+    if service is not None and service.metrics is not None:
+        service.metrics.flush()

@@ -69,6 +69,9 @@ def test_serves_predictions_with_json_logs(server, heldout):
     assert proc.returncode == 0
     logs = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert any(e.get("path") == "/v1/models/digits:predict" and e.get("status") == 200 for e in logs)
+    # the metrics aggregated since the last flush are written when the worker exits
+    emf = [e for e in logs if "_aws" in e]
+    assert sum(e["PredictionRequests"] for e in emf) == 1 and emf[0]["Predictions"] == 2
     # gunicorn's own lines are JSON too, so CloudWatch filters on "level" see them
     gunicorn_lines = [json.loads(x) for x in err.splitlines() if x.startswith('{"time"')]
     assert any("Booting worker" in e["message"] for e in gunicorn_lines)
