@@ -187,8 +187,9 @@ READ_IAM_ACTIONS = sorted([
 
 
 def read_stack(scope: Scope) -> list[Statement]:
-    """Read the configuration of the stack's resources, and log in to ECR (the program
-    invokes ``ecr.get_authorization_token`` even in a preview)."""
+    """Read the configuration of the stack's resources, and make the program's invokes
+    (every run, a preview included, calls ``ecr.get_authorization_token`` and, with
+    ``apiKeyEnabled``, ``secretsmanager.get_random_password``)."""
     return [
         {
             # Describe/List/Get calls on metadata only. Many of them (ec2:Describe*, the List
@@ -212,6 +213,14 @@ def read_stack(scope: Scope) -> list[Statement]:
             "Sid": "EcrLogin",
             "Effect": "Allow",
             "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            # The API key's generator (infra/secrets.py): no resource-level permissions, so
+            # AWS requires "*"; it returns random characters and reads nothing.
+            "Sid": "GenerateApiKey",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetRandomPassword",
             "Resource": "*",
         },
     ]

@@ -29,7 +29,7 @@ MODERN_TLS_POLICIES = (
 )
 # Actions that have no resource-level permissions: "Resource": "*" is the only option.
 STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken", "ecs:DeregisterTaskDefinition",
-                                   "sns:Unsubscribe"})
+                                   "secretsmanager:GetRandomPassword", "sns:Unsubscribe"})
 # Read actions that return data rather than configuration: never on "*".
 DATA_READ_ACTIONS = frozenset({
     "s3:GetObject", "s3:GetObjectVersion", "secretsmanager:GetSecretValue", "ssm:GetParameter",

@@ -464,6 +464,7 @@ TAG_SCOPED = {"CreateOnlyWithStackTag": "aws:RequestTag/stack",
 STAR_WITHOUT_CONDITION = {  # Sid -> why "*" (each also commented in infra/pipeline_iam.py)
     "ReadStackConfiguration": "read-only metadata calls",
     "EcrLogin": "ecr:GetAuthorizationToken has no resource-level permissions",
+    "GenerateApiKey": "secretsmanager:GetRandomPassword has no resource-level permissions",
     "NoResourceLevelPermissions": "ecs:DeregisterTaskDefinition, sns:Unsubscribe",
 }
 
@@ -499,9 +500,36 @@ def test_every_resource_star_in_the_policy_source_is_commented():
             f"infra/pipeline_iam.py:{n + 1}: Resource \"*\" without a comment saying why"
 
 
+# What each invoke of the program needs in IAM (None: nothing). A preview runs every invoke,
+# so the read-only roles must allow them, on "*" where AWS has no resource-level permission.
+INVOKE_ACTIONS = {
+    "aws:index/getCallerIdentity:getCallerIdentity": None,   # sts: needs no permission
+    "aws:index/getPartition:getPartition": None,             # computed by the provider
+    "aws:index/getAvailabilityZones:getAvailabilityZones": "ec2:DescribeAvailabilityZones",
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": "ecr:GetAuthorizationToken",
+    "aws:secretsmanager/getRandomPassword:getRandomPassword": "secretsmanager:GetRandomPassword",
+}
+# Of those, the ones outside READ_ACTIONS (their statements are not metadata reads).
+INVOKE_ONLY = {"ecr:GetAuthorizationToken", "secretsmanager:GetRandomPassword"}
+
+
+def test_every_role_that_runs_the_program_may_make_its_invokes(graph):
+    tokens = {i.token for i in graph.invokes}
+    assert tokens, "no invokes recorded"
+    unmapped = tokens - set(INVOKE_ACTIONS)
+    assert not unmapped, f"add the IAM action of {unmapped} to INVOKE_ACTIONS"
+    needed = {INVOKE_ACTIONS[t] for t in tokens} - {None}
+    assert "secretsmanager:GetRandomPassword" in needed or \
+        cfg(graph, "apiKeyEnabled") == "false"
+    for key in ("preview-build", "github-preview", "deploy-build"):
+        on_star = {a for s in role_statements(graph, role(graph, key))
+                   if s["Effect"] == "Allow" and "*" in as_list(s["Resource"])
+                   and not s.get("Condition") for a in as_list(s["Action"])}
+        assert needed <= on_star, f"{key} may not make the invokes {needed - on_star}"
+
+
 def test_test_and_preview_roles_are_read_only_plus_logs_and_artifacts(graph):
-    read = set(pipeline_iam.READ_ACTIONS) | set(pipeline_iam.READ_IAM_ACTIONS) | {
-        "ecr:GetAuthorizationToken"}
+    read = set(pipeline_iam.READ_ACTIONS) | set(pipeline_iam.READ_IAM_ACTIONS) | INVOKE_ONLY
     basics = {"logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject",
               "s3:GetObjectVersion", "kms:Decrypt", "kms:GenerateDataKey"}
     reports = {"codebuild:CreateReportGroup", "codebuild:CreateReport",
@@ -538,8 +566,8 @@ def test_only_this_repositorys_pull_requests_can_assume_the_preview_role(graph):
     assert r.outputs["arn"].endswith(f":role/{prefix(graph)}-github-preview")
     # Read-only: the shared read policy, nothing that writes.
     actions = allowed_actions(role_statements(graph, r))
-    assert actions <= set(pipeline_iam.READ_ACTIONS) | set(pipeline_iam.READ_IAM_ACTIONS) | {
-        "ecr:GetAuthorizationToken"}
+    assert actions <= set(pipeline_iam.READ_ACTIONS) | set(pipeline_iam.READ_IAM_ACTIONS) | \
+        INVOKE_ONLY
 
 
 def test_an_existing_oidc_provider_is_trusted_instead_of_creating_one(alternative):
