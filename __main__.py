@@ -109,7 +109,8 @@ delivery = pipeline.Pipeline(name, pipeline.PipelineArgs(
     approval_required=cfg.require_approval, connection_arn=cfg.codestar_connection_arn,
     github_oidc_provider_arn=cfg.github_oidc_provider_arn, backend=cfg.pulumi_backend,
     pulumi_token_secret=cfg.pulumi_access_token_secret, state_bucket=cfg.pulumi_state_bucket,
-    secrets_key_arn=cfg.pulumi_secrets_key_arn, log_retention_days=cfg.log_retention_days,
+    secrets_key_arn=cfg.pulumi_secrets_key_arn, domain_name=cfg.domain_name,
+    hosted_zone_id=cfg.hosted_zone_id, log_retention_days=cfg.log_retention_days,
     protect=cfg.protect_data), opts=use_provider)
 
 region = cfg.region

@@ -139,6 +139,8 @@ class PipelineArgs:
     pulumi_token_secret: str | None = None     # cloud: Secrets Manager name or ARN
     state_bucket: str | None = None            # s3: bucket of the self-managed backend
     secrets_key_arn: str | None = None         # s3: KMS key of the awskms secrets provider
+    domain_name: str | None = None             # with hosted_zone_id: the deploy writes its
+    hosted_zone_id: str | None = None          # records (alias, certificate validation)
     log_retention_days: int = 30
     approval_timeout_minutes: int = 24 * 60
     protect: bool = False
@@ -284,6 +286,9 @@ class Pipeline(pulumi.ComponentResource):
             managed.append(self._read_policy().arn)
         if kind == "deploy":
             statements += piam.state_backend(s, a.backend, write=True, **backend)
+            statements += piam.deploy_outside_the_stack(
+                s, connection_arn=a.connection_arn, hosted_zone_id=a.hosted_zone_id,
+                domain_name=a.domain_name)
             managed += [self._read_policy().arn] + [p.arn for p in self._deploy_policies()]
         role = self._role(f"{kind}-build", f"CodeBuild {project_name}: {kind} stage",
                           trust, statements, managed)

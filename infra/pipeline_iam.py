@@ -447,6 +447,40 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
     ]
 
 
+def deploy_outside_the_stack(scope: Scope, *, connection_arn: str | None,
+                             hosted_zone_id: str | None,
+                             domain_name: str | None) -> list[Statement]:
+    """What the deploy uses that the stack does not own, so neither its name prefix nor its
+    tag reaches it: an existing GitHub connection (passed to the pipeline on every
+    CreatePipeline/UpdatePipeline) and, in a hosted zone, the records of ``domainName``
+    (the alias and the certificate's validation record)."""
+    statements: list[Statement] = []
+    if connection_arn:
+        service = ("codeconnections" if ":codeconnections:" in connection_arn
+                   else "codestar-connections")
+        statements.append({
+            "Sid": "PassTheExistingConnection",
+            "Effect": "Allow",
+            "Action": f"{service}:PassConnection",
+            "Resource": connection_arn,
+            "Condition": {"StringEquals": {
+                f"{service}:PassedToService": "codepipeline.amazonaws.com"}},
+        })
+    if hosted_zone_id and domain_name:
+        statements.append({
+            "Sid": "RecordsOfTheDomainName",
+            "Effect": "Allow",
+            "Action": "route53:ChangeResourceRecordSets",
+            "Resource": scope.context.arn("route53", f"hostedzone/{hosted_zone_id}",
+                                          region=False, account=False),
+            # Only the name itself and names below it (ACM's _<token>.<name> record).
+            "Condition": {"ForAllValues:StringLike": {
+                "route53:ChangeResourceRecordSetsNormalizedRecordNames":
+                    [domain_name, f"*.{domain_name}"]}},
+        })
+    return statements
+
+
 # Creating a role or changing what it may do: allowed to the deploy only with the boundary
 # (deploy_iam), denied to every bounded role without it (boundary).
 ROLE_PERMISSION_ACTIONS = ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",

@@ -459,6 +459,47 @@ def test_the_deploy_role_reaches_every_named_resource_of_the_stack(graph):
     assert checked >= 20, checked
 
 
+def test_the_deploy_role_may_write_the_stacks_dns_records_and_no_others(graphs):
+    import fnmatch
+    records = resources_of_type(graphs["prod"], "aws:route53/record:Record")
+    assert len(records) == 2, [r.name for r in records]   # alias + certificate validation
+    zone = cfg(graphs["prod"], "hostedZoneId")
+    [dns] = [s for s in role_statements(graphs["prod"], role(graphs["prod"], "deploy-build"))
+             if "route53:ChangeResourceRecordSets" in as_list(s["Action"])]
+    assert dns["Resource"] == f"arn:aws:route53:::hostedzone/{zone}"
+    names = dns["Condition"]["ForAllValues:StringLike"][
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames"]
+    assert names == [cfg(graphs["prod"], "domainName"), f"*.{cfg(graphs['prod'], 'domainName')}"]
+    for r in records:
+        assert r.inputs["zoneId"] == zone
+        normalized = r.inputs["name"].lower().rstrip(".")
+        assert any(fnmatch.fnmatchcase(normalized, n) for n in names), r.inputs["name"]
+    # Stacks without a hosted zone (staging's DNS is managed elsewhere) touch no zone.
+    for stack in ("dev", "staging"):
+        actions = allowed_actions(role_statements(graphs[stack],
+                                                  role(graphs[stack], "deploy-build")))
+        assert not {a for a in actions if a.startswith("route53:Change")}, stack
+
+
+def test_the_deploy_role_may_pass_an_existing_connection_to_codepipeline_only(alternative,
+                                                                               graphs):
+    statements = role_statements(alternative, role(alternative, "deploy-build"))
+    [passing] = [s for s in statements if s.get("Sid") == "PassTheExistingConnection"]
+    assert passing["Action"] == "codestar-connections:PassConnection"
+    assert passing["Resource"] == ALT_CONNECTION
+    assert passing["Condition"] == {"StringEquals": {
+        "codestar-connections:PassedToService": "codepipeline.amazonaws.com"}}
+    # An AWS CodeConnections ARN (console connections since 2024) takes that service's action.
+    arn = ALT_CONNECTION.replace(":codestar-connections:", ":codeconnections:")
+    [codeconnections] = pipeline_iam.deploy_outside_the_stack(
+        None, connection_arn=arn, hosted_zone_id=None, domain_name=None)
+    assert codeconnections["Action"] == "codeconnections:PassConnection"
+    assert "codeconnections:PassedToService" in codeconnections["Condition"]["StringEquals"]
+    # A connection the stack creates carries the stack tag (tag-scoped statement instead).
+    assert not [s for s in role_statements(graphs["dev"], role(graphs["dev"], "deploy-build"))
+                if s.get("Sid") == "PassTheExistingConnection"]
+
+
 TAG_SCOPED = {"CreateOnlyWithStackTag": "aws:RequestTag/stack",
               "ChangeOnlyStackTaggedResources": "aws:ResourceTag/stack"}
 STAR_WITHOUT_CONDITION = {  # Sid -> why "*" (each also commented in infra/pipeline_iam.py)
