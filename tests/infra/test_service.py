@@ -311,6 +311,11 @@ EXPORTS = {"serviceUrl", "ecrRepositoryUrl", "imageRef", "modelUri", "modelBucke
 
 def test_stack_outputs(graph):
     assert EXPORTS <= set(graph.exports), EXPORTS - set(graph.exports)
+    # docs/deploy.md's "Outputs" table names every output of the stack.
+    section = (ROOT / "docs" / "deploy.md").read_text().split("## 5. Outputs", 1)[1]
+    table = section.split("\n## ", 1)[0]
+    undocumented = [k for k in graph.exports if f"`{k}`" not in table]
+    assert not undocumented, f"add to the outputs table of docs/deploy.md: {undocumented}"
     assert graph.exports["imageRef"] == container(graph)["image"]
     assert graph.exports["modelUri"] == env(graph)["MODEL_URI"]
     assert graph.exports["clusterName"] == graph.exports["serviceName"] == f"ml-app-{graph.stack}"
