@@ -5,12 +5,15 @@ Pulumi passes container definitions to ECS as an opaque JSON string: a typo in a
 task definition, the service and the alarms are rebuilt as the API requests the provider
 makes (RegisterTaskDefinition, CreateService, PutMetricAlarm) and validated offline:
 botocore's ParamValidator checks names, types and required members, and ``check_enums``
-walks the shape for enum values, which the validator does not check.
+walks the shape for what the validator does not check: enum values, string lengths and
+patterns, numeric ranges (test_pipeline.py uses it for CreatePipeline too).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 from typing import Any
 
 import botocore.session
@@ -26,8 +29,18 @@ def input_shape(service: str, operation: str):
     return SESSION.get_service_model(service).operation_model(operation).input_shape
 
 
+@lru_cache(maxsize=None)
+def _pattern(pattern: str | None) -> re.Pattern[str] | None:
+    """A model's pattern as a Python regex; None when absent or not Python syntax (some
+    models use Java classes such as \\p{Print}, which cannot be checked here)."""
+    try:
+        return re.compile(pattern) if pattern else None
+    except re.error:
+        return None
+
+
 def check_enums(value: Any, shape, path: str = "") -> list[str]:
-    """Enum, min and max violations (ParamValidator checks neither enums nor maxima)."""
+    """What ParamValidator skips: enum values, string lengths and patterns, numeric ranges."""
     problems = []
     if shape.type_name == "structure" and isinstance(value, dict):
         for key, member in shape.members.items():
@@ -39,9 +52,15 @@ def check_enums(value: Any, shape, path: str = "") -> list[str]:
     elif shape.type_name == "map" and isinstance(value, dict):
         for k, v in value.items():
             problems += check_enums(v, shape.value, f"{path}.{k}")
-    elif shape.type_name == "string" and getattr(shape, "enum", None):
-        if value not in shape.enum:
+    elif shape.type_name == "string" and isinstance(value, str):
+        if getattr(shape, "enum", None) and value not in shape.enum:
             problems.append(f"{path}: {value!r} not in {shape.enum}")
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
+            problems.append(f"{path}: length {len(value)} outside [{lo}, {hi}]")
+        pattern = _pattern(shape.metadata.get("pattern"))
+        if pattern and not pattern.fullmatch(value):
+            problems.append(f"{path}: {value!r} does not match {pattern.pattern}")
     elif shape.type_name in ("integer", "long", "double", "float"):
         lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -67,6 +86,9 @@ def test_the_validator_catches_typos_wrong_types_and_bad_enums():
     assert "readOnlyRootFilesystem" in report and "stopTimeout" in report
     assert check_enums({"family": "x", "networkMode": "bridged", "containerDefinitions": []},
                        shape) == [".networkMode: 'bridged' not in ['bridge', 'host', 'awsvpc', 'none']"]
+    assert check_enums({"AlarmName": "", "EvaluationPeriods": 0},
+                       input_shape("cloudwatch", "PutMetricAlarm")) == [
+        ".AlarmName: length 0 outside [1, 255]", ".EvaluationPeriods: 0 outside [1, None]"]
 
 
 def register_task_definition(graph: Graph) -> dict:

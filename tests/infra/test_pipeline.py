@@ -10,7 +10,6 @@ pipeline's configuration errors. Offline, under Pulumi mocks (tests/infra/harnes
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from infra import config as stack_config
 from infra import pipeline_iam
 from tests.infra.harness import (ROOT, STACKS, Graph, Resource, as_list, json_input,
                                  policy_documents, resources_of_type, run, run_program)
+from tests.infra.test_aws_shapes import check_enums
 
 PIPELINE = "ml-app:cicd:Pipeline"
 BOUNDARY = "ml-app:cicd:PermissionsBoundary"
@@ -263,39 +263,10 @@ CODEPIPELINE = botocore.session.get_session().get_service_model("codepipeline")
 CREATE_PIPELINE = CODEPIPELINE.operation_model("CreatePipeline").input_shape
 
 
-def _enum_errors(value: Any, shape, path: str = "") -> list[str]:
-    """What ParamValidator skips: enum values, and string lengths and numeric ranges."""
-    errors = []
-    if shape.type_name == "structure" and isinstance(value, dict):
-        for k, v in value.items():
-            if k in shape.members:
-                errors += _enum_errors(v, shape.members[k], f"{path}.{k}")
-    elif shape.type_name == "list" and isinstance(value, list):
-        for n, v in enumerate(value):
-            errors += _enum_errors(v, shape.member, f"{path}[{n}]")
-    elif shape.type_name == "map" and isinstance(value, dict):
-        for k, v in value.items():
-            errors += _enum_errors(v, shape.value, f"{path}[{k}]")
-    elif shape.type_name == "string":
-        if shape.enum and value not in shape.enum:
-            errors.append(f"{path}: {value!r} not in {shape.enum}")
-        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
-        if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
-            errors.append(f"{path}: length {len(value)} outside {lo}..{hi}")
-        pattern = shape.metadata.get("pattern")
-        if pattern and not re.fullmatch(pattern, value):
-            errors.append(f"{path}: {value!r} does not match {pattern}")
-    elif shape.type_name == "integer":
-        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            errors.append(f"{path}: {value} outside {lo}..{hi}")
-    return errors
-
-
 def _validate(params: dict[str, Any]) -> list[str]:
     report = ParamValidator().validate(params, CREATE_PIPELINE)
     errors = [report.generate_report()] if report.has_errors() else []
-    return errors + _enum_errors(params, CREATE_PIPELINE)
+    return errors + check_enums(params, CREATE_PIPELINE)
 
 
 def test_pipeline_validates_against_botocore_create_pipeline(graph):
