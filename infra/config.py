@@ -427,7 +427,7 @@ def _check(v: dict[str, Any], stack: str, region: str | None, problems: _Problem
 
 
 # Delivery pipeline keys.
-_GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):"
                              r"(?P<region>[a-z0-9-]+):(?P<account>\d{12}):connection/[0-9a-f-]{36}$")
 _OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):oidc-provider/"
@@ -473,7 +473,7 @@ def _check_pipeline(v: dict[str, Any], region: str | None, problems: _Problems) 
         problems.add("githubRepository", "", "is required: the GitHub repository the pipeline "
                      "builds, as <owner>/<repo> (its pull requests alone may assume the "
                      "preview role)")
-    elif not _GITHUB_REPOSITORY.match(repo) or repo.split("/")[1] in (".", ".."):
+    elif not GITHUB_REPOSITORY.match(repo) or repo.split("/")[1] in (".", ".."):
         problems.add("githubRepository", repo, "must be <owner>/<repo> as on GitHub (owner: "
                      "letters, digits, -; repo: letters, digits, . _ -), e.g. acme/ml-app")
     if "pipeline_branch" in v:

@@ -15,7 +15,6 @@ notifications to the stack's alarm topic. See docs/pipeline.md.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -23,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import pipeline_iam as piam
+from infra.config import GITHUB_REPOSITORY, PULUMI_BACKENDS
 from infra.iam import policy_document, service_trust_policy
 from infra.provider import AwsContext
 from infra.storage import SecureBucket, SecureBucketArgs
@@ -42,7 +42,6 @@ NOTIFICATION_EVENTS = (
     "codepipeline-pipeline-manual-approval-needed",
 )
 CODESTAR_NOTIFICATIONS = "codestar-notifications.amazonaws.com"
-_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 
 def key_statements() -> list[dict[str, Any]]:
@@ -148,9 +147,9 @@ class PipelineArgs:
     def validate(self) -> None:
         """Construction-time checks naming the bad input (config.py checks keys earlier)."""
         problems = []
-        if not _REPOSITORY.match(self.repository or ""):
+        if not GITHUB_REPOSITORY.match(self.repository or ""):
             problems.append(f"repository={self.repository!r}: must be <owner>/<repo>")
-        if self.backend not in ("cloud", "s3"):
+        if self.backend not in PULUMI_BACKENDS:
             problems.append(f"backend={self.backend!r}: must be cloud or s3")
         if self.backend == "cloud" and not self.pulumi_token_secret:
             problems.append("pulumi_token_secret: required with the cloud backend")
