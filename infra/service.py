@@ -140,7 +140,7 @@ class Service(pulumi.ComponentResource):
             # Only one provider of a strategy may declare a base.
             {"capacity_provider": "FARGATE_SPOT", "weight": args.fargate_spot_weight},
         ]
-        aws.ecs.ClusterCapacityProviders(
+        capacity = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity", cluster_name=cluster.name,
             capacity_providers=["FARGATE", "FARGATE_SPOT"],
             default_capacity_provider_strategies=[
@@ -191,7 +191,9 @@ class Service(pulumi.ComponentResource):
             enable_execute_command=False, propagate_tags="SERVICE",
             enable_ecs_managed_tags=True, wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=list(args.depends_on),
+                # A strategy may only name providers already associated with the cluster
+                # (CreateService fails otherwise), so the association comes first.
+                parent=self, depends_on=[*args.depends_on, capacity],
                 # Autoscaling owns the running count after creation.
                 ignore_changes=["desiredCount"],
                 custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")))

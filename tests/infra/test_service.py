@@ -148,6 +148,8 @@ def test_capacity_strategy_and_counts_follow_config(graph):
     assert {"name": "containerInsights", "value": "enabled"} in cluster.inputs["settings"]
     providers = one(graph, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")
     assert set(providers.inputs["capacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
+    # The service's strategy needs the providers associated with the cluster first.
+    assert providers.urn in service.explicit_depends_on
 
 
 def test_autoscaling_tracks_cpu_memory_and_requests_within_config_bounds(graph):
