@@ -192,8 +192,10 @@ class Service(pulumi.ComponentResource):
             enable_ecs_managed_tags=True, wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 # A strategy may only name providers already associated with the cluster
-                # (CreateService fails otherwise), so the association comes first.
-                parent=self, depends_on=[*args.depends_on, capacity],
+                # (CreateService fails otherwise), so the association comes first; the
+                # roles' policies too: tasks need them to start, and a destroy that removed
+                # them first would leave the service stuck DRAINING (the provider's docs).
+                parent=self, depends_on=[*args.depends_on, capacity, roles],
                 # Autoscaling owns the running count after creation.
                 ignore_changes=["desiredCount"],
                 custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")))

@@ -150,6 +150,8 @@ def test_capacity_strategy_and_counts_follow_config(graph):
     assert set(providers.inputs["capacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
     # The service's strategy needs the providers associated with the cluster first.
     assert providers.urn in service.explicit_depends_on
+    policies = within(graph, "ml-app:infra:ServiceRoles", "aws:iam/rolePolicy:RolePolicy")
+    assert len(policies) == 2 and all(p.urn in service.depends_on for p in policies)
 
 
 def test_autoscaling_tracks_cpu_memory_and_requests_within_config_bounds(graph):
