@@ -3,8 +3,9 @@
 The repository has immutable tags (a tag names one image forever), scans on push, is
 encrypted with the stack's key and expires old images. The image is built for linux/amd64
 explicitly (an ARM laptop otherwise produces an image Fargate cannot run: ``exec format
-error``), tagged with a hash of its build inputs, pushed with short-lived ECR credentials,
-and the service references the pushed digest, never the tag.
+error``), tagged with a hash of its build inputs, pushed with short-lived ECR credentials
+(or, when the tag is already there, reused without a push), and the service references the
+digest, never the tag.
 """
 
 from __future__ import annotations
@@ -77,6 +78,18 @@ class ContainerImage(pulumi.ComponentResource):
 
         self.tag = build_inputs_hash(args.context.resolve(), args.dockerfile, PLATFORM,
                                      tuple(sorted(args.build_args.items())))[:16]
+        # A tag already in the repository is reused, never pushed again. That happens on a
+        # rollback or revert to earlier build inputs: the tags are immutable and a rebuild is
+        # not byte-identical, so ECR would refuse the push and the rollback would fail.
+        # Reusing it also deploys exactly the bytes that ran before. Cost: after a deploy
+        # that pushed a new tag, the next run flips skipPush to true (one "~ image" line in
+        # the preview, a cached local build, no push and no change to the service).
+        tag = self.tag
+        listed = aws.ecr.get_images_output(repository_name=self.repository.name,
+                                           registry_id=self.repository.registry_id,
+                                           opts=pulumi.InvokeOptions(parent=self))
+        existing_digest = listed.image_ids.apply(
+            lambda ids: next((i.image_digest for i in ids or [] if i.image_tag == tag), None))
         # Short-lived (12 h) credentials, fetched at each run; kept secret in the state.
         creds = aws.ecr.get_authorization_token_output(
             registry_id=self.repository.registry_id, opts=pulumi.InvokeOptions(parent=self))
@@ -88,6 +101,7 @@ class ContainerImage(pulumi.ComponentResource):
                                          platform=PLATFORM, args=args.build_args or None),
             # A preview does not build (pulumi-docker#540); CI builds in its own step.
             build_on_preview=False,
+            skip_push=existing_digest.apply(lambda digest: digest is not None),
             registry=docker.RegistryArgs(server=self.repository.repository_url,
                                          username=creds.user_name,
                                          password=pulumi.Output.secret(creds.password)),
@@ -95,6 +109,8 @@ class ContainerImage(pulumi.ComponentResource):
 
         self.repository_url = self.repository.repository_url
         self.repository_arn = self.repository.arn
-        self.image_ref = image.repo_digest
+        self.image_ref = pulumi.Output.all(existing_digest, self.repository.repository_url,
+                                           image.repo_digest).apply(
+            lambda a: f"{a[1]}@{a[0]}" if a[0] else a[2])
         self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
                                "tag": self.tag})

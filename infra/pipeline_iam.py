@@ -164,7 +164,7 @@ READ_ACTIONS = sorted([
     "s3:GetBucketRequestPayment", "s3:GetBucketTagging", "s3:GetBucketVersioning",
     "s3:GetBucketWebsite", "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration",
     "s3:GetReplicationConfiguration",
-    "ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:GetLifecyclePolicy",
+    "ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:GetLifecyclePolicy", "ecr:ListImages",
     "ecr:GetRepositoryPolicy", "ecr:ListTagsForResource",
     "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
     "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:ListTagsForResource",

@@ -241,9 +241,10 @@ def _short_hash(text: str, n: int = 8) -> str:
 class AwsMocks(pulumi_mocks.Mocks):
     """Deterministic outputs shaped like AWS's, and strict invokes."""
 
-    def __init__(self, region: str, account: str):
+    def __init__(self, region: str, account: str, ecr_images: Mapping[str, str] | None = None):
         self.region = region
         self.account = account
+        self.ecr_images = dict(ecr_images or {})   # tag -> digest already in the repository
 
     def call(self, args: pulumi_mocks.MockCallArgs):
         region, account = self.region, self.account
@@ -262,6 +263,9 @@ class AwsMocks(pulumi_mocks.Mocks):
                 "authorizationToken": "QVdTOm1vY2s=", "expiresAt": "2030-01-01T00:00:00Z",
                 "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
                 "id": region},
+            "aws:ecr/getImages:getImages": lambda: {
+                "imageIds": [{"imageTag": t, "imageDigest": d} for t, d in self.ecr_images.items()],
+                "repositoryName": args.args.get("repositoryName"), "id": "images"},
             "aws:secretsmanager/getRandomPassword:getRandomPassword": lambda: {
                 "randomPassword": "MockApiKey" + "0" * 38, "id": "mock"},
         }
@@ -430,9 +434,10 @@ class _ListHandler(logging.Handler):
 
 # --------------------------------------------------------------------------------- runs --
 def run(stack: str, overrides: Mapping[str, Any] | None = None, *,
-        preview: bool = False) -> Graph:
+        preview: bool = False, ecr_images: Mapping[str, str] | None = None) -> Graph:
     """Run ``__main__.py`` for ``stack`` under mocks. A failure is kept in ``graph.error``
-    (with whatever was registered before it)."""
+    (with whatever was registered before it). ``ecr_images`` (tag -> digest) is what the
+    ECR repository already holds (default: nothing, a first deploy)."""
     values, secret_keys = stack_config(stack, overrides)
     graph = Graph(stack=stack, config=values)
     region = values.get("aws:region", "eu-west-1")
@@ -446,7 +451,7 @@ def run(stack: str, overrides: Mapping[str, Any] | None = None, *,
     try:
         pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=preview)
         pulumi.runtime.set_all_config(values, secret_keys)
-        monitor = RecordingMonitor(AwsMocks(region, account), graph)
+        monitor = RecordingMonitor(AwsMocks(region, account, ecr_images), graph)
         pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview,
                                  logger=logger, monitor=monitor)
         try:
@@ -467,9 +472,9 @@ def run(stack: str, overrides: Mapping[str, Any] | None = None, *,
 
 
 def run_program(stack: str, overrides: Mapping[str, Any] | None = None, *,
-                preview: bool = False) -> Graph:
+                preview: bool = False, ecr_images: Mapping[str, str] | None = None) -> Graph:
     """Like ``run`` but raises the program's error."""
-    graph = run(stack, overrides, preview=preview)
+    graph = run(stack, overrides, preview=preview, ecr_images=ecr_images)
     if graph.error is not None:
         raise graph.error
     return graph

@@ -519,6 +519,7 @@ INVOKE_ACTIONS = {
     "aws:index/getPartition:getPartition": None,             # computed by the provider
     "aws:index/getAvailabilityZones:getAvailabilityZones": "ec2:DescribeAvailabilityZones",
     "aws:ecr/getAuthorizationToken:getAuthorizationToken": "ecr:GetAuthorizationToken",
+    "aws:ecr/getImages:getImages": "ecr:ListImages",
     "aws:secretsmanager/getRandomPassword:getRandomPassword": "secretsmanager:GetRandomPassword",
 }
 # Of those, the ones outside READ_ACTIONS (their statements are not metadata reads).

@@ -10,7 +10,8 @@ import pytest
 
 from infra import config
 from infra.build_context import build_inputs_hash
-from tests.infra.harness import ROOT, Graph, json_input, one, resources_of_type, within
+from tests.infra.harness import (ROOT, Graph, json_input, one, resources_of_type, run_program,
+                                 within)
 
 HEALTH_CHECK = ["CMD", "python", "-c",
                 "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("
@@ -39,8 +40,25 @@ def test_task_is_read_only_non_root_and_runs_the_pushed_digest(graph):
     assert c["privileged"] is False
     assert c["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
     image = one(graph, "docker:index/image:Image")
+    assert image.inputs["skipPush"] is False      # a first deploy builds and pushes
     assert c["image"] == image.outputs["repoDigest"]
     assert "@sha256:" in c["image"] and ":" not in c["image"].split("@")[0].split("/")[-1]
+
+
+def test_a_tag_already_in_ecr_is_reused_not_pushed_again():
+    """Rollback or revert to earlier build inputs: ECR's tags are immutable and a rebuild is
+    not byte-identical, so the program must reference the existing image, not push."""
+    first = run_program("dev")
+    tag = first.exports["imageTag"]
+    digest = "sha256:" + "ab" * 32
+    again = run_program("dev", ecr_images={tag: digest, "0123456789abcdef": "sha256:" + "cd" * 32})
+    image = one(again, "docker:index/image:Image")
+    assert image.inputs["skipPush"] is True
+    repo = again.exports["ecrRepositoryUrl"]
+    assert container(again)["image"] == again.exports["imageRef"] == f"{repo}@{digest}"
+    # another tag in the repository changes nothing
+    other = run_program("dev", ecr_images={"0123456789abcdef": "sha256:" + "cd" * 32})
+    assert one(other, "docker:index/image:Image").inputs["skipPush"] is False
 
 
 def test_task_size_roles_platform_and_writable_tmp(graph):
