@@ -351,6 +351,13 @@ class Pipeline(pulumi.ComponentResource):
                 "Resource": pulumi.Output.concat(self.artifact_bucket.arn, "/*"),
             },
             {
+                # CodePipeline checks the artifact store's versioning before a run.
+                "Sid": "ArtifactBucket",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketVersioning", "s3:GetBucketLocation"],
+                "Resource": self.artifact_bucket.arn,
+            },
+            {
                 "Sid": "ArtifactKey",
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],

@@ -431,11 +431,23 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
                        "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
                        "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:Decrypt",
                        "kms:DeleteAlias", "kms:EnableKeyRotation", "kms:Encrypt",
-                       "kms:GenerateDataKey", "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion",
+                       "kms:GenerateDataKey", "kms:PutKeyPolicy", "kms:RetireGrant",
+                       "kms:ScheduleKeyDeletion",
                        "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias",
                        "kms:UpdateKeyDescription"],
             "Resource": "*",
             "Condition": scope.resource_tag,
+        },
+        {
+            # Resource "*" with the stack tag: ECR (a KMS-encrypted repository) and Secrets
+            # Manager create grants on the stack's key for the caller; only for AWS services.
+            # (RetireGrant, which this condition key does not cover, is in the list above.)
+            "Sid": "KeyGrantsForAwsServices",
+            "Effect": "Allow",
+            "Action": "kms:CreateGrant",
+            "Resource": "*",
+            "Condition": {**scope.resource_tag,
+                          "Bool": {"kms:GrantIsForAWSResource": "true"}},
         },
         {
             # Aliases carry no tags: the stack's alias by name (the key side is tag-scoped).

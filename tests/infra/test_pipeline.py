@@ -472,7 +472,8 @@ def test_the_deploy_role_may_pass_an_existing_connection_to_codepipeline_only(al
 
 
 TAG_SCOPED = {"CreateOnlyWithStackTag": "aws:RequestTag/stack",
-              "ChangeOnlyStackTaggedResources": "aws:ResourceTag/stack"}
+              "ChangeOnlyStackTaggedResources": "aws:ResourceTag/stack",
+              "KeyGrantsForAwsServices": "aws:ResourceTag/stack"}
 STAR_WITHOUT_CONDITION = {  # Sid -> why "*" (each also commented in infra/pipeline_iam.py)
     "ReadStackConfiguration": "read-only metadata calls",
     "EcrLogin": "ecr:GetAuthorizationToken has no resource-level permissions",
@@ -615,11 +616,12 @@ ALLOWED_FINDINGS: dict[tuple[str, str], tuple[set[str], str]] = {
         {"ecr:getauthorizationtoken"},
         "the program logs in to ECR (image push) even in a preview; AWS requires Resource *"),
     ("deploy-tagged", "RESOURCE_STAR"): (
-        None,  # every action of the two tag-conditioned statements (checked by Sid above)
+        None,  # every action of the tag-conditioned statements (checked by Sid above)
         "created only with the stack tag in the request, changed only while it carries it"),
     ("deploy-tagged", "PERMISSIONS_MANAGEMENT_ACTIONS"): (
-        {"kms:createkey", "kms:putkeypolicy"},
-        "the stack's own KMS key and its key policy are part of the stack (tag-scoped)"),
+        {"kms:createkey", "kms:putkeypolicy", "kms:creategrant", "kms:retiregrant"},
+        "the stack's own KMS key and its key policy are part of the stack (tag-scoped); "
+        "grants only for AWS services (ECR, Secrets Manager) on that key"),
     ("deploy-tagged", "RESOURCE_MISMATCH"): (
         {"kms:createalias", "kms:deletealias", "kms:updatealias"},
         "alias actions are authorised on the alias (by name, here) and on the key "
