@@ -20,7 +20,7 @@ help:
 	@echo "make snapshot     regenerate tests/infra/snapshots (the offline preview diff)"
 	@echo "make bench        serving benchmark: ours vs a Keras baseline"
 	@echo "make bench-image  image benchmark: ours vs a seed-style image"
-	@echo "make train        train a new model version (VERSION=N)"
+	@echo "make train        train and release a new model version (VERSION=N, default: next)"
 	@echo "make preview      pulumi preview --diff of STACK=dev|staging|prod (output kept in a file)"
 	@echo "make deploy       pulumi up of STACK (what the pipeline's Deploy stage runs)"
 	@echo "make smoke        smoke-test STACK's service URL (or URL=...): readiness + one prediction"
@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(VENV)/bin/hadolint Dockerfile
 
 train: $(STAMP)
-	$(PY) -m model.train --version $(VERSION)
+	$(PY) -m model.train $(if $(VERSION),--version $(VERSION))
 
 bench: $(STAMP)
 	$(PY) bench/serving.py
