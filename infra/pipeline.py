@@ -212,20 +212,25 @@ class Pipeline(pulumi.ComponentResource):
 
     def _role(self, key: str, description: str, trust: pulumi.Input[str],
               statements: Sequence[dict[str, Any]] = (),
-              managed: Sequence[pulumi.Input[str]] = ()) -> aws.iam.Role:
+              managed: Sequence[pulumi.Input[str]] = ()) -> pulumi.Output[str]:
         """A role named ``<prefix>-<key>`` with the boundary, one inline policy and the
-        given managed policies."""
+        given managed policies. Returns its ARN, resolved only once the policies are
+        attached: a project or pipeline given it waits for them on create (its first run
+        must not race them), and a destroy removes it before them."""
         role = aws.iam.Role(
             f"{self._name}-{key}", name=f"{self._args.prefix}-{key}", description=description,
             assume_role_policy=trust, permissions_boundary=self._args.boundary_arn,
             max_session_duration=3600, opts=self._opts())
+        attached: list[pulumi.Resource] = []
         if statements:
-            aws.iam.RolePolicy(f"{self._name}-{key}", role=role.id,
-                               policy=policy_document(statements), opts=self._opts())
+            attached.append(aws.iam.RolePolicy(
+                f"{self._name}-{key}", role=role.id, policy=policy_document(statements),
+                opts=self._opts()))
         for i, policy_arn in enumerate(managed):
-            aws.iam.RolePolicyAttachment(f"{self._name}-{key}-{i}", role=role.name,
-                                         policy_arn=policy_arn, opts=self._opts())
-        return role
+            attached.append(aws.iam.RolePolicyAttachment(
+                f"{self._name}-{key}-{i}", role=role.name, policy_arn=policy_arn,
+                opts=self._opts()))
+        return pulumi.Output.all(role.arn, *[r.id for r in attached]).apply(lambda v: v[0])
 
     def _managed_policy(self, key: str, description: str,
                         statements: Sequence[dict[str, Any]]) -> aws.iam.Policy:
@@ -289,8 +294,8 @@ class Pipeline(pulumi.ComponentResource):
                 s, connection_arn=a.connection_arn, hosted_zone_id=a.hosted_zone_id,
                 domain_name=a.domain_name)
             managed += [self._read_policy().arn] + [p.arn for p in self._deploy_policies()]
-        role = self._role(f"{kind}-build", f"CodeBuild {project_name}: {kind} stage",
-                          trust, statements, managed)
+        role_arn = self._role(f"{kind}-build", f"CodeBuild {project_name}: {kind} stage",
+                              trust, statements, managed)
 
         env = aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs
         variables = [env(name="STACK", type="PLAINTEXT", value=a.stack)]
@@ -299,7 +304,7 @@ class Pipeline(pulumi.ComponentResource):
         return aws.codebuild.Project(
             f"{self._name}-{kind}", name=project_name,
             description=f"{a.stack}: `make` via {BUILDSPEC_DIR}/{kind}.yml",
-            service_role=role.arn,
+            service_role=role_arn,
             build_timeout=BUILD_TIMEOUTS[kind], queued_timeout=QUEUED_TIMEOUT,
             # One deploy at a time; Pulumi's state lock is the second guard.
             concurrent_build_limit=1 if kind == "deploy" else None,
@@ -343,7 +348,7 @@ class Pipeline(pulumi.ComponentResource):
     def _pipeline(self, projects: dict[str, aws.codebuild.Project]) -> aws.codepipeline.Pipeline:
         a = self._args
         trust = service_trust_policy("codepipeline.amazonaws.com", a.context, self._pipeline_arn)
-        role = self._role("pipeline", f"CodePipeline {self._pipeline_name}", trust, [
+        role_arn = self._role("pipeline", f"CodePipeline {self._pipeline_name}", trust, [
             {
                 "Sid": "Artifacts",
                 "Effect": "Allow",
@@ -427,7 +432,7 @@ class Pipeline(pulumi.ComponentResource):
         return aws.codepipeline.Pipeline(
             f"{self._name}-pipeline", name=self._pipeline_name, pipeline_type="V2",
             # A newer commit replaces one still waiting (e.g. for approval): latest wins.
-            execution_mode="SUPERSEDED", role_arn=role.arn,
+            execution_mode="SUPERSEDED", role_arn=role_arn,
             artifact_stores=[aws.codepipeline.PipelineArtifactStoreArgs(
                 location=self.artifact_bucket.bucket, type="S3",
                 encryption_key=aws.codepipeline.PipelineArtifactStoreEncryptionKeyArgs(
@@ -482,7 +487,6 @@ class Pipeline(pulumi.ComponentResource):
         # The Pulumi Cloud token lives in GitHub's secrets for the workflow; only the S3
         # backend needs AWS access to the state.
         statements = backend if a.backend == "s3" else []
-        role = self._role("github-preview", "GitHub pull requests: read-only pulumi preview",
+        return self._role("github-preview", "GitHub pull requests: read-only pulumi preview",
                           trust, statements, [self._read_policy().arn])
-        return role.arn
 

@@ -869,3 +869,22 @@ def test_the_stack_files_name_the_repository_and_the_branches():
     assert parsed["staging"].pipeline_branch == parsed["prod"].pipeline_branch == "main"
     assert parsed["prod"].require_approval is True
     assert Path(ROOT / "Pulumi.yaml").read_text().count("githubRepository:") == 1
+
+
+def test_projects_and_pipeline_wait_for_their_roles_policies(graph):
+    """CodeBuild and CodePipeline validate their role when created; the first run must not
+    race the role's policies, and a destroy must remove the user before the policies."""
+    users = [(r, r.inputs["serviceRole"]) for r in
+             inside(graph, PIPELINE, "aws:codebuild/project:Project")]
+    users += [(r, r.inputs["roleArn"]) for r in
+              inside(graph, PIPELINE, "aws:codepipeline/pipeline:Pipeline")]
+    assert len(users) == 4
+    for resource, role_arn in users:
+        [role_res] = [r for r in inside(graph, PIPELINE, "aws:iam/role:Role")
+                      if r.outputs["arn"] == role_arn]
+        attached = [p for p in inside(graph, PIPELINE, "aws:iam/rolePolicy:RolePolicy",
+                                      "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                    if p.inputs["role"] in (role_res.outputs["id"], role_res.inputs["name"])]
+        assert attached, f"{role_res.name} has no policies"
+        missing = [p.name for p in attached if p.urn not in resource.depends_on]
+        assert not missing, f"{resource.name} does not wait for {missing}"
