@@ -1,4 +1,4 @@
-# ml-app serving image: gunicorn + Flask + LiteRT, no TensorFlow, no model inside.
+# ml-app serving image: nginx + granian + Flask + LiteRT, no TensorFlow, no model inside.
 #
 #   DOCKER_BUILDKIT=1 docker build --network host -t ml-app .
 #   docker run --rm --network host --read-only --tmpfs /tmp \
@@ -8,7 +8,7 @@
 # optionally pinned by MODEL_SHA256); see README.md. Stages:
 #   deps     a venv with app/requirements.txt only (rebuilt only when that file changes)
 #   code     the service code, normalised to root-owned and read-only, byte-compiled
-#   runtime  the base image + the venv + the code; runs as uid 10001
+#   runtime  the base image + Debian's nginx + the venv + the code; runs as uid 10001
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------- deps --
@@ -46,7 +46,7 @@ RUN python3 -m venv /opt/venv \
       case "$keep" in *" $(basename "$d") "*) ;; *) rm -rf "$d" ;; esac; \
     done \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash "$site" >/dev/null \
- && /opt/venv/bin/python -c 'import ai_edge_litert.interpreter, numpy, flask, gunicorn, boto3; boto3.client("s3", region_name="us-east-1"); print("deps ok")'
+ && /opt/venv/bin/python -c 'import ai_edge_litert.interpreter, numpy, flask, granian, boto3; boto3.client("s3", region_name="us-east-1"); print("deps ok")'
 
 # ---------------------------------------------------------------------------------- code --
 FROM ${PYTHON_IMAGE} AS code
@@ -58,6 +58,15 @@ RUN python3 -m compileall -q --invalidation-mode unchecked-hash /srv/app \
 
 # ------------------------------------------------------------------------------- runtime --
 FROM ${PYTHON_IMAGE} AS runtime
+# nginx in front of the app server (app/nginx.conf; docs/performance.md says why). Debian's
+# package without recommends; its default site, logs and the service scripts are never used: the
+# config is rendered into /tmp at start (app/server.py), logs go to stdout/stderr.
+# hadolint ignore=DL3008 the Debian release pins the version; a rebuild takes its security fixes
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* /var/log/nginx/* /usr/share/doc/* \
+           /usr/share/man/* \
+ && nginx -v
 # A fixed, non-root uid/gid (ECS, Kubernetes runAsNonRoot and volume permissions rely on
 # it); no home directory: nothing may write outside the /tmp tmpfs.
 RUN groupadd --system --gid 10001 app \
@@ -72,11 +81,13 @@ WORKDIR /srv
 USER 10001:10001
 EXPOSE 8080
 # Readiness (model loaded) with the interpreter already in the image: no curl. Honours
-# BIND (host:port) or PORT like app/gunicorn_conf.py; ECS uses its own health check and
-# the target group's, this one serves `docker run` and compose.
+# BIND (host:port) or PORT like app/config.py; ECS uses its own health check and the
+# target group's, this one serves `docker run` and compose.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import os,urllib.request as u; b=os.environ.get('BIND',''); p=b.rsplit(':',1)[1] if ':' in b and not b.startswith('unix:') else os.environ.get('PORT','8080'); u.urlopen(f'http://127.0.0.1:{p}/readyz', timeout=2)"]
-CMD ["gunicorn", "-c", "app/gunicorn_conf.py", "app.wsgi:app"]
+# app/server.py validates settings, checks the model, then runs nginx and granian and
+# relays SIGTERM to drain them (exec form: it is PID 1 and gets the signal itself).
+CMD ["python3", "-m", "app.server"]
 
 # Last, so a new revision or date does not invalidate any layer above.
 ARG SOURCE="unknown" \
@@ -84,7 +95,7 @@ ARG SOURCE="unknown" \
     VERSION="dev" \
     CREATED="1970-01-01T00:00:00Z"
 LABEL org.opencontainers.image.title="ml-app" \
-      org.opencontainers.image.description="Digits model served with LiteRT behind gunicorn/Flask" \
+      org.opencontainers.image.description="Digits model served with LiteRT: nginx, granian, Flask" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \

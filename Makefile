@@ -36,7 +36,7 @@ $(STAMP): $(REQS)
 
 run: $(STAMP)
 	@echo "Serving $(MODEL_URI) at http://127.0.0.1:$(PORT)  (Ctrl-C stops)"
-	MODEL_URI=$(MODEL_URI) BIND=127.0.0.1:$(PORT) $(VENV)/bin/gunicorn -c app/gunicorn_conf.py app.wsgi:app
+	MODEL_URI=$(MODEL_URI) BIND=127.0.0.1:$(PORT) SERVER_FRONT=$${SERVER_FRONT:-auto} $(PY) -m app.server
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -3,6 +3,9 @@
 Every problem is reported at once, each naming the variable, the bad value, the rule and the
 fix. A name that looks like one of ours but is not (``MODEL_URL``) is an error too: a typo
 must not silently fall back to a default.
+
+Each setting is one row of a table (``APP_RULES``, ``SERVER_RULES``): the variable, how its
+text becomes a value, and the rule it must meet. ``_parse`` walks a table in one loop.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ import difflib
 import os
 import re
 import tempfile
-from dataclasses import dataclass, fields
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 # Variables that belong to this service. Anything else with one of these prefixes is a typo.
-OUR_PREFIXES = ("MODEL_", "API_", "MAX_", "METRICS_", "LOG_", "GUNICORN_")
+OUR_PREFIXES = ("MODEL_", "API_", "MAX_", "METRICS_", "LOG_", "SERVER_", "GUNICORN_")
 DEFAULT_MODEL_URI = "model/artifacts/digits/1"
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FRONTS = ("nginx", "auto", "none")
 
 
 class ConfigError(Exception):
@@ -29,6 +33,10 @@ class ConfigError(Exception):
         super().__init__("invalid service configuration:\n  - " + "\n  - ".join(problems))
 
 
+class _Invalid(ValueError):
+    """A rule's complaint about one value; ``_parse`` prefixes the variable and the value."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the Flask app needs. Field names are the environment variable names, lowercased."""
@@ -36,6 +44,7 @@ class Settings:
     model_uri: str = DEFAULT_MODEL_URI
     model_sha256: str | None = None          # sha256 of manifest.json, pins the whole version
     model_cache_dir: str = os.path.join(tempfile.gettempdir(), "ml-app-models")
+    model_fetch_timeout: int = 20            # seconds for the whole S3 download, retries included
     api_key: str | None = None
     max_batch_size: int = 256
     max_body_bytes: int = 1024 * 1024
@@ -47,32 +56,129 @@ class Settings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """gunicorn's knobs (see app/gunicorn_conf.py). Defaults fit a 2-vCPU Fargate task."""
+    """The HTTP front's knobs (app/server.py). Defaults fit a 2-vCPU Fargate task behind an
+    ALB: every timeout is below ECS's and SageMaker's 30 s stop timeout or above the ALB's
+    60 s idle timeout, as each needs to be."""
 
     bind: str = "0.0.0.0:8080"
-    web_concurrency: int = 2                 # workers: one per vCPU (design.md section 6)
-    gunicorn_threads: int = 1
-    gunicorn_worker_class: str = "sync"
-    gunicorn_timeout: int = 30
-    gunicorn_graceful_timeout: int = 25      # below ECS's stopTimeout (30 s) so drains finish
-    gunicorn_keepalive: int = 75             # above the ALB's 60 s idle timeout: no random 502s
+    web_concurrency: int = 2                 # app workers: one per vCPU (design.md section 6)
+    server_front: str = "nginx"              # nginx | auto (nginx if installed) | none
+    server_header_timeout: int = 10          # s to receive the whole request head
+    server_body_timeout: int = 10            # s allowed between two reads of a request body
+    server_keepalive: int = 75               # above the ALB's 60 s idle timeout: no random 502s
+    server_graceful_timeout: int = 25        # SIGTERM drain; below ECS's stopTimeout (30 s)
 
 
-SERVER_NAMES = {f.name.upper() for f in fields(ServerSettings)} | {"PORT"}
-APP_NAMES = {f.name.upper() for f in fields(Settings)}
+# --- rules: each turns the variable's text into a value or raises _Invalid ---------------
+
+def _whole(lo: int, hi: int) -> Callable[[str], int]:
+    def rule(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise _Invalid(f"must be a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise _Invalid(f"must be from {lo} to {hi}")
+        return value
+    return rule
+
+
+def _one_of(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[str], str]:
+    def rule(raw: str) -> str:
+        value = raw.upper() if upper else raw
+        if value not in choices:
+            raise _Invalid(f"must be one of {', '.join(choices)}")
+        return value
+    return rule
+
+
+def _model_uri(uri: str) -> str:
+    if not uri.strip():
+        raise _Invalid("is empty: set it to a model version folder, a file:// or an s3:// URI "
+                       "(e.g. s3://bucket/models/digits/1)")
+    if "://" in uri and not uri.startswith(("file://", "s3://")):
+        raise _Invalid("only local paths, file:// and s3:// are supported")
+    if uri.startswith("s3://") and len(uri[5:].split("/", 1)) < 2:
+        raise _Invalid("an s3:// URI needs a bucket and a key prefix, e.g. "
+                       "s3://my-bucket/models/digits/1")
+    return uri
+
+
+def _sha256(raw: str) -> str | None:
+    if not raw:
+        return None
+    sha = raw.strip().lower()
+    if not _SHA256.match(sha):
+        raise _Invalid("must be 64 hex digits (optionally 'sha256:' first), the sha256 of the "
+                       "version's manifest.json")
+    return sha.removeprefix("sha256:")
+
+
+def _api_key(raw: str) -> str | None:
+    if raw and len(raw) < 16:
+        raise _Invalid("is set but shorter than 16 characters: use a long random value "
+                       "(e.g. `openssl rand -hex 32`), or unset it to disable the key")
+    return raw or None
+
+
+def _namespace(raw: str) -> str:
+    if not raw or len(raw) > 255 or raw.startswith("AWS/"):
+        raise _Invalid("1 to 255 characters, not starting with 'AWS/' (CloudWatch's rule)")
+    return raw
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise _Invalid("must be true or false")
+    return raw.lower() in ("true", "1")
+
+
+def _bind(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise _Invalid("must be host:port, e.g. 0.0.0.0:8080")
+    return raw
+
+
+def _port(raw: str) -> str:
+    return f"0.0.0.0:{_whole(1, 65535)(raw)}"
+
+
+# (variable, field, rule). A row whose variable is absent keeps the dataclass default.
+APP_RULES = (
+    ("MODEL_URI", "model_uri", _model_uri),
+    ("MODEL_SHA256", "model_sha256", _sha256),
+    ("MODEL_CACHE_DIR", "model_cache_dir", str),
+    ("MODEL_FETCH_TIMEOUT", "model_fetch_timeout", _whole(5, 600)),
+    ("API_KEY", "api_key", _api_key),
+    ("MAX_BATCH_SIZE", "max_batch_size", _whole(1, 10_000)),
+    ("MAX_BODY_BYTES", "max_body_bytes", _whole(1024, 64 * 1024 * 1024)),
+    ("LOG_LEVEL", "log_level", _one_of(LOG_LEVELS, upper=True)),
+    ("METRICS_NAMESPACE", "metrics_namespace", _namespace),
+    ("METRICS_FLUSH_SECONDS", "metrics_flush_seconds", _whole(1, 300)),
+    ("METRICS_ENABLED", "metrics_enabled", _boolean),
+)
+SERVER_RULES = (
+    ("PORT", "bind", _port),
+    ("BIND", "bind", _bind),                  # after PORT: BIND wins when both are set
+    ("WEB_CONCURRENCY", "web_concurrency", _whole(1, 64)),
+    ("SERVER_FRONT", "server_front", _one_of(FRONTS)),
+    ("SERVER_HEADER_TIMEOUT", "server_header_timeout", _whole(1, 60)),
+    ("SERVER_BODY_TIMEOUT", "server_body_timeout", _whole(1, 60)),
+    ("SERVER_KEEPALIVE", "server_keepalive", _whole(1, 3600)),
+    ("SERVER_GRACEFUL_TIMEOUT", "server_graceful_timeout", _whole(1, 120)),
+)
+# gunicorn served this app before app/server.py did; a task definition that still sets its
+# knobs gets told what replaced them rather than "not a setting".
+RETIRED = {"GUNICORN_TIMEOUT": "SERVER_BODY_TIMEOUT and SERVER_HEADER_TIMEOUT",
+           "GUNICORN_GRACEFUL_TIMEOUT": "SERVER_GRACEFUL_TIMEOUT",
+           "GUNICORN_KEEPALIVE": "SERVER_KEEPALIVE",
+           "GUNICORN_THREADS": "nothing (one request at a time per worker)",
+           "GUNICORN_WORKER_CLASS": "nothing (the front is fixed: nginx + granian)"}
+
+APP_NAMES = {name for name, _, _ in APP_RULES}
+SERVER_NAMES = {name for name, _, _ in SERVER_RULES}
 KNOWN_NAMES = SERVER_NAMES | APP_NAMES
-
-
-def _int(problems, name, raw, lo, hi, fix=""):
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        problems.append(f"{name}={raw!r}: must be a whole number from {lo} to {hi}{fix}")
-        return None
-    if not lo <= value <= hi:
-        problems.append(f"{name}={raw!r}: must be from {lo} to {hi}{fix}")
-        return None
-    return value
 
 
 def _unknown(env: Mapping[str, str], strict: bool) -> list[str]:
@@ -80,12 +186,27 @@ def _unknown(env: Mapping[str, str], strict: bool) -> list[str]:
     for key in env:
         if key in KNOWN_NAMES:
             continue
-        if strict or key.startswith(OUR_PREFIXES):
+        if key in RETIRED:
+            problems.append(f"{key}: gunicorn no longer serves this app; use {RETIRED[key]} "
+                            "(see docs/api.md, Configuration)")
+        elif strict or key.startswith(OUR_PREFIXES):
             hint = difflib.get_close_matches(key, sorted(KNOWN_NAMES), n=1)
             did_you_mean = f"; did you mean {hint[0]}?" if hint else ""
             problems.append(f"{key}: not a setting of this service{did_you_mean} "
                             "(see docs/api.md, Configuration)")
     return problems
+
+
+def _parse(env: Mapping[str, str], rules, problems: list[str]) -> dict:
+    values: dict = {}
+    for name, field, rule in rules:
+        if name not in env:
+            continue
+        try:
+            values[field] = rule(env[name])
+        except _Invalid as exc:
+            problems.append(f"{name}={env[name]!r}: {exc}")
+    return values
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = False) -> Settings:
@@ -95,90 +216,20 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = False)
     process environment is only checked for names that look like ours.
     """
     env = dict(os.environ if env is None else env)
+    env.setdefault("MODEL_URI", DEFAULT_MODEL_URI)
     problems = _unknown(env, strict)
-    values: dict = {}
-
-    uri = env.get("MODEL_URI", Settings.model_uri)
-    if not uri or not uri.strip():
-        problems.append("MODEL_URI is empty: set it to a model version folder, a file:// "
-                        "or an s3:// URI (e.g. s3://bucket/models/digits/1)")
-    elif "://" in uri and not uri.startswith(("file://", "s3://")):
-        problems.append(f"MODEL_URI={uri!r}: only local paths, file:// and s3:// are supported")
-    elif uri.startswith("s3://") and len(uri[5:].split("/", 1)) < 2:
-        problems.append(f"MODEL_URI={uri!r}: an s3:// URI needs a bucket and a key prefix, "
-                        "e.g. s3://my-bucket/models/digits/1")
-    values["model_uri"] = uri
-
-    sha = env.get("MODEL_SHA256") or None
-    if sha is not None:
-        sha = sha.strip().lower()
-        if not _SHA256.match(sha):
-            problems.append(f"MODEL_SHA256={sha!r}: must be 64 hex digits (optionally "
-                            "'sha256:' first), the sha256 of the version's manifest.json")
-        sha = sha.removeprefix("sha256:")
-    values["model_sha256"] = sha
-
-    if "MODEL_CACHE_DIR" in env:
-        values["model_cache_dir"] = env["MODEL_CACHE_DIR"]
-
-    api_key = env.get("API_KEY")
-    if api_key is not None and api_key != "" and len(api_key) < 16:
-        problems.append("API_KEY is set but shorter than 16 characters: use a long random "
-                        "value (e.g. `openssl rand -hex 32`), or unset it to disable the key")
-    values["api_key"] = api_key or None
-
-    if "MAX_BATCH_SIZE" in env:
-        values["max_batch_size"] = _int(problems, "MAX_BATCH_SIZE", env["MAX_BATCH_SIZE"], 1, 10_000)
-    if "MAX_BODY_BYTES" in env:
-        values["max_body_bytes"] = _int(problems, "MAX_BODY_BYTES", env["MAX_BODY_BYTES"],
-                                        1024, 64 * 1024 * 1024)
-
-    level = env.get("LOG_LEVEL", Settings.log_level).upper()
-    if level not in LOG_LEVELS:
-        problems.append(f"LOG_LEVEL={env.get('LOG_LEVEL')!r}: must be one of {', '.join(LOG_LEVELS)}")
-    values["log_level"] = level
-
-    if "METRICS_NAMESPACE" in env:
-        ns = env["METRICS_NAMESPACE"]
-        if not ns or len(ns) > 255 or ns.startswith("AWS/"):
-            problems.append(f"METRICS_NAMESPACE={ns!r}: 1 to 255 characters, not starting "
-                            "with 'AWS/' (CloudWatch's rule)")
-        values["metrics_namespace"] = ns
-    if "METRICS_FLUSH_SECONDS" in env:
-        values["metrics_flush_seconds"] = _int(problems, "METRICS_FLUSH_SECONDS",
-                                               env["METRICS_FLUSH_SECONDS"], 1, 300)
-    if "METRICS_ENABLED" in env:
-        raw = env["METRICS_ENABLED"].lower()
-        if raw not in ("true", "false", "1", "0"):
-            problems.append(f"METRICS_ENABLED={env['METRICS_ENABLED']!r}: must be true or false")
-        values["metrics_enabled"] = raw in ("true", "1")
-
+    values = _parse(env, APP_RULES, problems)
     if problems:
         raise ConfigError(problems)
     return Settings(**values)
 
 
 def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:
-    """gunicorn's settings from the environment; errors name the variable and the rule."""
+    """The HTTP front's settings from the environment; errors name the variable and the rule."""
     env = dict(os.environ if env is None else env)
     problems: list[str] = []
-    values: dict = {}
-    if "BIND" in env:
-        values["bind"] = env["BIND"]
-    elif "PORT" in env:
-        port = _int(problems, "PORT", env["PORT"], 1, 65535)
-        values["bind"] = f"0.0.0.0:{port}"
-    for name, lo, hi in (("WEB_CONCURRENCY", 1, 64), ("GUNICORN_THREADS", 1, 64),
-                         ("GUNICORN_TIMEOUT", 1, 600), ("GUNICORN_GRACEFUL_TIMEOUT", 1, 120),
-                         ("GUNICORN_KEEPALIVE", 1, 3600)):
-        if name in env:
-            values[name.lower()] = _int(problems, name, env[name], lo, hi)
-    if "GUNICORN_WORKER_CLASS" in env:
-        wc = env["GUNICORN_WORKER_CLASS"]
-        if wc not in ("sync", "gthread"):
-            problems.append(f"GUNICORN_WORKER_CLASS={wc!r}: must be sync or gthread "
-                            "(the image ships no async worker libraries)")
-        values["gunicorn_worker_class"] = wc
+    values = _parse(env, SERVER_RULES, problems)
     if problems:
         raise ConfigError(problems)
     return ServerSettings(**values)
+

@@ -8,7 +8,7 @@ import traceback
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from app.observability import REQUEST_ID
+from app.observability import REQUEST_ID, bounded_text
 from app.validation import BadRequest
 
 
@@ -19,11 +19,12 @@ def error_response(message: str, status: int, headers: dict | None = None) -> Re
 
 def _describe(exc: HTTPException) -> str:
     code = exc.code
+    path = bounded_text(request.path, 200)
     if code == 404:
-        return f"no such endpoint: {request.method} {request.path} (see GET /openapi.json)"
+        return f"no such endpoint: {request.method} {path} (see GET /openapi.json)"
     if code == 405:
         allowed = ", ".join(sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS")))
-        return f"method {request.method} is not allowed on {request.path}; use {allowed}"
+        return f"method {request.method} is not allowed on {path}; use {allowed}"
     if code == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         return (f"request body exceeds {limit} bytes (MAX_BODY_BYTES); send smaller "

@@ -1,7 +1,7 @@
 """Fetch a model version folder from a local path, file:// or s3:// and verify it.
 
 For s3:// the files are downloaded into a cache folder (a tmpfs in the container) named by
-the manifest's hash, written atomically, so gunicorn's workers share one verified copy.
+the manifest's hash, written atomically, so the app's workers share one verified copy.
 boto3 honours AWS_ENDPOINT_URL, so the same code runs against an S3 emulator.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -16,10 +17,17 @@ from app.manifest import (MANIFEST_NAME, ModelIntegrityError, parse_manifest, sh
                           verify_folder)
 
 
-def fetch(uri: str, cache_dir: str, expected_manifest_sha256: str | None = None) -> tuple[Path, dict]:
-    """Return (local folder, manifest) for a verified model version; raise ModelIntegrityError."""
+def fetch(uri: str, cache_dir: str, expected_manifest_sha256: str | None = None,
+          timeout: float = 20) -> tuple[Path, dict]:
+    """Return (local folder, manifest) for a verified model version; raise ModelIntegrityError.
+
+    An s3:// download gets ``timeout`` seconds in all (MODEL_FETCH_TIMEOUT), whatever the
+    endpoint does: ECS kills a task that is not healthy within its grace period (60 s), so a
+    start that cannot finish must fail before then, naming the URI and the cause.
+    """
     if uri.startswith("s3://"):
-        return _fetch_s3(uri, Path(cache_dir), expected_manifest_sha256)
+        return _bounded(lambda: _fetch_s3(uri, Path(cache_dir), expected_manifest_sha256),
+                        uri, timeout)
     path = Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
     if not path.is_dir():
         raise ModelIntegrityError(f"MODEL_URI={uri!r}: no such folder; point it at a model "
@@ -27,14 +35,42 @@ def fetch(uri: str, cache_dir: str, expected_manifest_sha256: str | None = None)
     return path, verify_folder(path, expected_manifest_sha256)
 
 
+def _bounded(download, uri: str, timeout: float):
+    """Run ``download`` with a deadline. botocore bounds each attempt (connect and read
+    timeouts) and the attempts, but not their sum over several files; this does."""
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append((True, download()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=run, name="model-fetch", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise ModelIntegrityError(
+            f"MODEL_URI={uri!r}: the download did not finish within {timeout:g} s "
+            "(MODEL_FETCH_TIMEOUT): S3 accepted the connection but did not answer in time; "
+            "check the endpoint, the network path (VPC endpoint, NAT) and AWS_ENDPOINT_URL")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+# Per attempt: connect 3 s, read 5 s; 3 attempts per object. Well inside MODEL_FETCH_TIMEOUT
+# for a manifest and two files when S3 answers slowly, and each failure names its cause.
+S3_CONFIG = {"retries": {"total_max_attempts": 3, "mode": "standard"},
+             "connect_timeout": 3, "read_timeout": 5}
+
+
 def _s3_client():
     import boto3
     from botocore.config import Config
 
-    # Bounded retries and timeouts: a task that cannot reach S3 should fail its start
-    # quickly and visibly rather than hang past the health-check grace period.
-    return boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"},
-                                            connect_timeout=5, read_timeout=30))
+    return boto3.client("s3", config=Config(**S3_CONFIG))
 
 
 def _fetch_s3(uri: str, cache_dir: Path, expected: str | None) -> tuple[Path, dict]:
@@ -53,7 +89,10 @@ def _fetch_s3(uri: str, cache_dir: Path, expected: str | None) -> tuple[Path, di
                                       f"{exc.response.get('Error', {}).get('Message', exc)}; "
                                       "check MODEL_URI and the task role's s3:GetObject") from None
         except BotoCoreError as exc:
-            raise ModelIntegrityError(f"s3://{bucket}/{key}: {exc}") from None
+            raise ModelIntegrityError(f"s3://{bucket}/{key}: {exc} (after "
+                                      f"{S3_CONFIG['retries']['total_max_attempts']} attempts); "
+                                      "check MODEL_URI, AWS_ENDPOINT_URL and the network path "
+                                      "to S3") from None
 
     raw = get(f"{prefix}/{MANIFEST_NAME}")
     manifest = parse_manifest(raw, f"{uri}/{MANIFEST_NAME}", expected)

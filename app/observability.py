@@ -11,7 +11,10 @@ request. This module aggregates per worker and writes one document per flush, wi
 
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing.util
+import re
 import sys
 import threading
 import time
@@ -70,8 +73,9 @@ class RequestLog:
     def __call__(self, environ, start_response):
         t0 = time.perf_counter()
         # ALB adds X-Amzn-Trace-Id; keeping it joins our log line to the ALB's access log.
-        request_id = (environ.get("HTTP_X_AMZN_TRACE_ID") or environ.get("HTTP_X_REQUEST_ID")
-                      or uuid.uuid4().hex)
+        # A client's id is echoed only if it is short and printable; otherwise a new one.
+        request_id = (_usable_id(environ.get("HTTP_X_AMZN_TRACE_ID"))
+                      or _usable_id(environ.get("HTTP_X_REQUEST_ID")) or uuid.uuid4().hex)
         environ[REQUEST_ID] = request_id
         status = [500]
 
@@ -91,12 +95,34 @@ class RequestLog:
             method=environ.get("REQUEST_METHOD"), path=environ.get("PATH_INFO"), status=code,
             latency_ms=round(latency_ms, 3), model=self.model, model_version=self.version,
             request_id=request_id,
-            client=environ.get("HTTP_X_FORWARDED_FOR") or environ.get("REMOTE_ADDR"))
+            client=bounded_text(environ.get("HTTP_X_FORWARDED_FOR") or environ.get("REMOTE_ADDR")))
         return response
 
 
+REQUEST_ID_MAX = 128
+_PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,%d}" % REQUEST_ID_MAX)
+CLIENT_MAX = 256
+
+
+def _usable_id(value: str | None) -> str | None:
+    """A client-supplied request id, if it is 1-128 printable ASCII characters (no spaces)."""
+    return value if value and _PRINTABLE_ID.fullmatch(value) else None
+
+
+def bounded_text(value: str | None, limit: int = CLIENT_MAX) -> str | None:
+    """A header value as given, for a log line: at most ``limit`` characters, anything
+    outside printable ASCII escaped (\\xNN), so it can neither flood nor forge a line."""
+    if value is None:
+        return None
+    if len(value) > limit:
+        value = value[:limit] + f"...(+{len(value) - limit} chars)"
+    if value.isascii() and value.isprintable():
+        return value
+    return value.encode("unicode_escape").decode("ascii")
+
+
 class JsonFormatter(logging.Formatter):
-    """For gunicorn's own log lines (worker boots, timeouts): same shape as JsonLog's."""
+    """For granian's own log lines (worker starts and stops): same shape as JsonLog's."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": _now_iso(), "level": record.levelname, "logger": record.name,
@@ -124,6 +150,12 @@ class EmfMetrics:
         self._lock = threading.Lock()
         self._reset()
         self._timer: threading.Thread | None = None
+        # Write what was aggregated since the last flush when the worker exits, so metrics
+        # are not lost when ECS replaces a task. granian's workers are multiprocessing
+        # children, which end with os._exit: atexit does not run there, multiprocessing's
+        # finalizers do (and atexit covers a plain process).
+        multiprocessing.util.Finalize(self, self.flush, exitpriority=10)
+        atexit.register(self.flush)
 
     def _reset(self) -> None:
         self._requests = 0

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from app.manifest import ModelIntegrityError
+
 
 class Predictor:
     """One LiteRT interpreter per process. The interpreter is not thread-safe, so calls are
-    serialised with a lock (uncontended under gunicorn's sync workers)."""
+    serialised with a lock (uncontended: each granian worker runs one request at a time)."""
 
     def __init__(self, folder: Path, manifest: dict):
         from ai_edge_litert.interpreter import Interpreter
@@ -19,9 +21,16 @@ class Predictor:
         self.version = str(manifest["version"])
         self.input_shape = tuple(manifest["input"]["shape"])
         self.labels = list(manifest["labels"])
-        self._interpreter = Interpreter(model_path=str(folder / "model.tflite"), num_threads=1)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        path = folder / "model.tflite"
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=1)
+            self._input = self._interpreter.get_input_details()[0]["index"]
+            self._output = self._interpreter.get_output_details()[0]["index"]
+        except (ValueError, RuntimeError, IndexError) as exc:
+            # The bytes match the manifest, so the release itself is broken: say so, once.
+            raise ModelIntegrityError(
+                f"{path}: matches its manifest but LiteRT cannot load it "
+                f"({' '.join(str(exc).split())[:300]}); release a new model version") from None
         self._batch = 0
         self._lock = threading.Lock()
 

@@ -8,16 +8,11 @@
 
 from __future__ import annotations
 
-import hmac
-
-import numpy as np
 import orjson
-
 from flask import Blueprint, Response, current_app, request
 
-from app.observability import INSTANCES
+from app import fastpath
 from app.openapi import openapi_document
-from app.validation import BadRequest, parse_json
 
 tfserving = Blueprint("tfserving", __name__)
 sagemaker = Blueprint("sagemaker", __name__)
@@ -35,59 +30,26 @@ def _json(payload: dict, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
-def _check_api_key(service) -> None:
-    expected = service.settings.api_key
-    if expected is None:
-        return
-    given = request.headers.get("x-api-key", "")
-    # compare_digest takes the same time whatever the first differing byte is.
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise BadRequest("missing or invalid x-api-key header", 401)
+def _answer(status: int, body: bytes, model) -> Response:
+    headers = {"X-Model-Name": model.name, "X-Model-Version": model.version} if model else None
+    return Response(body, status=status, mimetype="application/json", headers=headers)
 
 
-def _check_model(service, name: str, version: str | None) -> None:
-    predictor = service.predictor
-    if name != predictor.name:
-        raise BadRequest(f"model {name!r} not found; this server serves {predictor.name!r}", 404)
-    if version is not None and version != predictor.version:
-        raise BadRequest(f"version {version!r} of model {name!r} not found; this server serves "
-                         f"version {predictor.version}", 404)
-
-
-def _require_content_type(*allowed: str) -> str:
-    mimetype = request.mimetype
-    if mimetype not in allowed:
-        raise BadRequest(f"Content-Type must be {' or '.join(allowed)}; got "
-                         f"{request.content_type or 'none'!r}", 415)
-    return mimetype
-
-
-def _predict(body) -> tuple[np.ndarray, str]:
-    service = _service()
-    x, key = service.parser.parse(body)
-    request.environ[INSTANCES] = len(x)
-    return service.predictor.predict(x), key
-
-
+# POST predict and /invocations are answered by app.fastpath before Flask sees them; these
+# views keep the routes in Flask's map (405 with Allow for other methods, the same answer
+# should a request ever reach them).
 @tfserving.post("/v1/models/<segment:name>:predict")
 @tfserving.post("/v1/models/<segment:name>/versions/<segment:version>:predict")
 def predict(name: str, version: str | None = None):
-    request.environ[INSTANCES] = 0  # a prediction request, even if it fails below
-    service = _service()
-    _check_api_key(service)
-    _check_model(service, name, version)
-    _require_content_type("application/json")
-    probabilities, key = _predict(parse_json(request.get_data(cache=False)))
-    return _json({"predictions" if key == "instances" else "outputs": probabilities})
+    return _answer(*fastpath.predict(_service(), request.environ, name, version))
 
 
 @tfserving.get("/v1/models/<segment:name>")
 @tfserving.get("/v1/models/<segment:name>/versions/<segment:version>")
 def model_status(name: str, version: str | None = None):
-    service = _service()
-    _check_model(service, name, version)
+    model = _service().find(name, version)
     return _json({"model_version_status": [{
-        "version": service.predictor.version,
+        "version": model.version,
         "state": "AVAILABLE",
         "status": {"error_code": "OK", "error_message": ""},
     }]})
@@ -96,9 +58,8 @@ def model_status(name: str, version: str | None = None):
 @tfserving.get("/v1/models/<segment:name>/metadata")
 @tfserving.get("/v1/models/<segment:name>/versions/<segment:version>/metadata")
 def model_metadata(name: str, version: str | None = None):
-    service = _service()
-    _check_model(service, name, version)
-    manifest = service.manifest
+    model = _service().find(name, version)
+    manifest = model.manifest
     rows, cols = manifest["input"]["shape"]
     n_labels = len(manifest["labels"])
 
@@ -109,7 +70,7 @@ def model_metadata(name: str, version: str | None = None):
 
     return _json({
         "model_spec": {"name": manifest["name"], "signature_name": "",
-                       "version": service.predictor.version},
+                       "version": model.version},
         "metadata": {"signature_def": {"signature_def": {"serving_default": {
             "inputs": {"pixels": tensor("pixels", [-1, rows, cols])},
             "outputs": {"probabilities": tensor("probabilities", [-1, n_labels])},
@@ -128,17 +89,7 @@ def ping():
 
 @sagemaker.post("/invocations")
 def invocations():
-    request.environ[INSTANCES] = 0
-    service = _service()
-    _check_api_key(service)
-    mimetype = _require_content_type("application/json", "text/csv")
-    raw = request.get_data(cache=False)
-    if mimetype == "text/csv":
-        x = service.parser.parse_csv(raw)
-        request.environ[INSTANCES] = len(x)
-        return _json({"predictions": service.predictor.predict(x)})
-    probabilities, key = _predict(parse_json(raw))
-    return _json({"predictions" if key == "instances" else "outputs": probabilities})
+    return _answer(*fastpath.invocations(_service(), request.environ))
 
 
 @health.get("/healthz")
@@ -150,9 +101,8 @@ def healthz():
 def readyz():
     # create_app loads the model and runs a warm-up prediction before it returns, so a
     # process that answers here is ready.
-    service = _service()
-    return _json({"status": "ready", "model": service.predictor.name,
-                  "version": service.predictor.version})
+    model = _service().default
+    return _json({"status": "ready", "model": model.name, "version": model.version})
 
 
 @docs.get("/")
@@ -163,4 +113,4 @@ def demo_page():
 @docs.get("/openapi.json")
 def openapi():
     service = _service()
-    return _json(openapi_document(service.manifest, service.settings))
+    return _json(openapi_document(service.default.manifest, service.settings))

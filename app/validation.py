@@ -11,6 +11,7 @@ where each X is 64 numbers or 8 rows of 8 numbers, within the manifest's value r
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import orjson
@@ -138,24 +139,36 @@ class InstanceParser:
         return x, key
 
     def parse_csv(self, raw: bytes) -> np.ndarray:
-        """SageMaker's text/csv: one instance per line, 64 comma-separated numbers."""
-        try:
-            lines = [ln for ln in raw.decode("utf-8").splitlines() if ln.strip()]
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"request body is not UTF-8 (byte {exc.start})") from None
+        """SageMaker's text/csv: one instance per line, 64 comma-separated numbers.
+
+        Numbers are ASCII decimals only (``12``, ``-0.5``, ``1e3``): Python's float() would
+        also take ``٥``, ``１``, ``1_0``, ``nan`` and ``inf``. Line and cell counts are checked
+        on the raw bytes before any number is parsed, so an oversized body costs a count."""
+        lines = [ln for ln in raw.splitlines() if ln.strip()]
         if not lines:
             raise BadRequest("empty CSV body; send one line of 64 numbers per instance")
         if len(lines) > self.max_batch:
             raise BadRequest(f"batch of {len(lines)} lines exceeds the maximum of "
                              f"{self.max_batch} (MAX_BATCH_SIZE)", 413)
+        for n, line in enumerate(lines):
+            cells = line.count(b",") + 1
+            if cells != self.size:
+                raise BadRequest(f"line {n + 1}: expected {self.expected}; got {cells} "
+                                 "comma-separated values")
         rows = []
         for n, line in enumerate(lines):
             values = []
-            for cell in line.split(","):
-                try:
-                    v = float(cell)
-                except ValueError:
-                    raise BadRequest(f"line {n + 1}: {cell.strip()[:20]!r} is not a number") from None
+            for cell in line.split(b","):
+                if not _ASCII_DECIMAL.fullmatch(cell):
+                    shown = cell.strip()[:20].decode("utf-8", "replace")
+                    raise BadRequest(f"line {n + 1}: {shown!r} is not a number (ASCII decimal "
+                                     "digits, optional sign, point and exponent)")
+                v = float(cell)
                 values.append(int(v) if v.is_integer() else v)
             rows.append(self._flat(values, f"line {n + 1}"))
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.rows, self.cols)
+
+
+# An ASCII decimal number, optionally padded with blanks: what CSV writers emit. Not
+# Python's float() grammar, which also accepts other scripts' digits, underscores, nan, inf.
+_ASCII_DECIMAL = re.compile(rb"[ \t]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")

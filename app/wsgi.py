@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn: ``gunicorn -c app/gunicorn_conf.py app.wsgi:app``."""
+"""WSGI entry point for granian's workers (app/server.py starts them): ``app.wsgi:app``."""
 
 import sys
 
@@ -7,7 +7,7 @@ from app import ConfigError, ModelIntegrityError, create_app
 try:
     app = create_app()
 except (ConfigError, ModelIntegrityError) as exc:
-    # A clear message instead of a traceback; exit code 3 makes gunicorn's master stop
-    # ("Worker failed to boot") rather than respawn a worker that cannot work.
-    print(f"error: {exc}", file=sys.stderr, flush=True)
+    # app/server.py checked settings and model before starting any worker, so this is a
+    # change between then and now (a cache wiped); one line, and the worker exits.
+    print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
     sys.exit(3)

@@ -126,9 +126,10 @@ def upload_version(bucket: str, prefix: str, folder: Path, env: dict) -> None:
 
 
 def serve_env(**extra: str) -> dict:
-    """Environment for a gunicorn subprocess: the test's, minus our own settings."""
+    """Environment for a server subprocess: the test's, minus our own settings."""
+    from app.config import OUR_PREFIXES
+
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MODEL_", "API_", "MAX_", "METRICS_", "LOG_", "GUNICORN_"))
-           and k not in ("PORT", "BIND", "WEB_CONCURRENCY")}
+           if not k.startswith(OUR_PREFIXES) and k not in ("PORT", "BIND", "WEB_CONCURRENCY")}
     env.update(extra)
     return env

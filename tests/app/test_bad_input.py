@@ -47,8 +47,15 @@ CASES = [
     ("unknown model", "/v1/models/cats:predict", body({"instances": [ROW]}), 404, ["'cats' not found", "'digits'"]),
     ("unknown version", "/v1/models/digits/versions/7:predict", body({"instances": [ROW]}), 404, ["version '7'", "version 1"]),
     ("csv not a number", "/invocations", {"data": "a" + ",0" * 63, "content_type": "text/csv"}, 400, ["line 1", "not a number"]),
-    ("csv wrong width", "/invocations", {"data": "0,0,0", "content_type": "text/csv"}, 400, ["line 1", "64 numbers"]),
-    ("csv nan", "/invocations", {"data": "nan" + ",0" * 63, "content_type": "text/csv"}, 400, ["line 1", "outside"]),
+    ("csv wrong width", "/invocations", {"data": "0,0,0", "content_type": "text/csv"}, 400, ["line 1", "64 numbers", "got 3"]),
+    ("csv nan", "/invocations", {"data": "nan" + ",0" * 63, "content_type": "text/csv"}, 400, ["line 1", "'nan' is not a number"]),
+    ("csv arabic-indic digit", "/invocations", {"data": "\u0665" + ",0" * 63, "content_type": "text/csv"}, 400, ["line 1", "is not a number", "ASCII"]),
+    ("csv fullwidth digit", "/invocations", {"data": "\uff11" + ",0" * 63, "content_type": "text/csv"}, 400, ["line 1", "is not a number"]),
+    ("csv underscore", "/invocations", {"data": "1_0" + ",0" * 63, "content_type": "text/csv"}, 400, ["'1_0' is not a number"]),
+    ("csv one huge line", "/invocations", {"data": "0," * 400_000 + "0", "content_type": "text/csv"}, 400, ["line 1", "got 400001 comma-separated values"]),
+    ("csv too many lines", "/invocations", {"data": ("0" + ",0" * 63 + "\n") * 257, "content_type": "text/csv"}, 413, ["257 lines", "MAX_BATCH_SIZE"]),
+    ("gzip body", PREDICT, {"data": b"\x1f\x8b\x08\x00", "content_type": "application/json", "headers": {"Content-Encoding": "gzip"}}, 415, ["Content-Encoding 'gzip'", "uncompressed"]),
+    ("gzip csv", "/invocations", {"data": b"\x1f\x8b\x08\x00", "content_type": "text/csv", "headers": {"Content-Encoding": "gzip"}}, 415, ["Content-Encoding"]),
     ("invocations xml", "/invocations", {"data": "<x/>", "content_type": "application/xml"}, 415, ["text/csv"]),
     ("deeply nested json", PREDICT, {"data": "[" * 100_000 + "]" * 100_000, "content_type": "application/json"}, 400, ["malformed JSON"]),
 ]
@@ -78,6 +85,10 @@ def test_wrong_method_is_405_with_allow(client, method, path, allowed):
 
 def test_unknown_path_and_model_status_404(client):
     assert client.get("/v2/anything").status_code == 404
+    # a doubled slash is an unknown path, not a redirect built from the Host header
+    r = client.get("/v1//models/digits", headers={"Host": "evil.example"})
+    assert r.status_code == 404 and "Location" not in r.headers
+    assert r.json["error"].startswith("no such endpoint: GET /v1//models/digits")
     r = client.get("/v1/models/cats")
     assert r.status_code == 404 and "'cats' not found" in r.json["error"]
     assert client.get("/v1/models/digits/versions/2/metadata").status_code == 404
@@ -101,7 +112,7 @@ def test_an_unexpected_failure_is_a_json_500_without_trace(app, client, capsys):
     def broken(x):
         raise RuntimeError("interpreter exploded")
 
-    service.predictor.predict = broken
+    service.default.predictor.predict = broken
     r = client.post(PREDICT, json={"instances": [ROW]})
     assert r.status_code == 500
     assert r.json["error"].startswith("internal error (request id ")

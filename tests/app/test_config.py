@@ -7,7 +7,8 @@ import pytest
 from app.config import ConfigError, load_server_settings, load_settings
 
 BAD = [
-    ({"MODEL_URI": ""}, ["MODEL_URI is empty"]),
+    ({"MODEL_URI": ""}, ["MODEL_URI=''", "is empty"]),
+    ({"MODEL_FETCH_TIMEOUT": "900"}, ["MODEL_FETCH_TIMEOUT='900'", "from 5 to 600"]),
     ({"MODEL_URI": "http://example.com/model"}, ["MODEL_URI", "only local paths, file:// and s3://"]),
     ({"MODEL_URI": "s3://bucket-only"}, ["s3:// URI needs a bucket and a key prefix"]),
     ({"MODEL_SHA256": "abc"}, ["MODEL_SHA256='abc'", "64 hex digits"]),
@@ -16,6 +17,8 @@ BAD = [
     ({"MAX_BATCH_SIZE": "many"}, ["MAX_BATCH_SIZE='many'", "whole number"]),
     ({"MAX_BODY_BYTES": "10"}, ["MAX_BODY_BYTES='10'", "from 1024"]),
     ({"LOG_LEVEL": "verbose"}, ["LOG_LEVEL='verbose'", "DEBUG, INFO, WARNING, ERROR"]),
+    ({"GUNICORN_TIMEOUT": "30"}, ["GUNICORN_TIMEOUT: gunicorn no longer serves", "SERVER_BODY_TIMEOUT"]),
+    ({"SERVER_FRONTS": "x"}, ["SERVER_FRONTS: not a setting", "did you mean SERVER_FRONT?"]),
     ({"METRICS_NAMESPACE": "AWS/ECS"}, ["METRICS_NAMESPACE", "not starting with 'AWS/'"]),
     ({"METRICS_ENABLED": "maybe"}, ["METRICS_ENABLED='maybe'", "true or false"]),
     ({"METRICS_FLUSH_SECONDS": "0"}, ["METRICS_FLUSH_SECONDS"]),
@@ -53,20 +56,35 @@ def test_environment_ignores_unrelated_names_but_mapping_is_strict():
 
 def test_server_settings_defaults_fit_alb_and_ecs():
     s = load_server_settings({})
-    assert s.web_concurrency == 2 and s.gunicorn_worker_class == "sync"
-    assert s.gunicorn_keepalive > 60          # ALB idle timeout
-    assert s.gunicorn_graceful_timeout < 30   # ECS stopTimeout
+    assert s.web_concurrency == 2 and s.server_front == "nginx"
+    assert s.server_keepalive > 60                # ALB idle timeout
+    assert s.server_graceful_timeout < 30         # ECS's and SageMaker's stop timeout
+    assert s.server_header_timeout == s.server_body_timeout == 10
     assert load_server_settings({"PORT": "9000"}).bind == "0.0.0.0:9000"
+    assert load_server_settings({"PORT": "9000", "BIND": "127.0.0.1:1"}).bind == "127.0.0.1:1"
 
 
 @pytest.mark.parametrize("env, word", [
     ({"PORT": "70000"}, "PORT='70000'"), ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
-    ({"GUNICORN_WORKER_CLASS": "gevent"}, "sync or gthread"),
-    ({"GUNICORN_GRACEFUL_TIMEOUT": "500"}, "GUNICORN_GRACEFUL_TIMEOUT"),
+    ({"SERVER_FRONT": "gunicorn"}, "nginx, auto, none"),
+    ({"SERVER_GRACEFUL_TIMEOUT": "500"}, "SERVER_GRACEFUL_TIMEOUT"),
+    ({"SERVER_HEADER_TIMEOUT": "0"}, "SERVER_HEADER_TIMEOUT='0'"),
+    ({"SERVER_BODY_TIMEOUT": "soon"}, "SERVER_BODY_TIMEOUT='soon': must be a whole number"),
+    ({"BIND": "8080"}, "BIND='8080': must be host:port"),
 ])
 def test_bad_server_settings(env, word):
     with pytest.raises(ConfigError, match=word.replace("(", r"\(")):
         load_server_settings(env)
+
+
+def test_every_field_has_exactly_one_rule():
+    """The tables are the settings: a dataclass field without a row could never be set."""
+    from dataclasses import fields
+
+    from app.config import APP_RULES, SERVER_RULES, ServerSettings, Settings
+
+    assert [f for _, f, _ in APP_RULES] == [f.name for f in fields(Settings)]
+    assert {f for _, f, _ in SERVER_RULES} == {f.name for f in fields(ServerSettings)}
 
 
 def test_create_app_rejects_unknown_keys(settings):

@@ -23,13 +23,21 @@ def test_locked_down_container_runs_as_uid_10001_and_is_ready(docker, served):
     host = docker.inspect(served.cid)["HostConfig"]
     assert host["ReadonlyRootfs"] is True and "/tmp" in host["Tmpfs"]
     assert host["CapDrop"] == ["ALL"]
-    # PID 1 is gunicorn's master, and it (and its workers) run as 10001
+    # PID 1 is the launcher (app/server.py), and it (and nginx, granian) run as 10001
     status = docker("exec", served.cid, "cat", "/proc/1/status").stdout
     uid = next(ln for ln in status.splitlines() if ln.startswith("Uid:")).split()[1:]
     gid = next(ln for ln in status.splitlines() if ln.startswith("Gid:")).split()[1:]
     assert uid == ["10001"] * 4 and gid == ["10001"] * 4
     cmdline = docker("exec", served.cid, "cat", "/proc/1/cmdline").stdout.replace("\0", " ")
-    assert "gunicorn" in cmdline
+    assert "app.server" in cmdline
+    processes = docker("exec", served.cid, "python3", "-c",
+                       "import os\nfor p in os.listdir('/proc'):\n"
+                       "    if p.isdigit():\n"
+                       "        s = open(f'/proc/{p}/status').read().split('\\n')\n"
+                       "        print(s[0].split()[1], [l for l in s if l.startswith('Uid:')][0].split()[1])"
+                       ).stdout.split("\n")
+    owners = dict(ln.split() for ln in processes if ln)
+    assert "nginx" in owners and set(owners.values()) == {"10001"}, owners
     assert requests.get(f"{served.url}/readyz", timeout=5).json()["status"] == "ready"
     assert requests.get(f"{served.url}/healthz", timeout=5).status_code == 200
 
@@ -105,6 +113,7 @@ def test_heldout_set_over_http_reaches_the_model_accuracy(served, heldout, manif
 def _http_kwargs(kwargs: dict) -> dict:
     """tests/app's test-client arguments, as arguments for requests."""
     headers = {"Content-Type": kwargs["content_type"]} if "content_type" in kwargs else {}
+    headers.update(kwargs.get("headers", {}))
     data = kwargs.get("data", b"")
     return {"data": data.encode() if isinstance(data, str) else data, "headers": headers}
 

@@ -1,0 +1,161 @@
+"""The predict routes as plain WSGI, in front of Flask: the hot path, kept lean.
+
+Flask's request machinery (context push, URL matching, Request and Response objects) cost
+more per prediction than the model and its validation together (docs/performance.md:
+~110 us of a ~200 us request, the model 22 us). ``POST /v1/models/<name>[/versions/<v>]:predict``
+and ``POST /invocations`` are answered here from the WSGI environ, with the same checks, in
+the same order, and the same JSON errors as everywhere else; every other request, and every
+other method on these paths (405 with Allow), goes to Flask. Nothing here is specific to a
+model: the name in the URL selects the model and its manifest-built parser.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import traceback
+from typing import TYPE_CHECKING
+
+import orjson
+
+from app.observability import INSTANCES, REQUEST_ID
+from app.validation import BadRequest, parse_json
+
+if TYPE_CHECKING:
+    from app import ServedModel, Service
+
+PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?:predict")
+STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
+               404: "404 Not Found", 411: "411 Length Required", 413: "413 Content Too Large",
+               415: "415 Unsupported Media Type", 500: "500 Internal Server Error"}
+JSON_TYPES = ("application/json",)
+INVOCATION_TYPES = ("application/json", "text/csv")
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def check_api_key(service: "Service", given: str | None) -> None:
+    expected = service.settings.api_key
+    if expected is None:
+        return
+    # compare_digest takes the same time whatever the first differing byte is; bytes, so
+    # a non-ASCII header cannot raise instead of comparing.
+    if not hmac.compare_digest((given or "").encode("utf-8", "surrogateescape"),
+                               expected.encode()):
+        raise BadRequest("missing or invalid x-api-key header", 401)
+
+
+def media_type(environ: dict, allowed: tuple[str, ...]) -> str:
+    """The request's media type if it is one of ``allowed``, else a 415 naming them."""
+    raw = environ.get("CONTENT_TYPE", "")
+    mimetype = raw.split(";", 1)[0].strip().lower()
+    if mimetype not in allowed:
+        raise BadRequest(f"Content-Type must be {' or '.join(allowed)}; got "
+                         f"{raw[:100] or 'none'!r}", 415)
+    encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BadRequest(f"Content-Encoding {encoding[:40]!r} is not supported; send the body "
+                         "uncompressed", 415)
+    return mimetype
+
+
+def read_body(environ: dict, limit: int) -> bytes:
+    """The whole body, refusing one over ``limit`` bytes (MAX_BODY_BYTES) however it is
+    framed: by Content-Length before reading, without one (chunked) while reading."""
+    stream = environ["wsgi.input"]
+    raw_length = environ.get("CONTENT_LENGTH", "")
+    too_large = BadRequest(f"request body exceeds {limit} bytes (MAX_BODY_BYTES); send "
+                           "smaller batches", 413)
+    if raw_length:
+        if not raw_length.isdigit():
+            raise BadRequest(f"Content-Length {raw_length[:20]!r} is not a number")
+        length = int(raw_length)
+        if length > limit:
+            raise too_large
+        return stream.read(length) if length else b""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise too_large
+    return data
+
+
+def predict_response(model: "ServedModel", body, environ: dict) -> bytes:
+    x, key = model.parser.parse(body)
+    environ[INSTANCES] = len(x)
+    # orjson writes numpy float32 arrays directly, in float32's shortest form.
+    return orjson.dumps({"predictions" if key == "instances" else "outputs":
+                         model.predictor.predict(x)}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def predict(service: "Service", environ: dict, name: str,
+            version: str | None) -> tuple[int, bytes, "ServedModel | None"]:
+    """TF Serving's predict: (status, JSON body, the model that answered, if one did)."""
+    environ[INSTANCES] = 0  # a prediction request, even if it fails below
+    model = None
+    try:
+        check_api_key(service, environ.get("HTTP_X_API_KEY"))
+        model = service.find(name, version)
+        media_type(environ, JSON_TYPES)
+        raw = read_body(environ, service.settings.max_body_bytes)
+        return 200, predict_response(model, parse_json(raw), environ), model
+    except BadRequest as exc:
+        return exc.status, error_body(exc.message), model
+
+
+def invocations(service: "Service", environ: dict) -> tuple[int, bytes, "ServedModel"]:
+    """SageMaker's inference route: JSON as for predict, or text/csv, on the default model."""
+    model = service.default
+    environ[INSTANCES] = 0
+    try:
+        check_api_key(service, environ.get("HTTP_X_API_KEY"))
+        mimetype = media_type(environ, INVOCATION_TYPES)
+        raw = read_body(environ, service.settings.max_body_bytes)
+        if mimetype == "text/csv":
+            x = model.parser.parse_csv(raw)
+            environ[INSTANCES] = len(x)
+            return 200, orjson.dumps({"predictions": model.predictor.predict(x)},
+                                     option=orjson.OPT_SERIALIZE_NUMPY), model
+        return 200, predict_response(model, parse_json(raw), environ), model
+    except BadRequest as exc:
+        return exc.status, error_body(exc.message), model
+
+
+class PredictFastPath:
+    """WSGI middleware: POST predict and /invocations here, everything else to Flask."""
+
+    def __init__(self, flask_app, service: "Service"):
+        self.flask_app = flask_app
+        self.service = service
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "POST":
+            path = environ.get("PATH_INFO", "")
+            if path == "/invocations":
+                return self._answer(environ, start_response, invocations, self.service, environ)
+            match = PREDICT_PATH.fullmatch(path)
+            if match:
+                return self._answer(environ, start_response, predict, self.service, environ,
+                                    match.group(1), match.group(2))
+        return self.flask_app(environ, start_response)
+
+    def _answer(self, environ, start_response, handler, *args):
+        model = None
+        try:
+            status, body, model = handler(*args)
+        except Exception as exc:  # noqa: BLE001 - a 500 with a request id, never a traceback
+            status, body = 500, self._internal_error(environ, exc)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        if model is not None:
+            # Which model answered (the demo page shows it; clients can log it).
+            headers += [("X-Model-Name", model.name), ("X-Model-Version", model.version)]
+        start_response(STATUS_TEXT.get(status) or f"{status} Error", headers)
+        return [body]
+
+    def _internal_error(self, environ, exc: Exception) -> bytes:
+        request_id = environ.get(REQUEST_ID)
+        self.service.log.write("ERROR", event="unhandled_exception",
+                               path=environ.get("PATH_INFO"), request_id=request_id,
+                               error=repr(exc), traceback=traceback.format_exc())
+        return error_body(f"internal error (request id {request_id})")

@@ -1,0 +1,259 @@
+"""Start the service: the one place that knows how (the image's CMD, `make run`, tests).
+
+    python -m app.server          settings from the environment (docs/api.md, Configuration)
+
+What runs (chosen by measurement, docs/performance.md "Choosing the serving front"):
+
+    client -> nginx (BIND/PORT) -> unix socket -> granian, WEB_CONCURRENCY workers -> Flask app
+
+nginx reads each request completely, with timeouts, before passing it on, and answers
+malformed ones itself with JSON errors (app/nginx.conf); granian's Rust HTTP layer hands the
+WSGI app a request at a time, one thread per worker (LiteRT and the GIL gain nothing from
+more). ``SERVER_FRONT=none`` runs granian alone on BIND (development only: no slow-client
+protection); ``auto`` (what `make run` uses) picks nginx when it is installed.
+
+Start-up, in order: settings are validated (exit 2 on a bad one); the model version is
+fetched, verified and loaded once here, with a bounded download (exit 3, one line naming the
+URI and the cause); then granian, then nginx, start. SIGTERM drains: nginx stops accepting
+and finishes the requests it holds, then granian stops; exit 0 well within ECS's and
+SageMaker's 30 s. If either child dies, the other is stopped and the exit code is 1.
+A second program (SageMaker's ``serve``) starts the same front by calling ``main()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from app.config import ConfigError, ServerSettings, Settings, load_server_settings, load_settings
+
+EXIT_CONFIG, EXIT_MODEL, EXIT_FRONT, EXIT_CHILD = 2, 3, 4, 1
+TEMPLATE = Path(__file__).with_name("nginx.conf")
+NGINX_LEVEL = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)$")
+
+
+def _log(level: str, message: str, **fields) -> None:
+    """One JSON line on stderr, the shape of the app's and granian's lines."""
+    from app.observability import _now_iso  # noqa: PLC0415  (keeps `--help`-style paths light)
+
+    line = {"time": _now_iso(), "level": level, "logger": "app.server", "message": message,
+            **fields}
+    sys.stderr.write(json.dumps(line) + "\n")
+    sys.stderr.flush()
+
+
+def fail(code: int, message: str) -> int:
+    """Print the one line a failed start leaves (CloudWatch shows it as the task's reason)."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return code
+
+
+def check_model(settings: Settings) -> None:
+    """Fetch, verify and load the model once, before any worker starts: a model that does
+    not verify or does not load stops start-up here with one line, every time."""
+    from app import load_model
+
+    load_model(settings)
+
+
+def render_nginx(settings: Settings, server: ServerSettings, runtime: Path) -> str:
+    values = {
+        "runtime": str(runtime), "listen": server.bind,
+        # nginx started as root would switch its workers to "nobody", which cannot reach
+        # the socket; as anyone else (uid 10001 in the image) the directive is not allowed.
+        "user": f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else "",
+        "header_timeout": server.server_header_timeout,
+        "body_timeout": server.server_body_timeout,
+        "keepalive": server.server_keepalive,
+        "shutdown_timeout": max(1, server.server_graceful_timeout - 2),
+        "max_body_bytes": settings.max_body_bytes,
+    }
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), TEMPLATE.read_text())
+
+
+def granian_command(server: ServerSettings, listen: list[str], log_config: Path) -> list[str]:
+    return [sys.executable, "-m", "granian", "--interface", "wsgi", *listen,
+            "--workers", str(server.web_concurrency),
+            # One thread per worker: requests arrive whole from nginx, and LiteRT plus the
+            # GIL gain nothing from a second thread (measured: p99 x3 with granian's default).
+            "--blocking-threads", "1", "--runtime-threads", "1",
+            "--no-ws", "--log-config", str(log_config), "--no-access-log",
+            "--workers-kill-timeout", "3", "app.wsgi:app"]
+
+
+GRANIAN_LOGGING = {
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "app.observability.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stderr"}},
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {"_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                "granian.access": {"handlers": [], "level": "INFO", "propagate": False}},
+}
+
+
+def _relay_nginx_log(stream) -> None:
+    """nginx writes plain text to stderr; forward each line as JSON so log filters on
+    "level" see nginx's errors too."""
+    for raw in stream:
+        text = raw.decode("utf-8", "replace").rstrip()
+        m = NGINX_LEVEL.match(text)
+        level, message = (m.group(1), m.group(2)) if m else ("error", text)
+        if message.startswith("client "):
+            level = "warn"   # "client sent invalid chunked body" and kin: the client's fault
+        _log({"emerg": "ERROR", "alert": "ERROR", "crit": "ERROR", "error": "ERROR",
+              "warn": "WARNING", "notice": "INFO", "info": "INFO"}.get(level, "INFO"),
+             message[:2000], source="nginx")
+
+
+def _wait_for_socket(path: Path, proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return False
+
+
+def _stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=max(timeout, 0.1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _reap_orphans(children: set[int]) -> None:
+    """As PID 1 (the image's CMD) we inherit every orphaned process: reap those, never our
+    own children (their Popen objects collect their exit codes)."""
+    if os.getpid() != 1:
+        return
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid in children:
+            return
+        os.waitpid(info.si_pid, 0)
+
+
+def resolve_front(choice: str) -> str | None:
+    """'nginx' or 'none'; None when nginx is required but not installed."""
+    have = shutil.which("nginx") is not None
+    if choice == "auto":
+        return "nginx" if have else "none"
+    if choice == "nginx" and not have:
+        return None
+    return choice
+
+
+def main(env: dict | None = None) -> int:
+    """Validate, check the model, run the front until SIGTERM/SIGINT; return the exit code."""
+    if env is not None:
+        os.environ.update(env)
+    try:
+        settings = load_settings()
+        server = load_server_settings()
+    except ConfigError as exc:
+        return fail(EXIT_CONFIG, str(exc).replace("\n  - ", " | "))
+    front = resolve_front(server.server_front)
+    if front is None:
+        return fail(EXIT_FRONT, "SERVER_FRONT=nginx but nginx is not installed; install it "
+                                "(apt-get install nginx) or set SERVER_FRONT=auto for "
+                                "development")
+    from app.manifest import ModelIntegrityError
+
+    try:
+        check_model(settings)
+    except ModelIntegrityError as exc:
+        return fail(EXIT_MODEL, str(exc))
+
+    runtime = Path(tempfile.mkdtemp(prefix="ml-app-"))
+    try:
+        return _run(settings, server, front, runtime)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _run(settings: Settings, server: ServerSettings, front: str, runtime: Path) -> int:
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+    log_config = runtime / "granian-logging.json"
+    log_config.write_text(json.dumps(GRANIAN_LOGGING))
+    socket_path = runtime / "app.sock"
+    if front == "nginx":
+        listen = ["--uds", str(socket_path), "--uds-permissions", str(0o600)]
+    else:
+        host, _, port = server.bind.rpartition(":")
+        listen = ["--host", host.strip("[]"), "--port", port]
+        _log("WARNING", "SERVER_FRONT=none: granian serves directly, without nginx's "
+                        "slow-client protection; use it for development only")
+    # The children must not see our signals from the terminal (Ctrl-C): we relay them.
+    granian = subprocess.Popen(granian_command(server, listen, log_config), cwd=Path(__file__).parent.parent,
+                               start_new_session=True)
+    nginx = None
+    try:
+        if front == "nginx":
+            if not _wait_for_socket(socket_path, granian, timeout=30):
+                return fail(EXIT_CHILD, f"granian exited with {granian.poll()} before it listened")
+            conf = runtime / "nginx.conf"
+            conf.write_text(render_nginx(settings, server, runtime))
+            nginx = subprocess.Popen(["nginx", "-e", "stderr", "-p", str(runtime), "-c", str(conf)],
+                                     stderr=subprocess.PIPE, start_new_session=True)
+            threading.Thread(target=_relay_nginx_log, args=(nginx.stderr,), daemon=True).start()
+        _log("INFO", f"serving on {server.bind}", front=front, workers=server.web_concurrency)
+        while not stopping.is_set():
+            for name, proc in (("granian", granian), ("nginx", nginx)):
+                if proc is not None and proc.poll() is not None:
+                    others = [p for p in (granian, nginx) if p is not proc]
+                    for other in others:
+                        _stop(other, signal.SIGTERM, 5)
+                    return fail(EXIT_CHILD if name == "granian" or proc.returncode else EXIT_FRONT,
+                                f"{name} exited with {proc.returncode}; stopping")
+            _reap_orphans({granian.pid} | ({nginx.pid} if nginx else set()))
+            stopping.wait(0.2)
+        return _drain(server, granian, nginx)
+    finally:
+        _stop(nginx, signal.SIGTERM, 2)
+        _stop(granian, signal.SIGTERM, 5)
+
+
+def _drain(server: ServerSettings, granian: subprocess.Popen, nginx: subprocess.Popen | None) -> int:
+    """Stop accepting, finish what was accepted, exit 0 within the graceful timeout."""
+    t0 = time.monotonic()
+    _log("INFO", "SIGTERM: draining", graceful_timeout_s=server.server_graceful_timeout)
+    budget = server.server_graceful_timeout
+    # nginx's graceful quit: close the listener, finish in-flight requests (its
+    # worker_shutdown_timeout closes any connection still open after budget - 2 s).
+    _stop(nginx, signal.SIGQUIT, budget - 1)
+    # Then the app server, which by now has nothing in flight (or, without nginx, finishes
+    # its own requests: granian stops accepting and completes them).
+    _stop(granian, signal.SIGTERM, max(1.0, budget - (time.monotonic() - t0)))
+    _log("INFO", "drained", seconds=round(time.monotonic() - t0, 3))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
