@@ -1,8 +1,12 @@
-"""The real server: gunicorn with the repository's config, as `make run` and the image start it."""
+"""The real server: `python -m app.server` (nginx + granian), as `make run` and the image
+start it. Needs nginx on the host: skipped with the reason where it is absent, a failure
+under CI (`.ci/run` installs it)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,23 +14,32 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import MODEL_DIR, ROOT, free_port, serve_env, wait_for_http
+from tests.rawhttp import MALFORMED, PREDICT, SlowClients, exchange, p99, timed_predictions
 
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+
+@pytest.fixture(scope="module", autouse=True)
+def nginx_installed():
+    if shutil.which("nginx") is None:
+        if os.environ.get("CI") or os.environ.get("REQUIRE_DOCKER") == "1":
+            pytest.fail("nginx is not installed; .ci/run installs it (apt-get install nginx)",
+                        pytrace=False)
+        pytest.skip("the server's front is nginx, which is not installed here "
+                    "(apt-get install nginx)")
 
 
 def start(port: int, **env) -> subprocess.Popen:
     # Output goes to files, not pipes: an unread pipe fills up (64 KiB of request logs)
-    # and blocks the workers' writes, which would look like a hung server.
+    # and blocks the writers, which would look like a hung server.
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
-        [GUNICORN, "-c", "app/gunicorn_conf.py", "app.wsgi:app"], cwd=ROOT,
-        env=serve_env(**{"BIND": f"127.0.0.1:{port}", "MODEL_URI": str(MODEL_DIR), **env}),
+        [sys.executable, "-m", "app.server"], cwd=ROOT,
+        env=serve_env(**{"BIND": f"127.0.0.1:{port}", "MODEL_URI": str(MODEL_DIR),
+                         "SERVER_FRONT": "nginx", **env}),
         stdout=out, stderr=err)
     proc.output_files = (out, err)
     return proc
@@ -44,8 +57,12 @@ def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[str, str]:
 
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -61,38 +78,120 @@ def server():
 
 def test_serves_predictions_with_json_logs(server, heldout):
     proc, url = server
-    r = requests.post(f"{url}/v1/models/digits:predict", json={"instances": heldout.x_test[:2].tolist()},
+    r = requests.post(f"{url}{PREDICT}", json={"instances": heldout.x_test[:2].tolist()},
                       timeout=5)
     assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+    assert (r.headers["X-Model-Name"], r.headers["X-Model-Version"]) == ("digits", "1")
     proc.send_signal(signal.SIGTERM)
     out, err = finish(proc)
     assert proc.returncode == 0
     logs = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
-    assert any(e.get("path") == "/v1/models/digits:predict" and e.get("status") == 200 for e in logs)
+    assert any(e.get("path") == PREDICT and e.get("status") == 200 for e in logs)
     # the metrics aggregated since the last flush are written when the worker exits
     emf = [e for e in logs if "_aws" in e]
     assert sum(e["PredictionRequests"] for e in emf) == 1 and emf[0]["Predictions"] == 2
-    # gunicorn's own lines are JSON too, so CloudWatch filters on "level" see them
-    gunicorn_lines = [json.loads(x) for x in err.splitlines() if x.startswith('{"time"')]
-    assert any("Booting worker" in e["message"] for e in gunicorn_lines)
+    # the servers' own lines are JSON too, so CloudWatch filters on "level" see them
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    assert any("Started worker" in e["message"] for e in lines)
+    assert any(e["message"] == "drained" for e in lines)
+
+
+@pytest.mark.parametrize("raw, status", [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+def test_malformed_request_gets_a_json_4xx(server, raw, status):
+    _, url = server
+    response = exchange(int(url.rsplit(":", 1)[1]), raw)
+    assert response.status == status, response.raw[:300]
+    assert response.headers["content-type"].startswith("application/json")
+    assert isinstance(response.json()["error"], str) and response.json()["error"]
+    assert "Location" not in response.headers and b"Traceback" not in response.raw
+
+
+def test_no_malformed_request_leaves_a_traceback_or_a_5xx_in_the_log(server):
+    proc, url = server
+    port = int(url.rsplit(":", 1)[1])
+    for _, raw, _ in MALFORMED:
+        exchange(port, raw)
+    proc.send_signal(signal.SIGTERM)
+    out, err = finish(proc)
+    assert "Traceback" not in out + err
+    statuses = [json.loads(x).get("status") for x in out.splitlines() if x.startswith("{")]
+    assert statuses and not [s for s in statuses if s and s >= 500]
+
+
+def test_request_id_and_forwarded_for_are_bounded(server):
+    proc, url = server
+    good = requests.get(f"{url}/healthz", headers={"X-Request-Id": "abc-123"}, timeout=5)
+    assert good.headers["X-Request-Id"] == "abc-123"
+    for bad in ("x" * 500, "has space", "é"):
+        r = requests.get(f"{url}/healthz", headers={"X-Request-Id": bad.encode()}, timeout=5)
+        assert r.status_code == 200 and len(r.headers["X-Request-Id"]) == 32   # a new uuid
+    requests.get(f"{url}/healthz", headers={"X-Forwarded-For": "1.2.3.4" + ", 5.6.7.8" * 200},
+                 timeout=5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = finish(proc)
+    clients = [json.loads(x)["client"] for x in out.splitlines()
+               if x.startswith('{"time"') and '"client"' in x]
+    long = [c for c in clients if c.startswith("1.2.3.4")]
+    assert long and len(long[0]) < 300 and long[0].endswith("chars)")
+
+
+def test_slow_clients_do_not_starve_normal_ones(server):
+    """64 clients sending a head one line a second and 64 sending a body one byte a second:
+    a normal client's predictions keep succeeding, fast (the full 30 s run is `make bench`)."""
+    _, url = server
+    port = int(url.rsplit(":", 1)[1])
+    with SlowClients(port, 64, "header", limit=60) as heads, \
+            SlowClients(port, 64, "body", limit=60) as bodies:
+        time.sleep(1.0)
+        results = timed_predictions(port, seconds=8)
+        ready = requests.get(f"{url}/readyz", timeout=2).status_code
+    assert heads.connected >= 64 and bodies.connected >= 64
+    statuses = [s for s, _ in results]
+    assert len(results) > 50 and set(statuses) == {200}, statuses[:20]
+    assert p99([ms for _, ms in results]) < 100
+    assert ready == 200
+
+
+def test_header_timeout_closes_a_slow_head(server):
+    _, url = server
+    port = int(url.rsplit(":", 1)[1])
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        closed = False
+        while time.monotonic() - t0 < 25:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+                sock.settimeout(1)
+                if sock.recv(4096) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+    assert closed and time.monotonic() - t0 < 15     # SERVER_HEADER_TIMEOUT is 10 s
 
 
 @pytest.mark.parametrize("env, words", [
     ({"MODEL_URI": "/nonexistent/model"}, ["no such folder"]),
     ({"MAX_BATCH_SIZE": "-1"}, ["MAX_BATCH_SIZE='-1'"]),
     ({"MODEL_PATH": "x"}, ["MODEL_PATH: not a setting", "did you mean"]),
-    ({"GUNICORN_WORKER_CLASS": "eventlet"}, ["GUNICORN_WORKER_CLASS", "sync or gthread"]),
+    ({"SERVER_FRONT": "eventlet"}, ["SERVER_FRONT", "nginx, auto, none"]),
+    ({"GUNICORN_WORKER_CLASS": "sync"}, ["GUNICORN_WORKER_CLASS", "no longer"]),
 ])
-def test_bad_configuration_stops_start_up_with_a_clear_message(env, words):
+def test_bad_configuration_stops_start_up_with_one_line(env, words):
     proc = start(free_port(), **env)
     try:
         _, err = finish(proc)
     finally:
         stop(proc)
-    assert proc.returncode != 0
+    assert proc.returncode in (2, 3)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
     for word in words:
         assert word in err
-    assert "Traceback" not in err
 
 
 def test_tampered_model_refuses_to_start(model_copy):
@@ -103,10 +202,72 @@ def test_tampered_model_refuses_to_start(model_copy):
         _, err = finish(proc)
     finally:
         stop(proc)
-    assert proc.returncode != 0
+    assert proc.returncode == 3
     assert "model.tflite: sha256 mismatch" in err and "Traceback" not in err
     with pytest.raises(OSError):  # it never listened
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_model_that_verifies_but_does_not_load_is_one_line_every_time(model_copy):
+    """Bytes that match the manifest but are not a model: exit 3, one line, three runs."""
+    from app.manifest import file_entry
+
+    (model_copy / "model.tflite").write_bytes(b"TFL3 but not really a flatbuffer" * 10)
+    manifest = json.loads((model_copy / "manifest.json").read_text())
+    manifest["files"]["model.tflite"] = file_entry(model_copy / "model.tflite")
+    (model_copy / "manifest.json").write_text(json.dumps(manifest))
+    for _ in range(3):
+        proc = start(free_port(), MODEL_URI=str(model_copy))
+        try:
+            _, err = finish(proc)
+        finally:
+            stop(proc)
+        lines = [ln for ln in err.splitlines() if ln.strip() and "XNNPACK" not in ln]
+        assert proc.returncode == 3, err
+        assert len(lines) == 1 and "LiteRT cannot load it" in lines[0], err
+        assert "Traceback" not in err
+
+
+def test_s3_that_accepts_but_never_answers_fails_in_bounded_time():
+    """An endpoint that accepts connections and never answers: start-up fails within
+    MODEL_FETCH_TIMEOUT with one line naming the URI, instead of hanging."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop_accepting = threading.Event()
+
+    def accept_and_hold():
+        listener.settimeout(0.2)
+        while not stop_accepting.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except socket.timeout:
+                continue
+
+    acceptor = threading.Thread(target=accept_and_hold, daemon=True)
+    acceptor.start()
+    uri = "s3://models/digits/1"
+    try:
+        t0 = time.monotonic()
+        proc = start(free_port(), MODEL_URI=uri, MODEL_FETCH_TIMEOUT="6",
+                     AWS_ENDPOINT_URL=f"http://127.0.0.1:{listener.getsockname()[1]}",
+                     AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
+                     AWS_DEFAULT_REGION="us-east-1")
+        try:
+            _, err = finish(proc, timeout=30)
+        finally:
+            stop(proc)
+        took = time.monotonic() - t0
+    finally:
+        stop_accepting.set()
+        acceptor.join(5)
+        for s in held:
+            s.close()
+        listener.close()
+    assert proc.returncode == 3 and took < 12, (took, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and uri in lines[0] and "6 s" in lines[0], err
 
 
 def test_sigterm_finishes_an_in_flight_request(server):
@@ -116,11 +277,10 @@ def test_sigterm_finishes_an_in_flight_request(server):
     body = json.dumps({"instances": [[1] * 64] * 64}).encode()
     half = len(body) // 2
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/json\r\n"
-                     + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                      + body[:half])
-        time.sleep(0.3)  # the worker is now blocked reading the body
+        time.sleep(0.3)  # nginx is now reading the body
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         sock.sendall(body[half:])
@@ -143,7 +303,7 @@ def test_sigterm_during_a_stream_of_requests_loses_no_accepted_request(server):
         with requests.Session() as s:
             while time.monotonic() < stop_at:
                 try:
-                    r = s.post(f"{url}/v1/models/digits:predict", json=payload, timeout=10)
+                    r = s.post(f"{url}{PREDICT}", json=payload, timeout=10)
                     results.append(r.status_code)
                 except requests.ConnectionError as exc:
                     results.append(type(exc).__name__)
@@ -161,4 +321,20 @@ def test_sigterm_during_a_stream_of_requests_loses_no_accepted_request(server):
         t.join(timeout=15)
     statuses = [r for r in results if isinstance(r, int)]
     assert len(statuses) > 50 and set(statuses) == {200}   # every answered request succeeded
-    assert proc.returncode == 0 and drained_in < 25        # within gunicorn's graceful timeout
+    assert proc.returncode == 0 and drained_in < 25        # within SERVER_GRACEFUL_TIMEOUT
+
+
+def test_without_nginx_granian_serves_directly():
+    """SERVER_FRONT=none (development): the same app, answered by granian alone."""
+    port = free_port()
+    proc = start(port, SERVER_FRONT="none")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        r = requests.post(f"http://127.0.0.1:{port}{PREDICT}", json={"instances": [[0] * 64]},
+                          timeout=5)
+        assert r.status_code == 200 and r.headers["X-Model-Name"] == "digits"
+        assert "server" not in {k.lower(): v for k, v in r.headers.items()} or \
+            "nginx" not in r.headers.get("server", "")
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
