@@ -58,10 +58,10 @@ RUN python3 -m compileall -q --invalidation-mode unchecked-hash /srv/app \
 
 # ------------------------------------------------------------------------------- runtime --
 FROM ${PYTHON_IMAGE} AS runtime
-# nginx in front of the app server (app/nginx.conf; docs/performance.md says why). Debian's
-# package without recommends; its default site, logs and the service scripts are never used: the
-# config is rendered into /tmp at start (app/server.py), logs go to stdout/stderr.
-# hadolint ignore=DL3008 the Debian release pins the version; a rebuild takes its security fixes
+# nginx in front of the app server (app/nginx.conf; docs/performance.md says why): Debian's
+# package without recommends. Its default site, logs and service scripts are never used:
+# the config is rendered into /tmp at start (app/server.py), logs go to stdout/stderr.
+# hadolint ignore=DL3008  # bookworm pins nginx 1.22; a rebuild picks up its security fixes
 RUN apt-get update \
  && apt-get install --yes --no-install-recommends nginx \
  && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* /var/log/nginx/* /usr/share/doc/* \

@@ -51,7 +51,7 @@ def _assert_refused(docker, svc, *words: str) -> str:
     assert code != 0, logs
     for word in words:
         assert word in logs, f"{word!r} not in the logs:\n{logs[-3000:]}"
-    assert "Booting worker" not in logs, "a worker started: the check must come first"
+    assert "Spawning worker" not in logs, "a worker started: the check must come first"
     return logs
 
 
@@ -81,6 +81,22 @@ def test_wrong_pin_exits_non_zero_naming_the_manifest(docker, start):
 def test_without_a_model_it_exits_non_zero_saying_what_to_set(docker, start):
     svc = start(env={}, wait=False)
     _assert_refused(docker, svc, "MODEL_URI")
+
+
+def test_model_that_verifies_but_does_not_load_exits_3_with_one_line(docker, start, model_copy):
+    import json
+
+    from app.manifest import file_entry
+
+    (model_copy / "model.tflite").write_bytes(b"not a flatbuffer at all" * 10)
+    manifest = json.loads((model_copy / "manifest.json").read_text())
+    manifest["files"]["model.tflite"] = file_entry(model_copy / "model.tflite")
+    (model_copy / "manifest.json").write_text(json.dumps(manifest))
+    model_copy.chmod(0o755)
+    svc = start(env={"MODEL_URI": "/model"}, volumes={str(model_copy): "/model:ro"}, wait=False)
+    assert docker.wait_exit(svc.cid, EXIT_TIMEOUT) == 3
+    lines = [ln for ln in docker.logs(svc.cid).splitlines() if ln.strip() and "XNNPACK" not in ln]
+    assert len(lines) == 1 and "LiteRT cannot load it" in lines[0], lines
 
 
 def test_unreachable_s3_fails_within_bounds(docker, start):

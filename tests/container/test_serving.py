@@ -12,6 +12,7 @@ import requests
 
 from tests.app.test_bad_input import CASES
 from tests.conftest import MODEL_DIR
+from tests.rawhttp import MALFORMED, SlowClients, exchange, p99, timed_predictions
 
 from .conftest import LOCKED_DOWN, PREDICT
 
@@ -152,3 +153,26 @@ def test_logs_are_json_lines(docker, served):
     assert lines, "no JSON log lines"
     events = [json.loads(ln) for ln in lines]
     assert any(e.get("event") == "model_loaded" for e in events)
+
+
+@pytest.mark.parametrize("raw, status", [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+def test_malformed_request_gets_a_json_4xx_from_the_container(served, raw, status):
+    response = exchange(served.port, raw)
+    assert response.status == status, response.raw[:300]
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"] and b"Traceback" not in response.raw
+
+
+def test_slow_clients_do_not_starve_the_container(docker, served):
+    """64 slow-header and 64 slow-body clients: predictions keep succeeding fast and the
+    image's own health check (every second here) keeps passing."""
+    with SlowClients(served.port, 64, "header", limit=60) as heads, \
+            SlowClients(served.port, 64, "body", limit=60) as bodies:
+        time.sleep(1.0)
+        results = timed_predictions(served.port, seconds=8)
+        health = docker.inspect(served.cid)["State"]["Health"]
+    assert heads.connected >= 64 and bodies.connected >= 64
+    assert len(results) > 50 and {s for s, _ in results} == {200}
+    assert p99([ms for _, ms in results]) < 100
+    recent = health["Log"][-5:]
+    assert health["Status"] == "healthy" and all(h["ExitCode"] == 0 for h in recent), health

@@ -4,10 +4,10 @@ What must hold: a request the service has accepted completes with a full 200 res
 the container exits 0 before the stop timeout (no SIGKILL). Two kinds of evidence:
 
 1. A request that is provably in flight when SIGTERM arrives: it is sent with
-   ``Expect: 100-continue``, and gunicorn's worker answers ``100 Continue`` only once it has
-   accepted the connection and parsed the headers. The body is sent only after the
-   container's log shows gunicorn handling the signal; the response must still be a 200
-   with predictions.
+   ``Expect: 100-continue``, and nginx answers ``100 Continue`` only once it has accepted
+   the connection and parsed the headers. The body is sent only after the container's log
+   shows the launcher (app/server.py) draining on the signal; the response must still be a
+   200 with predictions.
 2. A stream of requests at concurrency 4 throughout: every response that arrives is a
    complete 200, and every request the service logged (it logs each request it handles,
    with the client's X-Request-Id) reached the client. Connections refused after the
@@ -31,7 +31,7 @@ from .conftest import MOUNTED_MODEL, PREDICT
 
 pytestmark = pytest.mark.container
 
-STOP_TIMEOUT = 30        # ECS's default stopTimeout; gunicorn's graceful timeout is 25 s
+STOP_TIMEOUT = 30        # ECS's default stopTimeout; SERVER_GRACEFUL_TIMEOUT is 25 s
 STREAM_THREADS = 4
 
 
@@ -112,8 +112,8 @@ def test_docker_stop_during_a_stream_completes_accepted_requests(docker, start, 
         stopper = threading.Thread(target=_stop, daemon=True)
         stopper.start()
         deadline = time.monotonic() + 15
-        while "Handling signal: term" not in docker.logs(svc.cid):
-            assert time.monotonic() < deadline, "gunicorn never logged SIGTERM"
+        while "SIGTERM: draining" not in docker.logs(svc.cid):
+            assert time.monotonic() < deadline, "the launcher never logged SIGTERM"
             time.sleep(0.1)
         time.sleep(0.5)                               # well past the signal, still in flight
         inflight.sendall(body)
