@@ -176,6 +176,8 @@ RETIRED = {"GUNICORN_TIMEOUT": "SERVER_BODY_TIMEOUT and SERVER_HEADER_TIMEOUT",
            "GUNICORN_THREADS": "nothing (one request at a time per worker)",
            "GUNICORN_WORKER_CLASS": "nothing (the front is fixed: nginx + granian)"}
 
+# CGI's names, which some WSGI servers (gunicorn) put into the environment: not typos.
+CGI_NAMES = {"SERVER_SOFTWARE", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_ADDR"}
 APP_NAMES = {name for name, _, _ in APP_RULES}
 SERVER_NAMES = {name for name, _, _ in SERVER_RULES}
 KNOWN_NAMES = SERVER_NAMES | APP_NAMES
@@ -184,7 +186,7 @@ KNOWN_NAMES = SERVER_NAMES | APP_NAMES
 def _unknown(env: Mapping[str, str], strict: bool) -> list[str]:
     problems = []
     for key in env:
-        if key in KNOWN_NAMES:
+        if key in KNOWN_NAMES or (key in CGI_NAMES and not strict):
             continue
         if key in RETIRED:
             problems.append(f"{key}: gunicorn no longer serves this app; use {RETIRED[key]} "

@@ -81,14 +81,15 @@ def render_nginx(settings: Settings, server: ServerSettings, runtime: Path) -> s
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), TEMPLATE.read_text())
 
 
-def granian_command(server: ServerSettings, listen: list[str], log_config: Path) -> list[str]:
+def granian_command(server: ServerSettings, listen: list[str], log_config: Path,
+                    target: str = "app.wsgi:app") -> list[str]:
     return [sys.executable, "-m", "granian", "--interface", "wsgi", *listen,
             "--workers", str(server.web_concurrency),
             # One thread per worker: requests arrive whole from nginx, and LiteRT plus the
             # GIL gain nothing from a second thread (measured: p99 x3 with granian's default).
             "--blocking-threads", "1", "--runtime-threads", "1",
             "--no-ws", "--log-config", str(log_config), "--no-access-log",
-            "--workers-kill-timeout", "3", "app.wsgi:app"]
+            "--workers-kill-timeout", "3", target]
 
 
 GRANIAN_LOGGING = {
@@ -163,8 +164,9 @@ def resolve_front(choice: str) -> str | None:
     return choice
 
 
-def main(env: dict | None = None) -> int:
-    """Validate, check the model, run the front until SIGTERM/SIGINT; return the exit code."""
+def main(env: dict | None = None, target: str = "app.wsgi:app") -> int:
+    """Validate, check the model, run the front until SIGTERM/SIGINT; return the exit code.
+    ``target`` is the WSGI app granian's workers import (the benchmark swaps in its no-op)."""
     if env is not None:
         os.environ.update(env)
     try:
@@ -186,12 +188,13 @@ def main(env: dict | None = None) -> int:
 
     runtime = Path(tempfile.mkdtemp(prefix="ml-app-"))
     try:
-        return _run(settings, server, front, runtime)
+        return _run(settings, server, front, runtime, target)
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def _run(settings: Settings, server: ServerSettings, front: str, runtime: Path) -> int:
+def _run(settings: Settings, server: ServerSettings, front: str, runtime: Path,
+         target: str) -> int:
     stopping = threading.Event()
 
     def on_signal(signum, frame):
@@ -211,7 +214,7 @@ def _run(settings: Settings, server: ServerSettings, front: str, runtime: Path) 
         _log("WARNING", "SERVER_FRONT=none: granian serves directly, without nginx's "
                         "slow-client protection; use it for development only")
     # The children must not see our signals from the terminal (Ctrl-C): we relay them.
-    granian = subprocess.Popen(granian_command(server, listen, log_config), cwd=Path(__file__).parent.parent,
+    granian = subprocess.Popen(granian_command(server, listen, log_config, target), cwd=Path(__file__).parent.parent,
                                start_new_session=True)
     nginx = None
     try:

@@ -1,15 +1,26 @@
-"""Serving benchmark: our service against a seed-style baseline, side by side, in one run.
+"""Serving benchmark: our service against the fronts it was chosen over and against peer
+model servers, side by side, in one run.
 
-    python bench/serving.py [--duration 15] [--concurrency 8]      (make bench)
+    python bench/serving.py [--duration 15] [--slow-seconds 30]      (make bench)
 
-Starts, one at a time on loopback:
-  ours      gunicorn + app/gunicorn_conf.py + LiteRT (the production configuration)
-  noop      our service with one extra no-op endpoint (reads the body, answers a constant):
-            the framework ceiling of our own server configuration
-  baseline  Flask's development server calling Keras model.predict per request
-and drives each with the same bounded load (wrk with a POST script; a Python generator when
-wrk is absent). Also measures cold start (process start to first successful prediction) and
-peak RSS per worker. Prints a table and ratios; writes JSON under bench/results/.
+Starts, one at a time on loopback, each serving digits v1 with two workers:
+  ours              python -m app.server: nginx + granian + the app (production)
+  noop              the same front and app with a no-op endpoint (the ceiling of that stack)
+  baseline          Flask's development server calling Keras model.predict per request
+  gunicorn-sync     the previous front: gunicorn, 2 sync workers, the same app
+  gunicorn-gthread  gunicorn's threaded worker (4 threads, timeouts), the same app
+  nginx+gunicorn    gunicorn sync behind the same nginx (SageMaker's BYOC pattern)
+  granian           granian alone (SERVER_FRONT=none), the same app
+  fastapi           peer: FastAPI + uvicorn[standard], same LiteRT call (bench/peers/)
+  kserve            peer: KServe 0.21's model server, same LiteRT call (bench/peers/)
+The peers run in their own virtualenvs under bench/.venvs/, made on first use from
+bench/peers/*-requirements.txt (never the project's requirements).
+
+Each gets the same load (wrk, one digit per request) at concurrency 8 and 64; CPU time per
+request is the server's whole process tree's user+system time over the requests served.
+Then every front faces 64 slow-header and 64 slow-body clients while a normal client keeps
+predicting (ours for --slow-seconds, the others for a third of it). Prints tables, ratios
+and targets; writes everything as JSON under bench/results/ (the figures are drawn from it).
 """
 
 from __future__ import annotations
@@ -25,17 +36,24 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.rawhttp import SlowClients, p99, timed_predictions  # noqa: E402
+
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
 BIN = Path(sys.executable).parent
+PEERS = ROOT / "bench" / "peers"
+VENVS = ROOT / "bench" / ".venvs"
 PATH = "/v1/models/digits:predict"
-PATHS = {"ours": PATH, "noop": "/bench/noop", "baseline": PATH}
+FRONTS = ("ours", "gunicorn-sync", "gunicorn-gthread", "nginx+gunicorn", "granian")
+PEER_NAMES = ("fastapi", "kserve")
+KINDS = ("ours", "noop", "baseline", *FRONTS[1:], *PEER_NAMES)
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -59,29 +77,80 @@ def post(port: int, body: str, timeout: float = 5.0, path: str = PATH) -> int:
         conn.close()
 
 
-def start(kind: str, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("MODEL_URI", "WEB_CONCURRENCY")}
-    env["PYTHONPATH"] = str(ROOT)
+def peer_python(name: str) -> Path:
+    """The peer's virtualenv, made on first use (pip's cache makes later ones quick)."""
+    venv = VENVS / name
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    reqs = PEERS / f"{name}-requirements.txt"
+    if not stamp.exists() or stamp.read_text() != reqs.read_text():
+        print(f"[bench] making {venv.relative_to(ROOT)} from {reqs.relative_to(ROOT)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-r", str(reqs)], check=True, timeout=900)
+        stamp.write_text(reqs.read_text())
+    return python
+
+
+def command(kind: str, port: int, runtime: Path) -> tuple[list[str], dict, Path]:
+    """(argv, extra environment, working directory) of one server."""
+    bind = f"127.0.0.1:{port}"
+    gunicorn = [str(BIN / "gunicorn"), "--workers", "2", "--no-control-socket",
+                "--access-logfile", "-", "--graceful-timeout", "25", "--keep-alive", "75"]
+    if kind in ("ours", "granian"):
+        return ([sys.executable, "-m", "app.server"],
+                {"BIND": bind, "SERVER_FRONT": "nginx" if kind == "ours" else "none"}, ROOT)
+    if kind == "noop":
+        return ([sys.executable, "-c", "import sys; from app.server import main; "
+                 "sys.exit(main(target='bench.noop_app:app'))"],
+                {"BIND": bind, "SERVER_FRONT": "nginx"}, ROOT)
     if kind == "baseline":
-        cmd = [sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(MODEL_DIR), str(port)]
-    else:
-        app = "app.wsgi:app" if kind == "ours" else "bench.noop_app:app"
-        cmd = [str(BIN / "gunicorn"), "-c", "app/gunicorn_conf.py", app]
-        env.update(BIND=f"127.0.0.1:{port}", MODEL_URI=str(MODEL_DIR), METRICS_ENABLED="true")
+        return [sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(MODEL_DIR), str(port)], {}, ROOT
+    if kind == "gunicorn-sync":
+        return [*gunicorn, "--worker-class", "sync", "--bind", bind, "app.wsgi:app"], {}, ROOT
+    if kind == "gunicorn-gthread":
+        return [*gunicorn, "--worker-class", "gthread", "--threads", "4", "--timeout", "30",
+                "--bind", bind, "app.wsgi:app"], {}, ROOT
+    if kind == "nginx+gunicorn":
+        from app.config import load_server_settings, load_settings
+        from app.server import render_nginx
+
+        conf = runtime / "nginx.conf"
+        conf.write_text(render_nginx(load_settings({}), load_server_settings({"BIND": bind}), runtime))
+        script = (f"{' '.join(gunicorn)} --worker-class sync --bind unix:{runtime}/app.sock "
+                  f"app.wsgi:app & while [ ! -S {runtime}/app.sock ]; do sleep 0.01; done; "
+                  f"exec nginx -e stderr -p {runtime} -c {conf}")
+        return ["bash", "-c", script], {}, ROOT
+    python = peer_python(kind)
+    if kind == "fastapi":
+        return ([str(python), "-m", "uvicorn", "fastapi_app:app", "--workers", "2", "--host",
+                 "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                {}, PEERS)
+    return ([str(python), "kserve_app.py", "--http_port", str(port), "--workers", "2",
+             "--enable_grpc", "false"], {}, PEERS)
+
+
+def start(kind: str, port: int, runtime: Path) -> subprocess.Popen:
+    argv, extra, cwd = command(kind, port, runtime)
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL_URI", "WEB_CONCURRENCY")}
+    env.update(PYTHONPATH=str(ROOT), MODEL_URI=str(MODEL_DIR), BENCH_MODEL_DIR=str(MODEL_DIR),
+               METRICS_ENABLED="true", **extra)
     # Logs to /dev/null: the benchmark measures serving, and an unread pipe would block.
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def cold_start(kind: str, port: int, body: str, limit: float = 120) -> tuple[subprocess.Popen, float]:
+def cold_start(kind: str, port: int, body: str, runtime: Path,
+               limit: float = 120) -> tuple[subprocess.Popen, float]:
     """Start the server and poll with a real prediction until one succeeds."""
+    path = "/bench/noop" if kind == "noop" else PATH
     t0 = time.perf_counter()
-    proc = start(kind, port)
+    proc = start(kind, port, runtime)
     while time.perf_counter() - t0 < limit:
         if proc.poll() is not None:
             raise RuntimeError(f"{kind} exited with {proc.returncode} during start-up")
         try:
-            if post(port, body, timeout=2, path=PATHS[kind]) == 200:
+            if post(port, body, timeout=2, path=path) == 200:
                 return proc, time.perf_counter() - t0
         except OSError:
             pass
@@ -100,24 +169,53 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def worker_pids(proc: subprocess.Popen) -> list[int]:
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
-    return pids or [proc.pid]  # the development server is a single process
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def cpu_seconds(root: int) -> float:
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])      # utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / TICKS
+
+
+def worker_rss_mb(root: int) -> float:
+    """The largest peak RSS (VmHWM) in the tree: a worker holding the model."""
+    peaks = []
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return max(peaks, default=float("nan"))
 
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def load_wrk(port: int, path: str, body: str, duration: int, concurrency: int) -> dict:
+def load(port: int, path: str, body: str, duration: int, concurrency: int) -> dict:
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{duration}s", "--latency",
          "--timeout", "10s", "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}{path}"],
@@ -130,106 +228,135 @@ def load_wrk(port: int, path: str, body: str, duration: int, concurrency: int) -
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
     return {"requests": total, "rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
-            "errors": errors, "generator": "wrk"}
+            "errors": errors}
 
 
-def load_python(port: int, path: str, body: str, duration: int, concurrency: int) -> dict:
-    """Fallback load generator: keep-alive-free HTTP clients in threads (slower than wrk)."""
-    latencies: list[float] = []
-    errors = [0]
-    deadline = time.perf_counter() + duration
-    lock = threading.Lock()
-
-    def worker():
-        while time.perf_counter() < deadline:
-            t = time.perf_counter()
-            try:
-                ok = post(port, body, timeout=10, path=path) == 200
-            except OSError:
-                ok = False
-            with lock:
-                if ok:
-                    latencies.append((time.perf_counter() - t) * 1000)
-                else:
-                    errors[0] += 1
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    latencies.sort()
-    n = len(latencies)
-    return {"requests": n + errors[0], "rps": n / duration,
-            "p50_ms": latencies[n // 2] if n else None,
-            "p99_ms": latencies[min(n - 1, int(n * 0.99))] if n else None,
-            "errors": errors[0], "generator": "python"}
+def slow_clients(port: int, seconds: float) -> dict:
+    """64 slow-header + 64 slow-body clients held for ``seconds`` while a normal client
+    predicts; whether the normal client kept succeeding, and how fast."""
+    with SlowClients(port, 64, "header", limit=seconds + 30) as heads, \
+            SlowClients(port, 64, "body", limit=seconds + 30) as bodies:
+        time.sleep(1.0)
+        results = timed_predictions(port, seconds=seconds)
+        ready = _readyz(port)
+    ok = [ms for status, ms in results if status == 200]
+    return {"seconds": seconds, "requests": len(results), "succeeded": len(ok),
+            "p99_ms": round(p99(ok), 2) if ok else None,
+            "readyz_at_end": ready, "slow_connections": heads.connected + bodies.connected}
 
 
-def measure(kind: str, body: str, duration: int, concurrency: int) -> dict:
-    port = free_port()
-    proc, cold = cold_start(kind, port, body)
+def _readyz(port: int) -> int | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        load = load_wrk if shutil.which("wrk") else load_python
-        result = load(port, PATHS[kind], body, duration, concurrency)
-        result["cold_start_s"] = cold
-        result["peak_rss_mb_per_worker"] = max(peak_rss_mb(p) for p in worker_pids(proc))
-        result["workers"] = len(worker_pids(proc))
+        conn.request("GET", "/readyz")
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def measure(kind: str, body: str, duration: int, slow_seconds: float | None) -> dict:
+    if kind in PEER_NAMES:
+        peer_python(kind)       # made (or checked) before the cold-start clock runs
+    port = free_port()
+    runtime = Path(tempfile.mkdtemp(prefix="bench-"))
+    proc, cold = cold_start(kind, port, body, runtime)
+    path = "/bench/noop" if kind == "noop" else PATH
+    result: dict = {"cold_start_s": round(cold, 3)}
+    try:
+        for concurrency in ((8,) if kind in ("noop", "baseline") else (8, 64)):
+            seconds = min(duration, 5) if kind == "baseline" else duration
+            cpu0 = cpu_seconds(proc.pid)
+            r = load(port, path, body, seconds, concurrency)
+            r["cpu_us_per_request"] = round((cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e6)
+            result[f"c{concurrency}"] = r
+        result.update(result["c8"])           # the headline figures, as before: c=8
+        result["peak_rss_mb_per_worker"] = round(worker_rss_mb(proc.pid), 1)
+        if slow_seconds:
+            result["slow_clients"] = slow_clients(port, slow_seconds)
     finally:
         stop(proc)
+        shutil.rmtree(runtime, ignore_errors=True)
     return result
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=15, help="seconds of load per server")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per server and concurrency")
+    parser.add_argument("--slow-seconds", type=int, default=30, help="slow-client scenario for ours")
+    parser.add_argument("--only", nargs="*", choices=KINDS, help="run only these servers")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    if not 1 <= args.duration <= 300 or not 1 <= args.concurrency <= 256:
-        parser.error("--duration must be 1..300 s and --concurrency 1..256")
+    if not 1 <= args.duration <= 300 or not 5 <= args.slow_seconds <= 120:
+        parser.error("--duration must be 1..300 s and --slow-seconds 5..120 s")
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        parser.error("needs wrk and nginx on PATH (Debian: apt-get install wrk nginx)")
 
     body = sample_body()
     results = {}
-    for kind in ("ours", "noop", "baseline"):
-        print(f"[bench] {kind}: cold start, then {args.duration}s at concurrency {args.concurrency}",
-              flush=True)
-        results[kind] = measure(kind, body, args.duration, args.concurrency)
+    for kind in args.only or KINDS:
+        slow = args.slow_seconds if kind == "ours" else (
+            max(5, args.slow_seconds // 3) if kind in FRONTS or kind in PEER_NAMES else None)
+        print(f"[bench] {kind}: cold start, {args.duration}s at c=8 and c=64"
+              + (f", then {slow}s of slow clients" if slow else ""), flush=True)
+        results[kind] = measure(kind, body, args.duration, slow)
 
-    ours, noop, base = results["ours"], results["noop"], results["baseline"]
-    ratios = {
-        "ours_vs_baseline_rps": ours["rps"] / base["rps"] if base["rps"] else None,
-        "ours_vs_noop_rps": ours["rps"] / noop["rps"] if noop["rps"] else None,
-        "baseline_vs_ours_cold_start": base["cold_start_s"] / ours["cold_start_s"],
-    }
-    targets = {
-        "ours >= 50x baseline req/s": ratios["ours_vs_baseline_rps"] >= 50,
-        "ours >= 70% of no-op req/s": ratios["ours_vs_noop_rps"] >= 0.70,
-        "zero errors": ours["errors"] == 0,
-        "cold start < 1 s": ours["cold_start_s"] < 1.0,
-        "RSS per worker < 150 MB": ours["peak_rss_mb_per_worker"] < 150,
-    }
+    report(results, args)
+    return 0
 
-    header = f"{'server':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cold s':>8}{'RSS MB':>8}"
+
+def report(results: dict, args) -> None:
+    header = (f"{'server':<17}{'req/s c8':>9}{'p99 c8':>8}{'CPU us':>8}{'req/s c64':>10}"
+              f"{'p99 c64':>9}{'errors':>7}{'cold s':>7}{'RSS MB':>7}{'slow: ok/all, p99':>22}")
     print("\n" + header + "\n" + "-" * len(header))
     for kind, r in results.items():
-        print(f"{kind:<10}{r['rps']:>10.1f}{r['p50_ms'] or 0:>9.2f}{r['p99_ms'] or 0:>9.2f}"
-              f"{r['errors']:>8}{r['cold_start_s']:>8.2f}{r['peak_rss_mb_per_worker']:>8.0f}")
-    print(f"\nours / baseline req/s:      {ratios['ours_vs_baseline_rps']:.1f}x")
-    print(f"ours / no-op ceiling req/s: {ratios['ours_vs_noop_rps']:.0%}")
-    print(f"baseline / ours cold start: {ratios['baseline_vs_ours_cold_start']:.1f}x")
-    for name, ok in targets.items():
-        print(f"  [{'ok' if ok else 'MISS'}] {name}")
+        c64 = r.get("c64", {})
+        slow = r.get("slow_clients")
+        slow_text = (f"{slow['succeeded']}/{slow['requests']}, {slow['p99_ms'] or '-'} ms"
+                     if slow else "")
+        print(f"{kind:<17}{r['rps']:>9.0f}{r['p99_ms'] or 0:>8.2f}{r['c8']['cpu_us_per_request']:>8}"
+              f"{c64.get('rps', 0):>10.0f}{c64.get('p99_ms') or 0:>9.2f}"
+              f"{r['errors'] + c64.get('errors', 0):>7}{r['cold_start_s']:>7.2f}"
+              f"{r['peak_rss_mb_per_worker']:>7.0f}{slow_text:>22}")
+
+    ours = results.get("ours")
+    ratios, targets = {}, {}
+    if ours:
+        peers = {k: results[k] for k in PEER_NAMES if k in results}
+        fastest = max(peers.values(), key=lambda r: r["rps"], default=None)
+        today = results.get("gunicorn-sync")
+        if fastest:
+            ratios["ours_vs_fastest_peer_rps"] = ours["rps"] / fastest["rps"]
+            targets["req/s c=8 >= the fastest peer's"] = ours["rps"] >= fastest["rps"]
+        if today:
+            ratios["ours_vs_gunicorn_sync_rps"] = ours["rps"] / today["rps"]
+            targets["p99 at c=64 <= gunicorn sync's (today's)"] = (
+                ours["c64"]["p99_ms"] <= today["c64"]["p99_ms"])
+        if "baseline" in results:
+            ratios["ours_vs_baseline_rps"] = ours["rps"] / results["baseline"]["rps"]
+            targets["ours >= 50x baseline req/s"] = ratios["ours_vs_baseline_rps"] >= 50
+        slow = ours["slow_clients"]
+        targets["slow clients: every prediction 200, p99 < 100 ms, ready"] = (
+            slow["succeeded"] == slow["requests"] > 0 and slow["p99_ms"] < 100
+            and slow["readyz_at_end"] == 200)
+        targets["zero errors"] = ours["errors"] == 0 and ours["c64"]["errors"] == 0
+        targets["cold start < 1 s"] = ours["cold_start_s"] < 1.0
+        targets["RSS per worker < 150 MB"] = ours["peak_rss_mb_per_worker"] < 150
+        for name, value in ratios.items():
+            print(f"{name}: {value:.2f}x")
+        for name, ok in targets.items():
+            print(f"  [{'ok' if ok else 'MISS'}] {name}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = args.out / f"serving-{stamp}.json"
     path.write_text(json.dumps({
-        "when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "duration_s": args.duration, "concurrency": args.concurrency,
+        "when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                   "loadavg_at_end": os.getloadavg()},
+        "duration_s": args.duration, "slow_seconds": args.slow_seconds,
         "results": results, "ratios": ratios, "targets": targets}, indent=2) + "\n")
     print(f"\nwrote {path.relative_to(ROOT)}")
-    return 0
 
 
 if __name__ == "__main__":
