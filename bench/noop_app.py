@@ -1,4 +1,4 @@
-"""The framework ceiling: our own service (app factory, request-log middleware, gunicorn
+"""The ceiling of our stack: our own service (app factory, request-log middleware, front
 config) with one extra endpoint that reads the body and answers a constant, running no
 validation and no model. bench/serving.py starts it; production never imports it."""
 

@@ -298,7 +298,8 @@ def main(argv=None) -> int:
     for kind in args.only or KINDS:
         slow = args.slow_seconds if kind == "ours" else (
             max(5, args.slow_seconds // 3) if kind in FRONTS or kind in PEER_NAMES else None)
-        print(f"[bench] {kind}: cold start, {args.duration}s at c=8 and c=64"
+        levels = "c=8" if kind in ("noop", "baseline") else "c=8 and c=64"
+        print(f"[bench] {kind}: cold start, {args.duration}s at {levels}"
               + (f", then {slow}s of slow clients" if slow else ""), flush=True)
         results[kind] = measure(kind, body, args.duration, slow)
 
