@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 PREDICT = "/v1/models/digits:predict"
@@ -198,3 +199,33 @@ def timed_predictions(port: int, seconds: float, body: str = BODY,
 def p99(latencies: list[float]) -> float:
     ordered = sorted(latencies)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+@contextmanager
+def black_hole():
+    """A TCP endpoint on loopback that accepts every connection and never answers (an S3
+    endpoint behind a broken proxy); yields its URL. Connections are closed on exit."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept_and_hold():
+        while not done.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except (socket.timeout, OSError):
+                continue
+
+    acceptor = threading.Thread(target=accept_and_hold, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        acceptor.join(5)
+        for s in held:
+            s.close()
+        listener.close()

@@ -108,3 +108,21 @@ def test_log_level_filters(level, shown):
     out = io.StringIO()
     JsonLog(out, level).write("INFO", event="x")
     assert bool(out.getvalue()) is shown
+
+
+@pytest.mark.parametrize("given, kept", [
+    ("abc-123", True), ("Root=1-67891233-abcdef012345678912345678", True), ("x" * 128, True),
+    ("x" * 129, False), ("has space", False), ("tab\tin", False), ("", False),
+])
+def test_a_client_request_id_is_echoed_only_if_short_and_printable(client, given, kept):
+    r = client.get("/healthz", headers={"X-Request-Id": given})
+    assert (r.headers["X-Request-Id"] == given) is kept
+    if not kept:
+        assert len(r.headers["X-Request-Id"]) == 32      # a new uuid4, hex
+
+
+def test_forwarded_for_is_logged_as_given_but_bounded_and_escaped(client, capsys):
+    client.get("/healthz", headers={"X-Forwarded-For": "10.0.0.1\x1b[31m, " + "9.9.9.9, " * 100})
+    line = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")][-1]
+    assert line["client"].startswith("10.0.0.1\\x1b[31m, 9.9.9.9")
+    assert len(line["client"]) < 300 and line["client"].endswith("chars)")

@@ -61,3 +61,26 @@ def test_missing_bucket_is_a_clear_error(s3_env, tmp_path):
     with pytest.raises(ModelIntegrityError, match="NoSuchBucket"):
         create_app({"MODEL_URI": "s3://no-such-bucket/x/1", "MODEL_CACHE_DIR": str(tmp_path / "c"),
                     "METRICS_ENABLED": "false"})
+
+
+def test_a_download_that_never_finishes_fails_at_the_deadline(tmp_path):
+    """The deadline holds whatever botocore does (here: a download that just hangs)."""
+    import time
+
+    from app.model_store import _bounded
+
+    t0 = time.monotonic()
+    with pytest.raises(ModelIntegrityError) as info:
+        _bounded(lambda: time.sleep(30), "s3://b/models/digits/1", timeout=0.5)
+    assert time.monotonic() - t0 < 2
+    assert "s3://b/models/digits/1" in str(info.value) and "MODEL_FETCH_TIMEOUT" in str(info.value)
+
+
+def test_errors_inside_the_deadline_are_raised_as_they_are(tmp_path):
+    from app.model_store import _bounded
+
+    def broken():
+        raise ModelIntegrityError("s3://b/k: NoSuchKey")
+
+    with pytest.raises(ModelIntegrityError, match="NoSuchKey"):
+        _bounded(broken, "s3://b/k", timeout=5)

@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from tests.conftest import MODEL_DIR, ROOT, free_port, serve_env, wait_for_http
-from tests.rawhttp import MALFORMED, PREDICT, SlowClients, exchange, p99, timed_predictions
+from tests.rawhttp import (MALFORMED, PREDICT, SlowClients, black_hole, exchange, p99,
+                           timed_predictions)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -231,40 +232,16 @@ def test_model_that_verifies_but_does_not_load_is_one_line_every_time(model_copy
 def test_s3_that_accepts_but_never_answers_fails_in_bounded_time():
     """An endpoint that accepts connections and never answers: start-up fails within
     MODEL_FETCH_TIMEOUT with one line naming the URI, instead of hanging."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop_accepting = threading.Event()
-
-    def accept_and_hold():
-        listener.settimeout(0.2)
-        while not stop_accepting.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except socket.timeout:
-                continue
-
-    acceptor = threading.Thread(target=accept_and_hold, daemon=True)
-    acceptor.start()
     uri = "s3://models/digits/1"
-    try:
+    with black_hole() as endpoint:
         t0 = time.monotonic()
-        proc = start(free_port(), MODEL_URI=uri, MODEL_FETCH_TIMEOUT="6",
-                     AWS_ENDPOINT_URL=f"http://127.0.0.1:{listener.getsockname()[1]}",
-                     AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
-                     AWS_DEFAULT_REGION="us-east-1")
+        proc = start(free_port(), MODEL_URI=uri, MODEL_FETCH_TIMEOUT="6", AWS_ENDPOINT_URL=endpoint,
+                     AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
         try:
             _, err = finish(proc, timeout=30)
         finally:
             stop(proc)
         took = time.monotonic() - t0
-    finally:
-        stop_accepting.set()
-        acceptor.join(5)
-        for s in held:
-            s.close()
-        listener.close()
     assert proc.returncode == 3 and took < 12, (took, err)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and uri in lines[0] and "6 s" in lines[0], err

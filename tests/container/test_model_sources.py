@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import MODEL_DIR, upload_version
+from tests.rawhttp import black_hole
 
 from .conftest import LOCKED_DOWN, PREDICT
 
@@ -106,3 +107,21 @@ def test_unreachable_s3_fails_within_bounds(docker, start):
                      "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"},
                 args=LOCKED_DOWN, wait=False)
     _assert_refused(docker, svc, "s3://container-models/models/digits/1/manifest.json")
+
+
+def test_s3_that_accepts_but_never_answers_fails_inside_the_grace_period(docker, start):
+    """ECS gives a task 60 s to become healthy; with the default MODEL_FETCH_TIMEOUT (20 s)
+    the container exits 3 well before, with one line naming the URI and the cause."""
+    import time
+
+    uri = "s3://container-models/models/digits/1"
+    with black_hole() as endpoint:
+        t0 = time.monotonic()
+        svc = start(env={"MODEL_URI": uri, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x",
+                         "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"},
+                    wait=False)
+        code = docker.wait_exit(svc.cid, EXIT_TIMEOUT)
+        took = time.monotonic() - t0
+    lines = [ln for ln in docker.logs(svc.cid).splitlines() if ln.strip()]
+    assert code == 3 and took < 30, (code, took, lines)
+    assert len(lines) == 1 and uri in lines[0], lines
