@@ -37,6 +37,7 @@ from pathlib import Path
 
 from app.config import ConfigError, ServerSettings, Settings, load_server_settings, load_settings
 
+# 2: a setting; 3: the model; 4: nginx required but missing; 1: nginx or granian died
 EXIT_CONFIG, EXIT_MODEL, EXIT_FRONT, EXIT_CHILD = 2, 3, 4, 1
 TEMPLATE = Path(__file__).with_name("nginx.conf")
 NGINX_LEVEL = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)$")
@@ -283,8 +284,8 @@ def _run(settings: Settings, server: ServerSettings, front: str, runtime: Path,
                     others = [p for p in (granian, nginx) if p is not proc]
                     for other in others:
                         _stop(other, signal.SIGTERM, 5)
-                    return fail(EXIT_CHILD if name == "granian" or proc.returncode else EXIT_FRONT,
-                                f"{name} exited with {proc.returncode}; stopping")
+                    return fail(EXIT_CHILD, f"{name} exited with {proc.returncode} (its "
+                                            "own lines above say why); stopping")
             _reap_orphans({granian.pid} | ({nginx.pid} if nginx else set()))
             stopping.wait(0.2)
         return _drain(server, granian, nginx)

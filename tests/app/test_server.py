@@ -315,3 +315,24 @@ def test_without_nginx_granian_serves_directly():
     finally:
         stop(proc)
     assert proc.returncode == 0
+
+
+def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
+    from app.config import load_server_settings, load_settings
+    from app.server import render_nginx
+
+    settings = load_settings({"MAX_BODY_BYTES": "4096"})
+    server = load_server_settings({"BIND": "127.0.0.1:9", "SERVER_HEADER_TIMEOUT": "7",
+                                   "SERVER_BODY_TIMEOUT": "8", "SERVER_KEEPALIVE": "90",
+                                   "SERVER_GRACEFUL_TIMEOUT": "20"})
+    text = render_nginx(settings, server, tmp_path)
+    assert "{{" not in text
+    for line in ("listen 127.0.0.1:9 ", "client_header_timeout 7s;", "client_body_timeout 8s;",
+                 "keepalive_timeout 90s;", "client_max_body_size 4096;",
+                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app.sock;"):
+        assert line in text, line
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    check = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
