@@ -4,12 +4,13 @@
 
 What runs (chosen by measurement, docs/performance.md "Choosing the serving front"):
 
-    client -> nginx (BIND/PORT) -> unix socket -> granian, WEB_CONCURRENCY workers -> Flask app
+    client -> nginx (BIND/PORT) -> a unix socket per worker -> granian -> the Flask app
+              (least_conn)        (WEB_CONCURRENCY workers, one thread each)
 
 nginx reads each request completely, with timeouts, before passing it on, and answers
-malformed ones itself with JSON errors (app/nginx.conf); granian's Rust HTTP layer hands the
-WSGI app a request at a time, one thread per worker (LiteRT and the GIL gain nothing from
-more). ``SERVER_FRONT=none`` runs granian alone on BIND (development only: no slow-client
+malformed ones itself with JSON errors (app/nginx.conf), and sends each to the worker with
+the fewest requests in flight; granian's Rust HTTP layer hands the WSGI app a request at a
+time, one thread per worker (LiteRT and the GIL gain nothing from more). ``SERVER_FRONT=none`` runs granian alone on BIND (development only: no slow-client
 protection); ``auto`` (what `make run` uses) picks nginx when it is installed.
 
 Start-up, in order: settings are validated (exit 2 on a bad one); the model version is
@@ -22,6 +23,7 @@ A second program (SageMaker's ``serve``) starts the same front by calling ``main
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
@@ -67,7 +69,8 @@ def check_model(settings: Settings) -> None:
     load_model(settings)
 
 
-def render_nginx(settings: Settings, server: ServerSettings, runtime: Path) -> str:
+def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
+                 sockets: list[Path] | None = None) -> str:
     values = {
         "runtime": str(runtime), "listen": server.bind,
         # nginx started as root would switch its workers to "nobody", which cannot reach
@@ -78,6 +81,8 @@ def render_nginx(settings: Settings, server: ServerSettings, runtime: Path) -> s
         "keepalive": server.server_keepalive,
         "shutdown_timeout": max(1, server.server_graceful_timeout - 2),
         "max_body_bytes": settings.max_body_bytes,
+        "upstreams": "\n        ".join(f"server unix:{path};"
+                                        for path in sockets or [runtime / "app-0.sock"]),
     }
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), TEMPLATE.read_text())
 
@@ -258,43 +263,53 @@ def _run(settings: Settings, server: ServerSettings, front: str, runtime: Path,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
 
-    socket_path = runtime / "app.sock"
     if front == "nginx":
-        listen = {"uds": socket_path, "uds_permissions": 0o600}
+        # One granian per worker, each on its own socket, so nginx sends each request to the
+        # worker with the fewest in flight (least_conn): a worker the kernel has descheduled,
+        # or one busy with a large batch, stops getting new requests. Measured against one
+        # granian with two workers on one socket: p99 at c=64 12-16 ms against 17-25 ms,
+        # three rounds each (docs/performance.md).
+        one = dataclasses.replace(server, web_concurrency=1)
+        sockets = [runtime / f"app-{i}.sock" for i in range(server.web_concurrency)]
+        granians = [GranianProcess(one, {"uds": path, "uds_permissions": 0o600}, target)
+                    for path in sockets]
     else:
         host, _, port = server.bind.rpartition(":")
-        listen = {"address": host.strip("[]"), "port": int(port)}
+        sockets = []
+        granians = [GranianProcess(server, {"address": host.strip("[]"), "port": int(port)}, target)]
         _log("WARNING", "SERVER_FRONT=none: granian serves directly, without nginx's "
                         "slow-client protection; use it for development only")
-    granian = GranianProcess(server, listen, target)
+    children: list = list(granians)
     nginx = None
     try:
+        for path, proc in zip(sockets, granians):
+            if not _wait_for_socket(path, proc, timeout=30):
+                return fail(EXIT_CHILD, f"granian exited with {proc.poll()} before it listened")
         if front == "nginx":
-            if not _wait_for_socket(socket_path, granian, timeout=30):
-                return fail(EXIT_CHILD, f"granian exited with {granian.poll()} before it listened")
             conf = runtime / "nginx.conf"
-            conf.write_text(render_nginx(settings, server, runtime))
+            conf.write_text(render_nginx(settings, server, runtime, sockets))
             nginx = subprocess.Popen(["nginx", "-e", "stderr", "-p", str(runtime), "-c", str(conf)],
                                      stderr=subprocess.PIPE, start_new_session=True)
             threading.Thread(target=_relay_nginx_log, args=(nginx.stderr,), daemon=True).start()
+            children.append(nginx)
         _log("INFO", f"serving on {server.bind}", front=front, workers=server.web_concurrency)
         while not stopping.is_set():
-            for name, proc in (("granian", granian), ("nginx", nginx)):
-                if proc is not None and proc.poll() is not None:
-                    others = [p for p in (granian, nginx) if p is not proc]
-                    for other in others:
+            for proc in children:
+                if proc.poll() is not None:
+                    name = "nginx" if proc is nginx else "granian"
+                    for other in children:
                         _stop(other, signal.SIGTERM, 5)
-                    return fail(EXIT_CHILD, f"{name} exited with {proc.returncode} (its "
-                                            "own lines above say why); stopping")
-            _reap_orphans({granian.pid} | ({nginx.pid} if nginx else set()))
+                    return fail(EXIT_CHILD, f"{name} exited with {proc.returncode} (its own "
+                                            "lines above say why); stopping")
+            _reap_orphans({proc.pid for proc in children})
             stopping.wait(0.2)
-        return _drain(server, granian, nginx)
+        return _drain(server, granians, nginx)
     finally:
-        _stop(nginx, signal.SIGTERM, 2)
-        _stop(granian, signal.SIGTERM, 5)
+        for proc in children:
+            _stop(proc, signal.SIGTERM, 5)
 
 
-def _drain(server: ServerSettings, granian: GranianProcess, nginx: subprocess.Popen | None) -> int:
+def _drain(server: ServerSettings, granians: list, nginx: subprocess.Popen | None) -> int:
     """Stop accepting, finish what was accepted, exit 0 within the graceful timeout."""
     t0 = time.monotonic()
     _log("INFO", "SIGTERM: draining", graceful_timeout_s=server.server_graceful_timeout)
@@ -302,9 +317,12 @@ def _drain(server: ServerSettings, granian: GranianProcess, nginx: subprocess.Po
     # nginx's graceful quit: close the listener, finish in-flight requests (its
     # worker_shutdown_timeout closes any connection still open after budget - 2 s).
     _stop(nginx, signal.SIGQUIT, budget - 1)
-    # Then the app server, which by now has nothing in flight (or, without nginx, finishes
-    # its own requests: granian stops accepting and completes them).
-    _stop(granian, signal.SIGTERM, max(1.0, budget - (time.monotonic() - t0)))
+    # Then the app servers, which by now have nothing in flight (or, without nginx, finish
+    # their own requests: granian stops accepting and completes them).
+    for proc in granians:
+        proc.send_signal(signal.SIGTERM)
+    for proc in granians:
+        _stop(proc, signal.SIGTERM, max(1.0, budget - (time.monotonic() - t0)))
     _log("INFO", "drained", seconds=round(time.monotonic() - t0, 3))
     return 0
 

@@ -117,8 +117,8 @@ def command(kind: str, port: int, runtime: Path) -> tuple[list[str], dict, Path]
 
         conf = runtime / "nginx.conf"
         conf.write_text(render_nginx(load_settings({}), load_server_settings({"BIND": bind}), runtime))
-        script = (f"{' '.join(gunicorn)} --worker-class sync --bind unix:{runtime}/app.sock "
-                  f"app.wsgi:app & while [ ! -S {runtime}/app.sock ]; do sleep 0.01; done; "
+        script = (f"{' '.join(gunicorn)} --worker-class sync --bind unix:{runtime}/app-0.sock "
+                  f"app.wsgi:app & while [ ! -S {runtime}/app-0.sock ]; do sleep 0.01; done; "
                   f"exec nginx -e stderr -p {runtime} -c {conf}")
         return ["bash", "-c", script], {}, ROOT
     python = peer_python(kind)

@@ -329,7 +329,7 @@ def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
     assert "{{" not in text
     for line in ("listen 127.0.0.1:9 ", "client_header_timeout 7s;", "client_body_timeout 8s;",
                  "keepalive_timeout 90s;", "client_max_body_size 4096;",
-                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app.sock;"):
+                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app-0.sock;"):
         assert line in text, line
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
