@@ -78,7 +78,11 @@ def predict(name: str, version: str | None = None):
     _check_model(service, name, version)
     _require_content_type("application/json")
     probabilities, key = _predict(parse_json(request.get_data(cache=False)))
-    return _json({"predictions" if key == "instances" else "outputs": probabilities})
+    response = _json({"predictions" if key == "instances" else "outputs": probabilities})
+    # which model answered (the demo page shows it)
+    response.headers["X-Model-Name"] = service.predictor.name
+    response.headers["X-Model-Version"] = service.predictor.version
+    return response
 
 
 @tfserving.get("/v1/models/<segment:name>")
