@@ -15,11 +15,11 @@ REQS := requirements.txt requirements-dev.txt requirements-policy.txt app/requir
 
 help:
 	@echo "make run          serve the default model version at http://127.0.0.1:$(PORT)"
-	@echo "make test         set up and run every test (container tests need Docker)"
+	@echo "make test         set up and run every test (container tests need Docker, browser tests Chromium)"
 	@echo "make lint         hadolint on the Dockerfile"
 	@echo "make snapshot     regenerate tests/infra/snapshots (the offline preview diff)"
-	@echo "make bench        serving benchmark: ours vs a Keras baseline"
-	@echo "make bench-image  image benchmark: ours vs a seed-style image"
+	@echo "make bench        serving benchmark: ours vs a Keras baseline; draws docs/figures/serving-*.svg"
+	@echo "make bench-image  image benchmark: ours vs a seed-style image; draws docs/figures/image.svg"
 	@echo "make train        train and release a new model version (VERSION=N, default: next)"
 	@echo "make preview      pulumi preview --diff of STACK=dev|staging|prod (output kept in a file)"
 	@echo "make deploy       pulumi up of STACK (what the pipeline's Deploy stage runs)"
@@ -50,6 +50,8 @@ lint: $(STAMP)
 train: $(STAMP)
 	$(PY) -m model.train $(if $(VERSION),--version $(VERSION))
 
+# Progress on stderr, the table and a one-line summary on stdout; the JSON goes to
+# bench/results/ and the figures of docs/performance.md are drawn from it (bench/report.py).
 bench: $(STAMP)
 	$(PY) bench/serving.py
 
@@ -65,7 +67,7 @@ bench-image: $(STAMP)
 	$(PY) bench/image.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench/results/*.json
+	rm -rf $(VENV) .pytest_cache bench/results/*.json test-results
 
 # --- Deploy pipeline (docs/pipeline.md) ------------------------------------------------------
 # Called by ci/buildspecs/*.yml in CodeBuild and usable by hand. STACK is dev, staging or prod.

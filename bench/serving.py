@@ -8,8 +8,10 @@ Starts, one at a time on loopback:
             the framework ceiling of our own server configuration
   baseline  Flask's development server calling Keras model.predict per request
 and drives each with the same bounded load (wrk with a POST script; a Python generator when
-wrk is absent). Also measures cold start (process start to first successful prediction) and
-peak RSS per worker. Prints a table and ratios; writes JSON under bench/results/.
+wrk is absent) at the headline concurrency and at each --sweep level. Also measures cold start
+(process start to first successful prediction) and peak RSS per worker. Prints a table and
+ratios at the headline concurrency, writes JSON under bench/results/, and draws the figures
+of docs/performance.md from that JSON (bench/report.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
 BIN = Path(sys.executable).parent
 PATH = "/v1/models/digits:predict"
@@ -119,7 +122,7 @@ def _ms(value: str, unit: str) -> float:
 
 def load_wrk(port: int, path: str, body: str, duration: int, concurrency: int) -> dict:
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{duration}s", "--latency",
+        ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{duration}s", "--latency",
          "--timeout", "10s", "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, env={**os.environ, "BENCH_BODY": body},
         timeout=duration + 60).stdout
@@ -166,12 +169,22 @@ def load_python(port: int, path: str, body: str, duration: int, concurrency: int
             "errors": errors[0], "generator": "python"}
 
 
-def measure(kind: str, body: str, duration: int, concurrency: int) -> dict:
+def measure(kind: str, body: str, duration: int, levels: list[int], headline: int,
+            progress: report.Progress) -> dict:
+    """Cold start, then load at each concurrency level; the result's top-level figures are
+    the headline level's, and ``sweep`` holds every level's."""
     port = free_port()
-    proc, cold = cold_start(kind, port, body)
+    with progress.step(f"{kind}: start to first prediction"):
+        proc, cold = cold_start(kind, port, body)
     try:
         load = load_wrk if shutil.which("wrk") else load_python
-        result = load(port, PATHS[kind], body, duration, concurrency)
+        sweep = []
+        for concurrency in levels:
+            with progress.step(f"{kind}: {duration} s of load at concurrency {concurrency}"):
+                sweep.append({"concurrency": concurrency,
+                              **load(port, PATHS[kind], body, duration, concurrency)})
+        result = {k: v for k, v in sweep[levels.index(headline)].items() if k != "concurrency"}
+        result["sweep"] = sweep
         result["cold_start_s"] = cold
         result["peak_rss_mb_per_worker"] = max(peak_rss_mb(p) for p in worker_pids(proc))
         result["workers"] = len(worker_pids(proc))
@@ -183,18 +196,28 @@ def measure(kind: str, body: str, duration: int, concurrency: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per server")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="the headline level: table, ratios and targets")
+    parser.add_argument("--sweep", default="1,64",
+                        help="more concurrency levels for the figure, comma-separated ('' for none)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    if not 1 <= args.duration <= 300 or not 1 <= args.concurrency <= 256:
-        parser.error("--duration must be 1..300 s and --concurrency 1..256")
+    try:
+        levels = sorted({args.concurrency, *(int(c) for c in args.sweep.split(",") if c.strip())})
+    except ValueError:
+        parser.error(f"--sweep must be comma-separated whole numbers; got {args.sweep!r}")
+    if not 1 <= args.duration <= 300 or not all(1 <= c <= 256 for c in levels):
+        parser.error("--duration must be 1..300 s and --concurrency and --sweep levels 1..256")
 
     body = sample_body()
+    kinds = ("ours", "noop", "baseline")
+    progress = report.Progress("bench", [
+        (step, seconds) for kind in kinds
+        for step, seconds in [("start", 5 if kind == "baseline" else 1)]
+        + [("load", args.duration + 1)] * len(levels)])
     results = {}
-    for kind in ("ours", "noop", "baseline"):
-        print(f"[bench] {kind}: cold start, then {args.duration}s at concurrency {args.concurrency}",
-              flush=True)
-        results[kind] = measure(kind, body, args.duration, args.concurrency)
+    for kind in kinds:
+        results[kind] = measure(kind, body, args.duration, levels, args.concurrency, progress)
 
     ours, noop, base = results["ours"], results["noop"], results["baseline"]
     ratios = {
@@ -224,11 +247,14 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = args.out / f"serving-{stamp}.json"
-    path.write_text(json.dumps({
-        "when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "duration_s": args.duration, "concurrency": args.concurrency,
-        "results": results, "ratios": ratios, "targets": targets}, indent=2) + "\n")
+    data = {"when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "duration_s": args.duration, "concurrency": args.concurrency,
+            "results": results, "ratios": ratios, "targets": targets}
+    path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nwrote {path.relative_to(ROOT)}")
+    figures = report.serving_figures(data)
+    print("drew " + ", ".join(str(f.relative_to(ROOT)) for f in figures))
+    progress.finish(report.serving_summary(data))
     return 0
 
 
