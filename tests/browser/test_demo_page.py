@@ -301,7 +301,11 @@ def test_the_layout_holds_up_from_phone_to_large_screen(service, served, open_pa
         return b
 
     pad = box("#pad")
-    assert abs(pad["width"] - pad["height"]) <= 1 and 240 <= pad["width"] <= 400, pad
+    assert abs(pad["width"] - pad["height"]) <= 1 and pad["width"] >= 240, pad
+    if width >= 1024:   # big enough to draw comfortably, and all of it on the first screen
+        assert pad["width"] >= 300 and pad["y"] + pad["height"] <= viewport["height"], pad
+    font = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.hint')).fontSize)")
+    assert font >= (20 if width >= 2400 else 16), f"text of {font} px on a {width} px screen"
     for button in ("#clear", "#predict"):
         assert box(button)["height"] >= 44, f"{button}: under 44 px, small for a finger"
     panels = [box(f".panel:nth-child({n})") for n in (1, 2, 3)]
