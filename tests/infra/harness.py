@@ -234,12 +234,85 @@ def stack_config(stack: str, overrides: Mapping[str, Any] | None = None
 
 
 # -------------------------------------------------------------------------------- mocks --
-def _short_hash(text: str, n: int = 8) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+ELB = "arn:aws:elasticloadbalancing:{region}:{account}"
+# What AWS computes for a resource, by type: the ARN format first, then the other outputs the
+# program reads. Templates over {name} (the physical name: the "name" input, else Pulumi's
+# auto-name), {region}, {account}, {id} (a hash of the logical name; {id:.8} keeps 8 hex
+# digits), {name_id} (the same of the physical name) and {inputs[key]}; non-strings are
+# copied. Any other AWS type gets arn:aws:<service>:<region>:<account>:<kind>/<name> unless
+# its inputs carry an "arn".
+MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
+    "aws:acm/certificate:Certificate": {
+        "arn": "arn:aws:acm:{region}:{account}:certificate/{id:.8}-0000-4000-8000-000000000000"},
+    "aws:cloudwatch/logGroup:LogGroup": {"arn": "arn:aws:logs:{region}:{account}:log-group:{name}"},
+    "aws:cloudwatch/metricAlarm:MetricAlarm": {
+        "arn": "arn:aws:cloudwatch:{region}:{account}:alarm:{name}"},
+    "aws:codebuild/project:Project": {"arn": "arn:aws:codebuild:{region}:{account}:project/{name}"},
+    "aws:codepipeline/pipeline:Pipeline": {"arn": "arn:aws:codepipeline:{region}:{account}:{name}"},
+    "aws:codestarconnections/connection:Connection": {
+        "arn": "arn:aws:codestar-connections:{region}:{account}:connection/"
+               "{id:.8}-0000-4000-8000-000000000000", "connectionStatus": "PENDING"},
+    "aws:ec2/eip:Eip": {"allocationId": "eipalloc-{id:.8}", "publicIp": "192.0.2.10"},
+    "aws:ecr/repository:Repository": {
+        "arn": "arn:aws:ecr:{region}:{account}:repository/{name}", "name": "{name}",
+        "registryId": "{account}", "repositoryUrl": "{account}.dkr.ecr.{region}.amazonaws.com/{name}"},
+    "aws:ecs/cluster:Cluster": {"arn": "arn:aws:ecs:{region}:{account}:cluster/{name}"},
+    "aws:ecs/taskDefinition:TaskDefinition": {
+        "arn": "arn:aws:ecs:{region}:{account}:task-definition/{inputs[family]}:1",
+        "arnWithoutRevision": "arn:aws:ecs:{region}:{account}:task-definition/{inputs[family]}",
+        "revision": 1},
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": {
+        "arn": "arn:aws:iam::{account}:oidc-provider/{url_host}"},
+    "aws:iam/policy:Policy": {"arn": "arn:aws:iam::{account}:policy/{name}", "name": "{name}"},
+    "aws:iam/role:Role": {"arn": "arn:aws:iam::{account}:role/{name}", "name": "{name}"},
+    "aws:kms/key:Key": {"arn": "arn:aws:kms:{region}:{account}:key/mrk-{id:.32}",
+                        "keyId": "mrk-{id:.32}"},
+    "aws:lb/loadBalancer:LoadBalancer": {
+        "arn": ELB + ":loadbalancer/app/{name}/{name_id:.16}",
+        "arnSuffix": "app/{name}/{name_id:.16}", "zoneId": "Z32O12XQLNTSW2",
+        "dnsName": "{name}-1234567890.{region}.elb.amazonaws.com"},
+    "aws:lb/targetGroup:TargetGroup": {
+        "arn": ELB + ":targetgroup/{name}/{name_id:.16}",
+        "arnSuffix": "targetgroup/{name}/{name_id:.16}", "name": "{name}"},
+    "aws:route53/record:Record": {"fqdn": "{name}"},
+    "aws:s3/bucket:Bucket": {"arn": "arn:aws:s3:::{name}", "bucket": "{name}",
+                             "bucketRegionalDomainName": "{name}.s3.{region}.amazonaws.com"},
+    "aws:secretsmanager/secret:Secret": {
+        "arn": "arn:aws:secretsmanager:{region}:{account}:secret:{name}-AbCdEf", "name": "{name}"},
+    "aws:sns/topic:Topic": {"arn": "arn:aws:sns:{region}:{account}:{name}", "name": "{name}"},
+}
+
+
+def _mock_id(type_: str, logical: str, physical: str, fields: Mapping[str, Any]) -> str:
+    """The ID AWS would return, where the program or the tests read it."""
+    if type_ == "aws:s3/bucket:Bucket":
+        return physical
+    if type_ == "aws:ecs/service:Service":
+        return "arn:aws:ecs:{region}:{account}:service/{name}/{name}".format(**fields)
+    if type_.startswith("aws:ec2/"):                       # vpc-..., subn-..., rout-...
+        return f"{type_.rsplit(':', 1)[1][:4].lower()}-{_hash(logical)[:12]}"
+    return f"{logical}-id"
+
+
+def _special_outputs(type_: str, logical: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs shaped in ways a template cannot express."""
+    if type_ == "docker:index/image:Image":
+        repo = str(inputs.get("imageName", "")).rsplit(":", 1)[0]
+        return {"repoDigest": f"{repo}@sha256:{_hash(logical)}"}
+    if type_ == "aws:acm/certificate:Certificate":
+        domain = inputs.get("domainName")
+        return {"domainValidationOptions": [{
+            "domainName": domain, "resourceRecordName": f"_mock.{domain}.",
+            "resourceRecordType": "CNAME", "resourceRecordValue": "_mock.acm-validations.aws."}]}
+    return {}
 
 
 class AwsMocks(pulumi_mocks.Mocks):
-    """Deterministic outputs shaped like AWS's, and strict invokes."""
+    """Deterministic outputs shaped like AWS's (MOCK_OUTPUTS), and strict invokes."""
 
     def __init__(self, region: str, account: str, ecr_images: Mapping[str, str] | None = None):
         self.region = region
@@ -275,91 +348,20 @@ class AwsMocks(pulumi_mocks.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         t, inputs = args.typ, dict(args.inputs)
-        region, account = self.region, self.account
-        physical = inputs.get("name") if isinstance(inputs.get("name"), str) else \
-            f"{args.name}-{_short_hash(args.name, 7)}"
-        outputs = dict(inputs)
-        rid = f"{args.name}-id"
         if t.startswith("pulumi:providers:"):
-            return rid, outputs
+            return f"{args.name}-id", inputs
+        physical = inputs["name"] if isinstance(inputs.get("name"), str) else \
+            f"{args.name}-{_hash(args.name)[:7]}"
+        fields = {"name": physical, "region": self.region, "account": self.account,
+                  "id": _hash(args.name), "name_id": _hash(physical), "inputs": inputs,
+                  "url_host": str(inputs.get("url", "")).removeprefix("https://")}
         service, _, kind = t.partition(":")[2].partition("/")
-        kind = kind.split(":")[0]
-        outputs.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
-        extra: dict[str, Any] = {}
-        if t == "aws:s3/bucket:Bucket":
-            rid = physical
-            extra = {"bucket": physical, "arn": f"arn:aws:s3:::{physical}",
-                     "bucketRegionalDomainName": f"{physical}.s3.{region}.amazonaws.com"}
-        elif t == "aws:ecr/repository:Repository":
-            extra = {"name": physical, "registryId": account,
-                     "repositoryUrl": f"{account}.dkr.ecr.{region}.amazonaws.com/{physical}",
-                     "arn": f"arn:aws:ecr:{region}:{account}:repository/{physical}"}
-        elif t == "docker:index/image:Image":
-            repo = str(inputs.get("imageName", "")).rsplit(":", 1)[0]
-            extra = {"repoDigest": f"{repo}@sha256:{hashlib.sha256(args.name.encode()).hexdigest()}",
-                     "imageName": inputs.get("imageName")}
-        elif t == "aws:lb/loadBalancer:LoadBalancer":
-            suffix = f"app/{physical}/{_short_hash(physical, 16)}"
-            extra = {"arnSuffix": suffix, "zoneId": "Z32O12XQLNTSW2",
-                     "dnsName": f"{physical}-1234567890.{region}.elb.amazonaws.com",
-                     "arn": f"arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/{suffix}"}
-        elif t == "aws:lb/targetGroup:TargetGroup":
-            suffix = f"targetgroup/{physical}/{_short_hash(physical, 16)}"
-            extra = {"arnSuffix": suffix, "name": physical,
-                     "arn": f"arn:aws:elasticloadbalancing:{region}:{account}:{suffix}"}
-        elif t == "aws:cloudwatch/logGroup:LogGroup":
-            extra = {"arn": f"arn:aws:logs:{region}:{account}:log-group:{physical}"}
-        elif t == "aws:kms/key:Key":
-            key_id = f"mrk-{_short_hash(args.name, 32)}"
-            extra = {"keyId": key_id, "arn": f"arn:aws:kms:{region}:{account}:key/{key_id}"}
-        elif t == "aws:iam/role:Role":
-            extra = {"name": physical, "arn": f"arn:aws:iam::{account}:role/{physical}"}
-        # IAM ARNs have no region; these services' ARN formats differ from the default.
-        elif t == "aws:iam/policy:Policy":
-            extra = {"name": physical, "arn": f"arn:aws:iam::{account}:policy/{physical}"}
-        elif t == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-            host = str(inputs.get("url", "")).removeprefix("https://")
-            extra = {"arn": f"arn:aws:iam::{account}:oidc-provider/{host}"}
-        elif t == "aws:codestarconnections/connection:Connection":
-            extra = {"connectionStatus": "PENDING",
-                     "arn": f"arn:aws:codestar-connections:{region}:{account}:connection/"
-                            f"{_short_hash(args.name, 8)}-0000-4000-8000-000000000000"}
-        elif t == "aws:codepipeline/pipeline:Pipeline":
-            extra = {"arn": f"arn:aws:codepipeline:{region}:{account}:{physical}"}
-        elif t == "aws:codebuild/project:Project":
-            extra = {"arn": f"arn:aws:codebuild:{region}:{account}:project/{physical}"}
-        elif t == "aws:secretsmanager/secret:Secret":
-            extra = {"name": physical,
-                     "arn": f"arn:aws:secretsmanager:{region}:{account}:secret:{physical}-AbCdEf"}
-        elif t == "aws:sns/topic:Topic":
-            extra = {"name": physical, "arn": f"arn:aws:sns:{region}:{account}:{physical}"}
-        elif t == "aws:ecs/cluster:Cluster":
-            extra = {"arn": f"arn:aws:ecs:{region}:{account}:cluster/{physical}"}
-        elif t == "aws:ecs/service:Service":
-            rid = f"arn:aws:ecs:{region}:{account}:service/{physical}/{physical}"
-        elif t == "aws:ecs/taskDefinition:TaskDefinition":
-            base = f"arn:aws:ecs:{region}:{account}:task-definition/{inputs.get('family')}"
-            extra = {"arn": f"{base}:1", "arnWithoutRevision": base, "revision": 1}
-        elif t == "aws:cloudwatch/metricAlarm:MetricAlarm":
-            extra = {"arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{physical}"}
-        elif t == "aws:acm/certificate:Certificate":
-            domain = inputs.get("domainName")
-            extra = {"domainValidationOptions": [{
-                "domainName": domain, "resourceRecordName": f"_mock.{domain}.",
-                "resourceRecordType": "CNAME",
-                "resourceRecordValue": "_mock.acm-validations.aws."}],
-                "arn": f"arn:aws:acm:{region}:{account}:certificate/{_short_hash(args.name, 8)}"
-                       "-0000-4000-8000-000000000000"}
-        elif t == "aws:acm/certificateValidation:CertificateValidation":
-            extra = {"certificateArn": inputs.get("certificateArn")}
-        elif t == "aws:route53/record:Record":
-            extra = {"fqdn": inputs.get("name")}
-        elif t == "aws:ec2/eip:Eip":
-            extra = {"allocationId": f"eipalloc-{_short_hash(args.name)}", "publicIp": "192.0.2.10"}
-        elif t.startswith("aws:ec2/"):
-            rid = f"{kind[:4].lower()}-{_short_hash(args.name, 12)}"
-        outputs.update(extra)
-        return rid, outputs
+        outputs = {"arn": f"arn:aws:{service}:{self.region}:{self.account}:"
+                          f"{kind.split(':')[0]}/{physical}", **inputs}
+        outputs.update({k: v.format(**fields) if isinstance(v, str) else v
+                        for k, v in MOCK_OUTPUTS.get(t, {}).items()})
+        outputs.update(_special_outputs(t, args.name, inputs))
+        return _mock_id(t, args.name, physical, fields), outputs
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
