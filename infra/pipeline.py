@@ -22,7 +22,6 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import pipeline_iam as piam
-from infra.config import GITHUB_REPOSITORY, PULUMI_BACKENDS
 from infra.iam import policy_document, service_trust_policy
 from infra.provider import AwsContext
 from infra.storage import SecureBucket, SecureBucketArgs
@@ -145,21 +144,11 @@ class PipelineArgs:
     protect: bool = False
 
     def validate(self) -> None:
-        """Construction-time checks naming the bad input (config.py checks keys earlier)."""
-        problems = []
-        if not GITHUB_REPOSITORY.match(self.repository or ""):
-            problems.append(f"repository={self.repository!r}: must be <owner>/<repo>")
-        if self.backend not in PULUMI_BACKENDS:
-            problems.append(f"backend={self.backend!r}: must be cloud or s3")
-        if self.backend == "cloud" and not self.pulumi_token_secret:
-            problems.append("pulumi_token_secret: required with the cloud backend")
-        if self.backend == "s3" and not (self.state_bucket and self.secrets_key_arn):
-            problems.append("state_bucket and secrets_key_arn: required with the s3 backend")
+        """What only this component decides (the config keys are checked by infra/config.py
+        before any component exists, naming the key and the stack file)."""
         if not 5 <= self.approval_timeout_minutes <= 7 * 24 * 60:
-            problems.append(f"approval_timeout_minutes={self.approval_timeout_minutes}: "
-                            "CodePipeline accepts 5 to 10080")
-        if problems:
-            raise ValueError("PipelineArgs: " + "; ".join(problems))
+            raise ValueError(f"PipelineArgs: approval_timeout_minutes="
+                             f"{self.approval_timeout_minutes}: CodePipeline accepts 5 to 10080")
 
 
 class Pipeline(pulumi.ComponentResource):
