@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping
 import pulumi
 import yaml
 
+from infra.naming import StackNames
+
 PROJECT = "ml-app"
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILE = ROOT / "Pulumi.yaml"
@@ -96,6 +98,26 @@ def declarations(project_file: Path = PROJECT_FILE) -> dict[str, Declaration]:
 
 
 @dataclass(frozen=True)
+class ModelVersion:
+    """A released model version to deploy: ``model/artifacts/<name>/<version>/`` as
+    committed, pinned by the sha256 of its manifest."""
+
+    name: str
+    version: str
+    manifest_sha256: str
+    files: tuple[str, ...]          # file names in the folder, the manifest included
+
+    @property
+    def folder(self) -> Path:
+        return MODEL_ROOT / self.name / self.version
+
+    @property
+    def prefix(self) -> str:
+        """Key prefix of this version in the model bucket."""
+        return f"models/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything the program needs, typed and validated. Field names mirror the keys."""
 
@@ -158,33 +180,19 @@ class StackConfig:
     DERIVED = ("project", "stack", "region", "model_manifest_sha256", "model_files")
 
     @property
-    def prefix(self) -> str:
-        """Physical-name prefix shared by every named resource of this stack."""
-        return f"{self.project}-{self.stack}"
+    def names(self) -> StackNames:
+        """The stack's names, paths and tags, for every component (infra/naming.py)."""
+        return StackNames(self.project, self.stack, self.owner, self.cost_centre)
 
     @property
     def https(self) -> bool:
         return bool(self.certificate_arn or (self.domain_name and self.hosted_zone_id))
 
     @property
-    def model_dir(self) -> Path:
-        return MODEL_ROOT / self.model_name / self.model_version
-
-    @property
-    def model_prefix(self) -> str:
-        """Key prefix of the deployed version in the model bucket."""
-        return f"models/{self.model_name}/{self.model_version}"
-
-    @property
-    def log_group_prefix(self) -> str:
-        """Every log group of the stack lives under this path (the KMS key policy scopes to it)."""
-        return f"/{self.project}/{self.stack}"
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """Default tags for every taggable resource (applied by the stack's AWS provider)."""
-        return {"project": self.project, "stack": self.stack, "owner": self.owner,
-                "cost-centre": self.cost_centre, "managed-by": "pulumi"}
+    def model(self) -> ModelVersion:
+        """The model version this stack deploys."""
+        return ModelVersion(self.model_name, self.model_version, self.model_manifest_sha256,
+                            self.model_files)
 
 
 class _Problems:

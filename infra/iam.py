@@ -1,4 +1,4 @@
-"""IAM: the task's two roles, and the helpers every module uses to write policy documents.
+"""IAM: the task's two roles, and what every module uses to write policy documents.
 
 The execution role is what ECS itself uses to start the task (pull the image, write logs,
 read the API key secret); the task role is what the application's code uses (read its model
@@ -15,9 +15,54 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from infra.naming import StackNames
 from infra.provider import AwsContext
 
 POLICY_VERSION = "2012-10-17"
+Statement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How the stack's resources are recognised in ARNs and conditions: where the stack runs
+    (account, region, partition) and what it names and tags."""
+
+    context: AwsContext
+    names: StackNames
+
+    @property
+    def prefix(self) -> str:
+        return self.names.prefix
+
+    @property
+    def log_group_prefix(self) -> str:
+        return self.names.log_group_prefix
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> pulumi.Output[str]:
+        return self.context.arn(service, resource, region=region)
+
+    def s3(self, resource: str) -> pulumi.Output[str]:
+        return self.context.partition.apply(lambda p: f"arn:{p}:s3:::{resource}")
+
+    def arn_of(self, pattern: str) -> pulumi.Input[str]:
+        """An ARN pattern as AWS writes it, with ``{partition}``, ``{region}``,
+        ``{account}``, ``{prefix}`` and ``{logs}`` (the log-group path) filled in; "*" stays."""
+        if pattern == "*":
+            return pattern
+        ctx = self.context
+        return pulumi.Output.all(ctx.partition, ctx.account_id).apply(
+            lambda pa: pattern.format(partition=pa[0], account=pa[1], region=ctx.region,
+                                      prefix=self.prefix, logs=self.log_group_prefix))
+
+    @property
+    def request_tag(self) -> dict[str, Any]:
+        """Condition: the request tags the new resource with the stack."""
+        return {"StringEquals": {f"aws:RequestTag/{self.names.tag_key}": self.names.tag_value}}
+
+    @property
+    def resource_tag(self) -> dict[str, Any]:
+        """Condition: the resource carries the stack's tag."""
+        return {"StringEquals": {f"aws:ResourceTag/{self.names.tag_key}": self.names.tag_value}}
 
 
 def policy_document(statements: Sequence[dict[str, Any]]) -> pulumi.Output[str]:

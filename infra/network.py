@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import policy_document, service_trust_policy
+from infra.naming import StackNames
 from infra.provider import AwsContext
 
 # Interface endpoints the tasks need to start without NAT: image pull (ECR API and registry;
@@ -29,12 +30,12 @@ INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
 @dataclass
 class NetworkArgs:
     context: AwsContext
+    names: StackNames                  # the flow log group's path
     cidr: str
     zone_count: int
     nat_gateways: str                  # one-per-az | single | none
     interface_endpoints: bool
     flow_logs: bool
-    flow_log_group_name: str
     log_retention_days: int
     kms_key_arn: pulumi.Input[str]
 
@@ -146,7 +147,8 @@ class Network(pulumi.ComponentResource):
     def _flow_logs(self, name: str, args: NetworkArgs, vpc: aws.ec2.Vpc) -> None:
         child = pulumi.ResourceOptions(parent=self)
         ctx = args.context
-        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", name=args.flow_log_group_name,
+        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs",
+                                        name=args.names.log_group("vpc-flow-logs"),
                                         retention_in_days=args.log_retention_days,
                                         kms_key_id=args.kms_key_arn, opts=child)
         role = aws.iam.Role(f"{name}-flow-logs",

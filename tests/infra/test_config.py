@@ -179,11 +179,11 @@ def test_empty_strings_mean_unset_for_optional_keys():
 
 def test_model_version_is_pinned_by_its_manifest_hash():
     cfg = parse()
-    manifest = cfg.model_dir / "manifest.json"
+    manifest = cfg.model.folder / "manifest.json"
     import hashlib
-    assert cfg.model_manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
-    assert "manifest.json" in cfg.model_files and "model.tflite" in cfg.model_files
-    assert re.fullmatch(r"models/digits/1", cfg.model_prefix)
+    assert cfg.model.manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert "manifest.json" in cfg.model.files and "model.tflite" in cfg.model.files
+    assert re.fullmatch(r"models/digits/1", cfg.model.prefix)
 
 
 def test_a_tampered_model_file_is_refused(tmp_path, monkeypatch):

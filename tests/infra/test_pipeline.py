@@ -19,7 +19,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from infra import config as stack_config
-from infra import pipeline_iam
+from infra import boundary, pipeline_iam
 from tests.infra.harness import (ROOT, STACKS, Graph, Resource, as_list, json_input,
                                  policy_documents, resources_of_type, run, run_program)
 from tests.infra.test_aws_shapes import check_enums
@@ -370,7 +370,7 @@ def test_the_boundary_caps_services_and_closes_the_ways_out(graph):
     ceiling = s["CeilingServicesOfThisStack"]
     assert "*" not in as_list(ceiling["Action"])
     assert {a.split(":")[0] for a in as_list(ceiling["Action"])} == \
-        set(pipeline_iam.BOUNDARY_SERVICES)
+        set(boundary.BOUNDARY_SERVICES)
     no_role = s["NoRoleWithoutThisBoundary"]
     assert no_role["Effect"] == "Deny" and "iam:CreateRole" in no_role["Action"]
     assert no_role["Condition"] == {"ArnNotEquals": {"iam:PermissionsBoundary": arn}}
@@ -380,7 +380,7 @@ def test_the_boundary_caps_services_and_closes_the_ways_out(graph):
     assert s["NoRemovingBoundaries"]["Effect"] == "Deny"
     assert "iam:CreateUser" in s["NoUsersGroupsOrKeys"]["Action"]
     # Every action any pipeline role is granted stays inside the ceiling.
-    services = set(pipeline_iam.BOUNDARY_SERVICES)
+    services = set(boundary.BOUNDARY_SERVICES)
     for key in ("pipeline", "test-build", "preview-build", "deploy-build", "github-preview"):
         outside = {a for a in allowed_actions(role_statements(graph, role(graph, key)))
                    if a.split(":")[0] not in services}
