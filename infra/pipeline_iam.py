@@ -534,6 +534,14 @@ def deploy_outside_the_stack(scope: Scope, *, connection_arn: str | None,
     return statements
 
 
+# The services the stack's roles are passed to, and the service-linked roles its services
+# need (each created by AWS once per account, on the first use).
+PASSED_TO_SERVICES = ["codebuild.amazonaws.com", "codepipeline.amazonaws.com",
+                      "ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"]
+SERVICE_LINKED_ROLES = ["ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
+                        "ecs.application-autoscaling.amazonaws.com"]
+
+
 def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
     """Roles and policies of this stack, each role carrying the permissions boundary."""
     roles = scope.arn("iam", f"role/{scope.prefix}-*", region=False)
@@ -560,9 +568,7 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
             "Effect": "Allow",
             "Action": "iam:PassRole",
             "Resource": roles,
-            "Condition": {"StringEquals": {"iam:PassedToService": [
-                "codebuild.amazonaws.com", "codepipeline.amazonaws.com",
-                "ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"]}},
+            "Condition": {"StringEquals": {"iam:PassedToService": PASSED_TO_SERVICES}},
         },
         {
             # The boundary itself is excluded by a Deny in the boundary (which this role has).
@@ -586,9 +592,7 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
             "Effect": "Allow",
             "Action": "iam:CreateServiceLinkedRole",
             "Resource": scope.arn("iam", "role/aws-service-role/*", region=False),
-            "Condition": {"StringEquals": {"iam:AWSServiceName": [
-                "ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
-                "ecs.application-autoscaling.amazonaws.com"]}},
+            "Condition": {"StringEquals": {"iam:AWSServiceName": SERVICE_LINKED_ROLES}},
         },
     ]
 
