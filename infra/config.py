@@ -12,7 +12,6 @@ a CI round trip each time.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import ipaddress
 import json
 import re
@@ -24,13 +23,13 @@ from typing import Any, Callable, Mapping
 import pulumi
 import yaml
 
+from infra import releases
 from infra.naming import StackNames
+from infra.releases import ModelVersion
 
 PROJECT = "ml-app"
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILE = ROOT / "Pulumi.yaml"
-MODEL_ROOT = ROOT / "model" / "artifacts"
-MANIFEST_NAME = "manifest.json"
 
 # Fargate's valid task sizes: cpu units -> allowed memory (MiB).
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
@@ -49,6 +48,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       1827, 2192, 2557, 2922, 3288, 3653)
 NAT_STRATEGIES = ("one-per-az", "single", "none")
 MAX_TASKS = 100
+
 
 class ConfigError(pulumi.RunError):
     """Invalid stack configuration; ``problems`` holds one line per problem."""
@@ -95,26 +95,6 @@ def declarations(project_file: Path = PROJECT_FILE) -> dict[str, Declaration]:
         found[name] = Declaration(name, spec["type"], spec.get("default"),
                                   spec.get("description", ""), bool(spec.get("secret", False)))
     return found
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A released model version to deploy: ``model/artifacts/<name>/<version>/`` as
-    committed, pinned by the sha256 of its manifest."""
-
-    name: str
-    version: str
-    manifest_sha256: str
-    files: tuple[str, ...]          # file names in the folder, the manifest included
-
-    @property
-    def folder(self) -> Path:
-        return MODEL_ROOT / self.name / self.version
-
-    @property
-    def prefix(self) -> str:
-        """Key prefix of this version in the model bucket."""
-        return f"models/{self.name}/{self.version}"
 
 
 @dataclass(frozen=True)
@@ -173,11 +153,10 @@ class StackConfig:
     pulumi_access_token_secret: str | None
     pulumi_state_bucket: str | None
     pulumi_secrets_key_arn: str | None
-    # Derived while validating (not config keys).
-    model_manifest_sha256: str = ""
-    model_files: tuple[str, ...] = ()
+    # Derived while validating (not config keys): the release of modelName/modelVersion.
+    model: ModelVersion | None = None
 
-    DERIVED = ("project", "stack", "region", "model_manifest_sha256", "model_files")
+    DERIVED = ("project", "stack", "region", "model")
 
     @property
     def names(self) -> StackNames:
@@ -188,11 +167,6 @@ class StackConfig:
     def https(self) -> bool:
         return bool(self.certificate_arn or (self.domain_name and self.hosted_zone_id))
 
-    @property
-    def model(self) -> ModelVersion:
-        """The model version this stack deploys."""
-        return ModelVersion(self.model_name, self.model_version, self.model_manifest_sha256,
-                            self.model_files)
 
 
 class _Problems:
@@ -233,15 +207,12 @@ def _boolean(raw: Any) -> bool | None:
 
 
 def _strings(raw: Any) -> tuple[str, ...] | None:
-    value = raw
-    if isinstance(raw, str):
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            return None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    return None
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None
+    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return tuple(value) if ok else None
 
 
 # Declared type -> (converter of a raw value, a string from the engine or a typed YAML
@@ -273,13 +244,6 @@ CHOICES: dict[str, tuple[tuple[Any, ...], str]] = {
     "logRetentionDays": (LOG_RETENTION_DAYS, "must be a retention CloudWatch Logs accepts: "
                          + ", ".join(map(str, LOG_RETENTION_DAYS))),
 }
-# String keys where "" means unset (Pulumi's require() would accept ""); blanks are unset too.
-OPTIONAL = ("awsAccountId", "certificateArn", "domainName", "hostedZoneId", "alarmEmail",
-            "githubRepository", "pipelineBranch", "codestarConnectionArn",
-            "githubOidcProviderArn", "pulumiBackend", "pulumiAccessTokenSecret",
-            "pulumiStateBucket", "pulumiSecretsKeyArn")
-PULUMI_BACKENDS = ("cloud", "s3")
-_TAG_RULE = "(it becomes a tag on every resource)"
 
 
 @dataclass(frozen=True)
@@ -293,6 +257,8 @@ class Text:
     region: str | None = None                   # ARN: must be in the stack's region, because
     account: bool = False                       # ARN: must be in awsAccountId (when set)
     when: tuple[str, str] | None = None         # only while another key has this value
+    # "" or blanks mean unset (Pulumi's require() would accept ""); False: kept as given
+    strip: bool = True
 
 
 def branch_problem(branch: str) -> str | None:
@@ -319,9 +285,10 @@ def branch_problem(branch: str) -> str | None:
 _ARN = r"^arn:aws[a-z-]*:"
 TEXTS: dict[str, Text] = {
     "owner": Text(
-        f"must be 1 to 256 characters of letters, digits, spaces and _ . : / = + - @ {_TAG_RULE}",
-        re.compile(r"^[\w .:/=+\-@]{1,256}$"),
-        required="is required: it becomes a tag on every resource (who owns it, who pays for it)"),
+        "must be 1 to 256 characters of letters, digits, spaces and _ . : / = + - @ (it "
+        "becomes a tag on every resource)", re.compile(r"^[\w .:/=+\-@]{1,256}$"),
+        required="is required: it becomes a tag on every resource (who owns it, who pays "
+                 "for it)", strip=False),
     "awsAccountId": Text("must be a 12-digit AWS account ID", re.compile(r"^\d{12}$")),
     "certificateArn": Text(
         "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)",
@@ -329,7 +296,8 @@ TEXTS: dict[str, Text] = {
         region="(an ALB only uses certificates from its own region)"),
     "domainName": Text("must be a lower-case DNS name such as api.example.com", re.compile(
         r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")),
-    "hostedZoneId": Text("must be a Route 53 hosted zone ID (Z...)", re.compile(r"^Z[A-Z0-9]{1,31}$")),
+    "hostedZoneId": Text("must be a Route 53 hosted zone ID (Z...)",
+                         re.compile(r"^Z[A-Z0-9]{1,31}$")),
     "alarmEmail": Text("must be an e-mail address", re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")),
     "githubRepository": Text(
         "must be <owner>/<repo> as on GitHub (owner: letters, digits, -; repo: letters, "
@@ -339,7 +307,8 @@ TEXTS: dict[str, Text] = {
                  "(its pull requests alone may assume the preview role)"),
     "pipelineBranch": Text("", check=branch_problem, required=branch_problem("")),
     "codestarConnectionArn": Text(
-        "must be a connection ARN (arn:aws:codestar-connections:<region>:<account>:connection/<id>)",
+        "must be a connection ARN "
+        "(arn:aws:codestar-connections:<region>:<account>:connection/<id>)",
         re.compile(_ARN + r"(codestar-connections|codeconnections):(?P<region>[a-z0-9-]+):"
                    r"(?P<account>\d{12}):connection/[0-9a-f-]{36}$"),
         region="(CodePipeline uses connections of its own region)", account=True),
@@ -429,9 +398,9 @@ def parse(raw: Mapping[str, Any], *, stack: str, region: str | None,
 def _check(v: dict[str, Any], stack: str, region: str | None,
            problems: _Problems) -> dict[str, Any]:
     """The tables first, then rules across keys (each only when its keys parsed). Returns
-    what validation derives (the model's hash and files)."""
-    for key in OPTIONAL:
-        if isinstance(v.get(key), str):
+    what validation derives (the model version's release)."""
+    for key, text in TEXTS.items():
+        if text.strip and isinstance(v.get(key), str):
             v[key] = v[key].strip() or None
     for key, (lo, hi, unit) in RANGES.items():
         if key in v and not lo <= v[key] <= hi:
@@ -550,42 +519,17 @@ def _check_production(v: dict[str, Any], stack: str, problems: _Problems) -> Non
 
 
 def _check_model(v: dict[str, Any], problems: _Problems) -> dict[str, Any]:
-    """The version must exist, committed, and match its manifest: its hash and files."""
-    name, version = v["modelName"], v["modelVersion"]
-    for key, value in (("modelName", name), ("modelVersion", version)):
+    """The version must exist, committed, and match its manifest (infra/releases.py)."""
+    pair = {"modelName": v["modelName"], "modelVersion": v["modelVersion"]}
+    for key, value in pair.items():
         if not _MODEL_PART.match(value):
             problems.add(key, value, "must be 1 to 64 characters of letters, digits, . _ - "
                          "(a folder name under model/artifacts/)")
             return {}
-    folder = MODEL_ROOT / name / version
-    manifest_path = folder / MANIFEST_NAME
-    pair = {"modelName": name, "modelVersion": version}
-    if not manifest_path.is_file():
-        available = sorted(str(p.parent.relative_to(MODEL_ROOT))
-                           for p in MODEL_ROOT.glob(f"*/*/{MANIFEST_NAME}"))
-        problems.add_many(pair, f"no released version at model/artifacts/{name}/{version}/"
-                          f"{MANIFEST_NAME} (committed versions: {', '.join(available) or 'none'})")
-        return {}
-    raw = manifest_path.read_bytes()
-    try:
-        manifest = json.loads(raw)
-        files = manifest["files"]
-    except (ValueError, KeyError, TypeError):
-        problems.add_many(pair, f"model/artifacts/{name}/{version}/{MANIFEST_NAME} is not a "
-                          "valid manifest (needs a files map)")
-        return {}
-    if manifest.get("name") != name or str(manifest.get("version")) != version:
-        problems.add_many(pair, f"the manifest in that folder names {manifest.get('name')!r} "
-                          f"version {manifest.get('version')!r}: folder and manifest disagree")
-    for file_name, entry in sorted(files.items()):
-        path = folder / file_name
-        if not path.is_file():
-            problems.add_many(pair, f"{file_name} is listed in the manifest but missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
-            problems.add_many(pair, f"{file_name} does not match its sha256 in the manifest "
-                              "(the service would refuse to load it)")
-    return {"model_manifest_sha256": hashlib.sha256(raw).hexdigest(),
-            "model_files": tuple(sorted([MANIFEST_NAME, *files]))}
+    release, why = releases.find(*pair.values())
+    for rule in why:
+        problems.add_many(pair, rule)
+    return {"model": release}
 
 
 def _engine_config_keys() -> set[str]:

@@ -58,8 +58,8 @@ class Encryption(pulumi.ComponentResource):
                 "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*",
                            "kms:GenerateDataKey*", "kms:Describe*"],
                 "Resource": "*",
-                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                          ctx.arn("logs", f"log-group:{names.log_group_prefix}/*")}},
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn(
+                    "logs", f"log-group:{names.log_group_prefix}/*")}},
             },
             {
                 # CloudWatch alarms publish to the KMS-encrypted alarm topic as the service

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import ModelVersion
+from infra.releases import ModelVersion
 from infra.storage import SecureBucket, SecureBucketArgs
 
 NONCURRENT_DAYS = 90          # how long a replaced or deleted object stays recoverable

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import ModelVersion
+from infra.releases import ModelVersion
 from infra.iam import deny_insecure_transport, policy_document
 from infra.naming import StackNames
 from infra.provider import AwsContext
@@ -218,7 +218,8 @@ class Monitoring(pulumi.ComponentResource):
         return topic
 
 
-def dashboard_body(args: MonitoringArgs, alarm_arns: list[pulumi.Output[str]]) -> pulumi.Output[str]:
+def dashboard_body(args: MonitoringArgs,
+                   alarm_arns: list[pulumi.Output[str]]) -> pulumi.Output[str]:
     """Alarms on top; requests and errors, latency, tasks, CPU and memory, the model's own
     metrics below."""
     region, ns = args.context.region, args.names.metrics_namespace

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from infra import config
+from infra import config, releases
 from tests.infra.harness import PROJECT, ROOT, STACKS, run, stack_config
 
 
@@ -189,9 +189,9 @@ def test_model_version_is_pinned_by_its_manifest_hash():
 def test_a_tampered_model_file_is_refused(tmp_path, monkeypatch):
     import shutil
     fake_root = tmp_path / "artifacts"
-    shutil.copytree(config.MODEL_ROOT / "digits" / "1", fake_root / "digits" / "1")
+    shutil.copytree(releases.MODEL_ROOT / "digits" / "1", fake_root / "digits" / "1")
     (fake_root / "digits" / "1" / "model.tflite").write_bytes(b"not the model")
-    monkeypatch.setattr(config, "MODEL_ROOT", fake_root)
+    monkeypatch.setattr(releases, "MODEL_ROOT", fake_root)
     with pytest.raises(config.ConfigError, match="model.tflite does not match its sha256"):
         parse()
 

@@ -127,9 +127,9 @@ def test_every_bucket_is_encrypted_versioned_private_tls_only_and_expires_old_ve
 
 
 def test_model_objects_are_the_committed_version_encrypted_with_the_key(graph):
-    from infra import config
+    from infra import releases
     cfg_version = config_value(graph, "modelVersion")
-    folder = config.MODEL_ROOT / config_value(graph, "modelName") / cfg_version
+    folder = releases.MODEL_ROOT / config_value(graph, "modelName") / cfg_version
     objects = resources_of_type(graph, "aws:s3/bucketObjectv2:BucketObjectv2")
     manifest = __import__("json").loads((folder / "manifest.json").read_text())
     expected = {"manifest.json", *manifest["files"]}

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from infra import config
+from infra import releases
 from infra.build_context import build_inputs_hash
 from tests.infra.harness import (ROOT, Graph, json_input, one, resources_of_type, run_program,
                                  within)
@@ -97,7 +97,7 @@ def test_task_loads_the_configured_model_version_pinned_by_hash(graph):
     bucket = one(graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry").outputs["bucket"]
     name, version = cfg(graph, "modelName"), cfg(graph, "modelVersion")
     assert e["MODEL_URI"] == f"s3://{bucket}/models/{name}/{version}"
-    manifest = config.MODEL_ROOT / name / version / "manifest.json"
+    manifest = releases.MODEL_ROOT / name / version / "manifest.json"
     assert e["MODEL_SHA256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     keys = {o.inputs["key"] for o in resources_of_type(graph, "aws:s3/bucketObjectv2:BucketObjectv2")}
     assert f"models/{name}/{version}/manifest.json" in keys
