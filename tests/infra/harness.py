@@ -19,10 +19,12 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import runpy
 import sys
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -41,6 +43,20 @@ PROJECT = "ml-app"
 STACKS = ("dev", "staging", "prod")
 MOCK_ACCOUNT = "123456789012"
 MAIN = ROOT / "__main__.py"
+# Component type tokens the tests look inside.
+PIPELINE = "ml-app:cicd:Pipeline"
+BOUNDARY = "ml-app:cicd:PermissionsBoundary"
+# The other side of every pipeline configuration choice, run once on dev (the ``variant``
+# fixture): approval on, the S3 state backend, an existing connection and OIDC provider.
+VARIANT = {
+    "requireApproval": True, "pulumiBackend": "s3", "pulumiStateBucket": "acme-pulumi-state",
+    "pulumiSecretsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/"
+                           "0b6e1c3a-5d2f-4e8b-9a7c-1f2e3d4c5b6a",
+    "codestarConnectionArn": "arn:aws:codestar-connections:eu-west-1:123456789012:connection/"
+                             "11111111-2222-4333-8444-555555555555",
+    "githubOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/"
+                             "token.actions.githubusercontent.com",
+}
 
 from policy.rules import POLICY_PROPS  # noqa: E402 (needs ROOT on sys.path)
 
@@ -116,7 +132,7 @@ class Graph:
         return chain
 
 
-# ------------------------------------------------------------------------------- helpers --
+# ------------------------------------------------------------------------- graph queries --
 def resources_of_type(graph: Graph, *types: str) -> list[Resource]:
     """Resources whose type token is one of ``types`` (e.g. "aws:ecs/service:Service")."""
     return [r for r in graph.resources if r.type in types]
@@ -193,6 +209,168 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def config_value(graph: Graph, key: str) -> str:
+    """The stack's value of a project key, as the CLI passes it (a string)."""
+    return graph.config[f"{PROJECT}:{key}"]
+
+
+def prefix(graph: Graph) -> str:
+    """The physical-name prefix of the stack (infra/naming.py)."""
+    return f"{PROJECT}-{graph.stack}"
+
+
+def stack_key_arn(graph: Graph) -> str:
+    return one(graph, "aws:kms/key:Key").outputs["arn"]
+
+
+def boundary_arn(graph: Graph) -> str:
+    return one(graph, "aws:iam/policy:Policy", BOUNDARY).outputs["arn"]
+
+
+# ----------------------------------------------------------------------------------- IAM --
+def role_named(graph: Graph, key: str) -> Resource:
+    """The role whose physical name is ``<prefix>-<key>``."""
+    [found] = [r for r in resources_of_type(graph, "aws:iam/role:Role")
+               if r.inputs.get("name") == f"{prefix(graph)}-{key}"]
+    return found
+
+
+def role_statements(graph: Graph, role: Resource) -> list[dict[str, Any]]:
+    """Statements of the role's inline policies and of every managed policy attached to it."""
+    statements = []
+    for p in resources_of_type(graph, "aws:iam/rolePolicy:RolePolicy"):
+        if p.inputs["role"] == role.outputs["id"]:
+            statements += as_list(json_input(p, "policy")["Statement"])
+    attached = {a.inputs["policyArn"] for a in resources_of_type(
+        graph, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.inputs["role"] == role.outputs["name"]}
+    for p in resources_of_type(graph, "aws:iam/policy:Policy"):
+        if p.outputs["arn"] in attached:
+            statements += as_list(json_input(p, "policy")["Statement"])
+            attached.discard(p.outputs["arn"])
+    assert not attached, f"attached policies not found in the graph: {attached}"
+    return statements
+
+
+def allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+
+
+# ----------------------------------------------------------------------------- linters --
+# Parliament findings a test accepts, in one format: (policy name without the stack prefix,
+# e.g. "deploy-named" or "roles-execution"; parliament's issue) -> (the actions, lower case,
+# the finding may name, or None for any; the reason, said once here).
+AllowList = Mapping[tuple[str, str], tuple["set[str] | None", str]]
+
+
+def policy_key(graph: Graph, doc: PolicyDoc) -> str:
+    """The allow-list name of a policy document: its resource name without the prefix."""
+    return doc.resource.name.removeprefix(prefix(graph) + "-")
+
+
+@lru_cache(maxsize=None)
+def lint(text: str) -> tuple[tuple[str, Any], ...]:
+    """Parliament's findings on a policy document: (issue, detail) pairs."""
+    import parliament
+
+    return tuple(
+        (f.issue, f.detail if f.detail else {"actions": (f.location or {}).get("actions", [])})
+        for f in parliament.analyze_policy_string(text, include_community_auditors=True).findings)
+
+
+def finding_actions(detail: Any) -> set[str]:
+    """Parliament puts the actions in the detail (a list) or in the location (a dict)."""
+    if isinstance(detail, dict):
+        return {a.lower() for a in detail.get("actions", [])}
+    if isinstance(detail, list):
+        return {(d["action"] if isinstance(d, dict) else d).lower() for d in detail}
+    return set()
+
+
+def unexpected_findings(key: str, text: str, allowed: AllowList) -> list[tuple[str, Any]]:
+    """Findings the allow-list does not cover, for the policy ``key``."""
+    problems = []
+    for issue, detail in lint(text):
+        entry = allowed.get((key, issue))
+        if entry is None:
+            problems.append((issue, detail))
+            continue
+        actions = finding_actions(detail)
+        if entry[0] is not None and (not actions or not actions <= entry[0]):
+            problems.append((issue, sorted(actions - entry[0]) or detail))
+    return problems
+
+
+def used_entries(key: str, text: str, allowed: AllowList) -> set[tuple[str, str]]:
+    """The allow-list entries the policy ``key`` needs (for the no-stale-entries tests)."""
+    return {(key, issue) for issue, _ in lint(text)} & set(allowed)
+
+
+@lru_cache(maxsize=None)
+def input_shape(service: str, operation: str):
+    """The input shape of an AWS API operation, from the models botocore ships."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service) \
+        .operation_model(operation).input_shape
+
+
+@lru_cache(maxsize=None)
+def _pattern(pattern: str | None) -> re.Pattern[str] | None:
+    """A model's pattern as a Python regex; None when absent or not Python syntax (some
+    models use Java classes such as \\p{Print}, which cannot be checked here)."""
+    try:
+        return re.compile(pattern) if pattern else None
+    except re.error:
+        return None
+
+
+def check_enums(value: Any, shape, path: str = "") -> list[str]:
+    """What botocore's ParamValidator skips: enum values, string lengths and patterns,
+    numeric ranges."""
+    problems = []
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, member in shape.members.items():
+            if key in value:
+                problems += check_enums(value[key], member, f"{path}.{key}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        for i, item in enumerate(value):
+            problems += check_enums(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for k, v in value.items():
+            problems += check_enums(v, shape.value, f"{path}.{k}")
+    elif shape.type_name == "string" and isinstance(value, str):
+        if getattr(shape, "enum", None) and value not in shape.enum:
+            problems.append(f"{path}: {value!r} not in {shape.enum}")
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
+            problems.append(f"{path}: length {len(value)} outside [{lo}, {hi}]")
+        pattern = _pattern(shape.metadata.get("pattern"))
+        if pattern and not pattern.fullmatch(value):
+            problems.append(f"{path}: {value!r} does not match {pattern.pattern}")
+    elif shape.type_name in ("integer", "long", "double", "float"):
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            problems.append(f"{path}: {value} outside [{lo}, {hi}]")
+    return problems
+
+
+def api_problems(service: str, operation: str, params: dict) -> list[str]:
+    """Why ``params`` is not a valid request of the operation (empty: it is)."""
+    from botocore.validate import ParamValidator
+
+    shape = input_shape(service, operation)
+    report = ParamValidator().validate(params, shape)
+    return ([report.generate_report()] if report.has_errors() else []) + \
+        check_enums(params, shape)
+
+
+def validate(service: str, operation: str, params: dict) -> None:
+    """Assert that ``params`` is a valid request of the AWS API operation."""
+    problems = api_problems(service, operation, params)
+    assert not problems, problems
+
+
 # ------------------------------------------------------------------------------- config --
 def _to_config_string(value: Any) -> str:
     if isinstance(value, bool):
@@ -259,7 +437,8 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
     "aws:ec2/eip:Eip": {"allocationId": "eipalloc-{id:.8}", "publicIp": "192.0.2.10"},
     "aws:ecr/repository:Repository": {
         "arn": "arn:aws:ecr:{region}:{account}:repository/{name}", "name": "{name}",
-        "registryId": "{account}", "repositoryUrl": "{account}.dkr.ecr.{region}.amazonaws.com/{name}"},
+        "registryId": "{account}",
+        "repositoryUrl": "{account}.dkr.ecr.{region}.amazonaws.com/{name}"},
     "aws:ecs/cluster:Cluster": {"arn": "arn:aws:ecs:{region}:{account}:cluster/{name}"},
     "aws:ecs/taskDefinition:TaskDefinition": {
         "arn": "arn:aws:ecs:{region}:{account}:task-definition/{inputs[family]}:1",
