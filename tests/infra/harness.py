@@ -11,6 +11,11 @@ loop, reset runtime options and its own config; the program is re-executed with 
 (an imported module registers nothing the second time); invokes are mocked strictly (an
 unmocked one fails the run with its token); numbers arrive as floats and are normalised;
 secrets arrive wrapped and are kept as ``Secret`` in ``raw_inputs``.
+
+Also here, because several test modules need them (test modules never import each other):
+queries over a graph, a role's effective statements, parliament with one allow-list
+format, and validation of request parameters against botocore's API models. The API is
+listed in ``conftest.py``.
 """
 
 from __future__ import annotations
