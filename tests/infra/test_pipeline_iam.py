@@ -335,7 +335,8 @@ def test_pipeline_allow_list_has_no_stale_entries(graphs):
     used = set()
     for graph in graphs.values():
         for doc in _pipeline_policies(graph):
-            used |= used_entries(policy_key(graph, doc), doc.text, ALLOWED_FINDINGS)
+            if policy_key(graph, doc) not in NOT_LINTED:
+                used |= used_entries(policy_key(graph, doc), doc.text, ALLOWED_FINDINGS)
     assert used == set(ALLOWED_FINDINGS), set(ALLOWED_FINDINGS) - used
 
 
