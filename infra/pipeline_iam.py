@@ -58,6 +58,7 @@ def connection_service(connection_arn: str | None) -> str:
             else "codestar-connections")
 
 
+# ------------------------------------------------------ the pipeline and its previews ----
 def pipeline_service(*, artifact_bucket_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[str],
                      connection_arn: pulumi.Input[str], configured_connection: str | None,
                      project_arns: Sequence[pulumi.Input[str]],
