@@ -11,16 +11,18 @@ MODEL_URI ?= model/artifacts/digits/1
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt requirements-policy.txt app/requirements.txt
 
-.PHONY: setup run test test-fast lint snapshot bench bench-image train clean help
+.PHONY: setup run test test-fast lint snapshot bench bench-image train release clean help
 
 help:
 	@echo "make run          serve the default model version at http://127.0.0.1:$(PORT)"
-	@echo "make test         set up and run every test (container tests need Docker)"
+	@echo "make test         set up and run every test (container tests need Docker, browser tests Chromium)"
 	@echo "make lint         hadolint on the Dockerfile"
 	@echo "make snapshot     regenerate tests/infra/snapshots (the offline preview diff)"
-	@echo "make bench        serving benchmark: ours vs a Keras baseline"
-	@echo "make bench-image  image benchmark: ours vs a seed-style image"
-	@echo "make train        train and release a new model version (VERSION=N, default: next)"
+	@echo "make bench        serving benchmark: ours vs a Keras baseline; draws docs/figures/serving-*.svg"
+	@echo "make bench-image  image benchmark: ours vs a seed-style image; draws docs/figures/image.svg"
+	@echo "make train        train the digits model and release it (VERSION=N, default: next)"
+	@echo "make release      release any Keras model: MODEL=<.keras|.h5|SavedModel dir> NAME=<name>"
+	@echo "                  [VERSION=N] INPUT_MIN=.. INPUT_MAX=.. [SAMPLE=file] [LABELS=a,b,..] [ARGS=..]"
 	@echo "make preview      pulumi preview --diff of STACK=dev|staging|prod (output kept in a file)"
 	@echo "make deploy       pulumi up of STACK (what the pipeline's Deploy stage runs)"
 	@echo "make smoke        smoke-test STACK's service URL (or URL=...): readiness + one prediction"
@@ -48,8 +50,22 @@ lint: $(STAMP)
 	$(VENV)/bin/hadolint Dockerfile
 
 train: $(STAMP)
-	$(PY) -m model.train $(if $(VERSION),--version $(VERSION))
+	$(PY) -m model.train $(if $(VERSION),--version "$(VERSION)") $(ARGS)
 
+# NAME counts only from the command line: some shells (WSL) export NAME as the host name.
+RELEASE_NAME = $(if $(filter command line,$(origin NAME)),$(NAME))
+release: $(STAMP)
+	@if [ -z "$(MODEL)" ] || [ -z "$(RELEASE_NAME)" ]; then \
+	  echo "usage: make release MODEL=<model.keras|model.h5|SavedModel dir> NAME=<name> [VERSION=N]" >&2; \
+	  echo "         INPUT_MIN=<number> INPUT_MAX=<number> [SAMPLE=<.npy|.json|.csv>] [LABELS=a,b,...]" >&2; \
+	  echo "         [ARGS='<more flags: $(PY) -m model.release --help>']   (docs/model.md)" >&2; \
+	  exit 2; fi
+	$(PY) -m model.release "$(MODEL)" --name "$(RELEASE_NAME)" $(if $(VERSION),--version "$(VERSION)") \
+	  $(if $(INPUT_MIN),--input-min="$(INPUT_MIN)") $(if $(INPUT_MAX),--input-max="$(INPUT_MAX)") \
+	  $(if $(SAMPLE),--sample "$(SAMPLE)") $(if $(LABELS),--labels "$(LABELS)") $(ARGS)
+
+# Progress on stderr, the table and a one-line summary on stdout; the JSON goes to
+# bench/results/ and the figures of docs/performance.md are drawn from it (bench/report.py).
 bench: $(STAMP)
 	$(PY) bench/serving.py
 
@@ -65,7 +81,7 @@ bench-image: $(STAMP)
 	$(PY) bench/image.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench/results/*.json
+	rm -rf $(VENV) .pytest_cache bench/results/*.json test-results
 
 # --- Deploy pipeline (docs/pipeline.md) ------------------------------------------------------
 # Called by ci/buildspecs/*.yml in CodeBuild and usable by hand. STACK is dev, staging or prod.

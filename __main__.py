@@ -8,48 +8,45 @@ import pulumi
 
 from infra import config
 from infra.autoscaling import Autoscaling, AutoscalingArgs
+from infra.boundary import PermissionsBoundary, PermissionsBoundaryArgs, every_role_carries
 from infra.encryption import Encryption, EncryptionArgs
 from infra.image import ContainerImage, ContainerImageArgs
 from infra.load_balancer import LoadBalancer, LoadBalancerArgs
 from infra.model_registry import ModelRegistry, ModelRegistryArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
-from infra import pipeline
+from infra.pipeline import (TOPIC_PUBLISHERS, Pipeline, PipelineArgs, StateBackend,
+                            key_statements)
 from infra.provider import aws_context, tagged_provider
 from infra.secrets import ApiKey, ApiKeyArgs
-from infra.service import CONTAINER_PORT, Service, ServiceArgs
+from infra.service import CONTAINER_PORT, Capacity, Service, ServiceArgs
 from infra.waf import Firewall, FirewallArgs
 
 cfg = config.load()
+names = cfg.names                      # every physical name, log group and tag of the stack
 provider = tagged_provider(cfg)
 ctx = aws_context(cfg, provider)
 # Every component, and so every resource in it, uses the stack's tagged provider.
 use_provider = pulumi.ResourceOptions(providers=[provider])
-name = cfg.prefix
-metrics_namespace = f"{cfg.project}/{cfg.stack}"
+name = names.prefix
 
 # First: the permissions boundary that every IAM role of the stack carries (the pipeline's
 # deploy role may create no role without it). Applies to every role created after this line.
-boundary = pipeline.PermissionsBoundary(name, pipeline.PermissionsBoundaryArgs(
-    context=ctx, prefix=name, log_group_prefix=cfg.log_group_prefix, stack=cfg.stack),
-    opts=use_provider)
-pipeline.every_role_carries(boundary.arn)
+boundary = PermissionsBoundary(name, PermissionsBoundaryArgs(ctx, names), opts=use_provider)
+every_role_carries(boundary.arn)
 
-encryption = Encryption(name, EncryptionArgs(
-    context=ctx, alias=f"alias/{name}", log_group_prefix=cfg.log_group_prefix,
-    protect=cfg.protect_data, additional_statements=pipeline.key_statements()),
-    opts=use_provider)
-key_arn = encryption.key_arn
+key_arn = Encryption(name, EncryptionArgs(
+    context=ctx, names=names, protect=cfg.protect_data, additional_statements=key_statements()),
+    opts=use_provider).key_arn
 
 network = Network(name, NetworkArgs(
-    context=ctx, cidr=cfg.vpc_cidr, zone_count=cfg.availability_zones,
+    context=ctx, names=names, cidr=cfg.vpc_cidr, zone_count=cfg.availability_zones,
     nat_gateways=cfg.nat_gateways, interface_endpoints=cfg.vpc_endpoints,
-    flow_logs=cfg.flow_logs, flow_log_group_name=f"{cfg.log_group_prefix}/vpc-flow-logs",
-    log_retention_days=cfg.log_retention_days, kms_key_arn=key_arn), opts=use_provider)
+    flow_logs=cfg.flow_logs, log_retention_days=cfg.log_retention_days, kms_key_arn=key_arn),
+    opts=use_provider)
 
 registry = ModelRegistry(name, ModelRegistryArgs(
-    kms_key_arn=key_arn, model_dir=cfg.model_dir, model_prefix=cfg.model_prefix,
-    files=cfg.model_files, protect=cfg.protect_data), opts=use_provider)
+    kms_key_arn=key_arn, model=cfg.model, protect=cfg.protect_data), opts=use_provider)
 
 image = ContainerImage(name, ContainerImageArgs(
     kms_key_arn=key_arn, context=config.ROOT, protect=cfg.protect_data), opts=use_provider)
@@ -65,31 +62,24 @@ lb = LoadBalancer(name, LoadBalancerArgs(
     opts=use_provider)
 if cfg.waf_enabled:
     Firewall(name, FirewallArgs(load_balancer_arn=lb.alb.arn, rate_limit=cfg.waf_rate_limit,
-                                metric_prefix=name), opts=use_provider)
+                                metric_prefix=names.prefix), opts=use_provider)
 
 monitoring = Monitoring(name, MonitoringArgs(
-    context=ctx, prefix=name, cluster_name=name, service_name=name,
-    log_group_name=f"{cfg.log_group_prefix}/service", log_retention_days=cfg.log_retention_days,
-    kms_key_arn=key_arn, alb_arn_suffix=lb.alb.arn_suffix,
-    target_group_arn_suffix=lb.target_group.arn_suffix, metrics_namespace=metrics_namespace,
-    model_name=cfg.model_name, model_version=cfg.model_version,
-    error_rate_percent=cfg.alarm_error_rate_percent, latency_p99_ms=cfg.alarm_latency_p99_ms,
-    alarm_email=cfg.alarm_email, extra_topic_publishers=pipeline.TOPIC_PUBLISHERS),
-    opts=use_provider)
+    context=ctx, names=names, log_retention_days=cfg.log_retention_days, kms_key_arn=key_arn,
+    alb_arn_suffix=lb.alb.arn_suffix, target_group_arn_suffix=lb.target_group.arn_suffix,
+    model=cfg.model, error_rate_percent=cfg.alarm_error_rate_percent,
+    latency_p99_ms=cfg.alarm_latency_p99_ms, alarm_email=cfg.alarm_email,
+    extra_topic_publishers=TOPIC_PUBLISHERS), opts=use_provider)
 
 service = Service(name, ServiceArgs(
-    context=ctx, cluster_name=name, service_name=name, cpu=cfg.cpu, memory=cfg.memory,
-    desired_count=cfg.desired_count, fargate_base=cfg.fargate_base,
-    fargate_weight=cfg.fargate_weight, fargate_spot_weight=cfg.fargate_spot_weight,
-    image_ref=image.image_ref, repository_arn=image.repository_arn,
-    model_uri=registry.model_uri, model_sha256=cfg.model_manifest_sha256,
-    bucket_arn=registry.bucket_arn, model_prefix=cfg.model_prefix, kms_key_arn=key_arn,
-    log_group_name=monitoring.log_group.name, log_group_arn=monitoring.log_group.arn,
-    metrics_namespace=metrics_namespace, private_subnet_ids=network.private_subnet_ids,
-    security_group_id=lb.service_security_group_id, target_group_arn=lb.target_group.arn,
+    context=ctx, names=names, capacity=Capacity(
+        cpu=cfg.cpu, memory=cfg.memory, desired_count=cfg.desired_count,
+        on_demand_base=cfg.fargate_base, on_demand_weight=cfg.fargate_weight,
+        spot_weight=cfg.fargate_spot_weight),
+    image=image, registry=registry, kms_key_arn=key_arn, log_group=monitoring.log_group,
+    private_subnet_ids=network.private_subnet_ids, load_balancer=lb,
     deployment_alarm_names=monitoring.deployment_alarm_names,
-    api_key_secret_arn=api_key.secret_arn if api_key else None, depends_on=[lb]),
-    opts=use_provider)
+    api_key_secret_arn=api_key.secret_arn if api_key else None), opts=use_provider)
 
 Autoscaling(name, AutoscalingArgs(
     cluster_name=service.cluster_name, service_name=service.service_name,
@@ -101,26 +91,27 @@ Autoscaling(name, AutoscalingArgs(
 # Source -> Test -> Preview -> Approval -> Deploy (`pulumi up` of this program, then the
 # smoke test against serviceUrl). Its notifications go to the alarm topic, encrypted with
 # the stack key (both let CodeStar Notifications in, above).
-delivery = pipeline.Pipeline(name, pipeline.PipelineArgs(
-    context=ctx, stack=cfg.stack, prefix=name,
-    log_group_prefix=cfg.log_group_prefix, kms_key_arn=key_arn,
-    alarm_topic_arn=monitoring.topic_arn, boundary_arn=boundary.arn,
-    repository=cfg.github_repository, branch=cfg.pipeline_branch,
-    approval_required=cfg.require_approval, connection_arn=cfg.codestar_connection_arn,
-    github_oidc_provider_arn=cfg.github_oidc_provider_arn, backend=cfg.pulumi_backend,
-    pulumi_token_secret=cfg.pulumi_access_token_secret, state_bucket=cfg.pulumi_state_bucket,
-    secrets_key_arn=cfg.pulumi_secrets_key_arn, domain_name=cfg.domain_name,
+delivery = Pipeline(name, PipelineArgs(
+    context=ctx, names=names, kms_key_arn=key_arn, alarm_topic_arn=monitoring.topic_arn,
+    boundary_arn=boundary.arn, repository=cfg.github_repository, branch=cfg.pipeline_branch,
+    approval_required=cfg.require_approval, backend=StateBackend(
+        cfg.pulumi_backend, token_secret=cfg.pulumi_access_token_secret,
+        state_bucket=cfg.pulumi_state_bucket, secrets_key_arn=cfg.pulumi_secrets_key_arn),
+    connection_arn=cfg.codestar_connection_arn,
+    github_oidc_provider_arn=cfg.github_oidc_provider_arn, domain_name=cfg.domain_name,
     hosted_zone_id=cfg.hosted_zone_id, log_retention_days=cfg.log_retention_days,
     protect=cfg.protect_data), opts=use_provider)
 
+# --- Outputs (docs/deploy.md lists each) ---------------------------------------------------
 region = cfg.region
+console = f"https://{region}.console.aws.amazon.com"
 pulumi.export("serviceUrl", lb.url)
 pulumi.export("albDnsName", lb.alb.dns_name)
 pulumi.export("ecrRepositoryUrl", image.repository_url)
 pulumi.export("imageRef", image.image_ref)
 pulumi.export("imageTag", image.tag)
 pulumi.export("modelUri", registry.model_uri)
-pulumi.export("modelManifestSha256", cfg.model_manifest_sha256)
+pulumi.export("modelManifestSha256", cfg.model.manifest_sha256)
 pulumi.export("modelBucket", registry.bucket_name)
 pulumi.export("clusterName", service.cluster_name)
 pulumi.export("serviceName", service.service_name)
@@ -137,10 +128,10 @@ if api_key:
     pulumi.export("apiKeySecretName", api_key.secret_name)
 pulumi.export("consoleLinks", {
     "service": pulumi.Output.concat(
-        f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/", service.cluster_name,
-        "/services/", service.service_name, f"/health?region={region}"),
+        f"{console}/ecs/v2/clusters/", service.cluster_name, "/services/",
+        service.service_name, f"/health?region={region}"),
     "logs": monitoring.log_group.name.apply(
-        lambda g: f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        lambda g: f"{console}/cloudwatch/home?region={region}"
                   f"#logsV2:log-groups/log-group/{g.replace('/', '$252F')}"),
     "dashboard": monitoring.dashboard_url,
     "modelBucket": registry.bucket_name.apply(

@@ -14,6 +14,9 @@ change never touches the working tree:
   seed  bench/seed.Dockerfile with bench/seed_app.py as app.py, bench/seed-requirements.txt
         and the committed model version baked in.
 
+Shows progress on stderr, writes the results as JSON, draws docs/figures/image.svg from that
+JSON (bench/report.py) and ends with a one-line summary.
+
 Usage: python bench/image.py [--runs 5] [--duration 15] [--no-cold] [--json PATH]
 Needs a Docker engine (`eval "$(bash ../shared/tools/docker-env.sh)"` on CI hosts).
 """
@@ -36,19 +39,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
+
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
 PREDICT = "/v1/models/digits:predict"
 DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "docker"
 ENV = {**os.environ, "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "1")}
+# Image tags ml-app:<TAG> and ml-app-seed:<TAG>. On a shared engine, ML_APP_TEST_IMAGE
+# (ml-app:test-<name>) gives each developer's run its own tags (test-<name>-bench).
+_TEST_TAG = os.environ.get("ML_APP_TEST_IMAGE", "").partition(":")[2]
+TAG = f"{_TEST_TAG}-bench" if _TEST_TAG else "bench"
 # one held-out-like digit (a zero), as a single-instance request: the online-inference case
 BODY = json.dumps({"instances": [[0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3,
                                   15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0,
                                   9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0,
                                   0, 0, 6, 13, 10, 0, 0, 0]]}).encode()
-
-
-def log(msg: str) -> None:
-    print(f"[bench-image {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -111,10 +117,10 @@ def contexts(tmp: Path) -> tuple[Image, Image]:
     for f in MODEL_DIR.iterdir():
         shutil.copy2(f, seed / "model" / f.name)
     return (
-        Image("ours", "ml-app:bench", ours, ours / "Dockerfile", ours / "app" / "routes.py",
+        Image("ours", f"ml-app:{TAG}", ours, ours / "Dockerfile", ours / "app" / "routes.py",
               ["--read-only", "--tmpfs", "/tmp", "-v", f"{MODEL_DIR}:/model:ro",
                "-e", "MODEL_URI=/model"]),
-        Image("seed", "ml-app-seed:bench", seed, ROOT / "bench" / "seed.Dockerfile",
+        Image("seed", f"ml-app-seed:{TAG}", seed, ROOT / "bench" / "seed.Dockerfile",
               seed / "app.py", []),
     )
 
@@ -234,27 +240,33 @@ def main() -> int:
     if docker("version", "--format", "{{.Server.Version}}", check=False).returncode != 0:
         raise SystemExit("no Docker engine answers (on CI hosts: "
                          'eval "$(bash ../shared/tools/docker-env.sh)")')
+    # expected seconds per step (ours, then the seed), for the progress line's estimate
+    plan = [(f"{name}: {step}", seconds) for name, build, start in (("ours", 20, 0.5), ("seed", 100, 4))
+            for step, seconds in (("build", build), ("rebuilds", 2 if name == "ours" else 45),
+                                  ("cold starts", args.runs * start + 2), ("load", args.duration + 5))]
+    progress = report.Progress("bench-image", plan)
     with tempfile.TemporaryDirectory(prefix="bench-image-") as tmp:
         images = contexts(Path(tmp))
         for img in images:
             r = img.results
             if not args.no_cold:
-                log(f"{img.name}: cold build (--no-cache) ...")
-                r["cold_build_s"] = img.build(no_cache=True)
+                with progress.step(f"{img.name}: cold build (--no-cache)"):
+                    r["cold_build_s"] = img.build(no_cache=True)
             else:
-                img.build(no_cache=False)
+                with progress.step(f"{img.name}: build (cached layers allowed)"):
+                    img.build(no_cache=False)
             r["size_bytes"] = img.size()
-            log(f"{img.name}: cached rebuild, then a code-only change ...")
-            r["noop_rebuild_s"] = img.build(no_cache=False)
-            with img.code_file.open("a") as f:
-                f.write(f"\n# bench-image code-only change {time.time_ns()}\n")
-            r["code_rebuild_s"] = img.build(no_cache=False)
-            log(f"{img.name}: {args.runs} cold starts to first prediction ...")
-            starts = first_prediction(img, args.runs)
+            with progress.step(f"{img.name}: cached rebuild, then a code-only change"):
+                r["noop_rebuild_s"] = img.build(no_cache=False)
+                with img.code_file.open("a") as f:
+                    f.write(f"\n# bench-image code-only change {time.time_ns()}\n")
+                r["code_rebuild_s"] = img.build(no_cache=False)
+            with progress.step(f"{img.name}: {args.runs} cold starts to first prediction"):
+                starts = first_prediction(img, args.runs)
             r["first_prediction_s"] = statistics.median(starts)
             r["first_prediction_all_s"] = [round(s, 3) for s in starts]
-            log(f"{img.name}: load at concurrency 8 for {args.duration} s ...")
-            r["load"] = throughput(img, args.duration)
+            with progress.step(f"{img.name}: load at concurrency 8 for {args.duration} s"):
+                r["load"] = throughput(img, args.duration)
     ours, seed = (i.results for i in images)
 
     def row(label, a, b, fmt, ratio):
@@ -290,10 +302,14 @@ def main() -> int:
         print(f"  {'ok  ' if ok else 'MISS'}  {name}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"ours": ours, "seed": seed, "docker_server":
-                               docker("version", "--format", "{{.Server.Version}}").stdout.strip(),
-                               "cpus": os.cpu_count(), "targets": dict(targets)}, indent=2))
+    data = {"when": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "ours": ours, "seed": seed,
+            "docker_server": docker("version", "--format", "{{.Server.Version}}").stdout.strip(),
+            "cpus": os.cpu_count(), "targets": dict(targets)}
+    out.write_text(json.dumps(data, indent=2))
     print(f"\nresults: {out}")
+    figures = report.image_figures(data)
+    print("drew " + ", ".join(str(f.relative_to(ROOT)) for f in figures))
+    progress.finish(report.image_summary(data))
     return 0 if all(ok for _, ok in targets) else 1
 
 

@@ -16,11 +16,13 @@ Starts, one at a time on loopback, each serving digits v1 with two workers:
 The peers run in their own virtualenvs under bench/.venvs/, made on first use from
 bench/peers/*-requirements.txt (never the project's requirements).
 
-Each gets the same load (wrk, one digit per request) at concurrency 8 and 64; CPU time per
-request is the server's whole process tree's user+system time over the requests served.
-Then every front faces 64 slow-header and 64 slow-body clients while a normal client keeps
-predicting (ours for --slow-seconds, the others for a third of it). Prints tables, ratios
-and targets; writes everything as JSON under bench/results/ (the figures are drawn from it).
+Each gets the same load (wrk, one digit per request) at the headline concurrency (8) and
+each --sweep level (1 and 64); CPU time per request is the server's whole process tree's
+user+system time over the requests served. Then every front faces 64 slow-header and 64
+slow-body clients while a normal client keeps predicting (ours for --slow-seconds, the
+others for a third of it). Progress on stderr; prints tables, ratios and targets; writes
+everything as JSON under bench/results/ and draws the figures of docs/performance.md from
+that JSON (bench/report.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
 from tests.rawhttp import SlowClients, p99, timed_predictions  # noqa: E402
 
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
@@ -217,7 +220,7 @@ def _ms(value: str, unit: str) -> float:
 
 def load(port: int, path: str, body: str, duration: int, concurrency: int) -> dict:
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{duration}s", "--latency",
+        ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{duration}s", "--latency",
          "--timeout", "10s", "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, env={**os.environ, "BENCH_BODY": body},
         timeout=duration + 60).stdout
@@ -256,25 +259,32 @@ def _readyz(port: int) -> int | None:
         conn.close()
 
 
-def measure(kind: str, body: str, duration: int, slow_seconds: float | None) -> dict:
+def measure(kind: str, body: str, duration: int, levels: list[int], headline: int,
+            slow_seconds: float | None, progress: report.Progress) -> dict:
+    """Cold start, load at each concurrency level, then the slow-client scenario. The
+    result's top-level figures are the headline level's; ``sweep`` holds every level's."""
     if kind in PEER_NAMES:
         peer_python(kind)       # made (or checked) before the cold-start clock runs
     port = free_port()
     runtime = Path(tempfile.mkdtemp(prefix="bench-"))
-    proc, cold = cold_start(kind, port, body, runtime)
+    with progress.step(f"{kind}: start to first prediction"):
+        proc, cold = cold_start(kind, port, body, runtime)
     path = "/bench/noop" if kind == "noop" else PATH
-    result: dict = {"cold_start_s": round(cold, 3)}
     try:
-        for concurrency in ((8,) if kind in ("noop", "baseline") else (8, 64)):
-            seconds = min(duration, 5) if kind == "baseline" else duration
-            cpu0 = cpu_seconds(proc.pid)
-            r = load(port, path, body, seconds, concurrency)
-            r["cpu_us_per_request"] = round((cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e6)
-            result[f"c{concurrency}"] = r
-        result.update(result["c8"])           # the headline figures, as before: c=8
-        result["peak_rss_mb_per_worker"] = round(worker_rss_mb(proc.pid), 1)
+        sweep = []
+        for concurrency in levels:
+            with progress.step(f"{kind}: {duration} s of load at concurrency {concurrency}"):
+                cpu0 = cpu_seconds(proc.pid)
+                point = load(port, path, body, duration, concurrency)
+                point["cpu_us_per_request"] = round(
+                    (cpu_seconds(proc.pid) - cpu0) / max(point["requests"], 1) * 1e6)
+                sweep.append({"concurrency": concurrency, **point})
+        result = {k: v for k, v in sweep[levels.index(headline)].items() if k != "concurrency"}
+        result.update(sweep=sweep, cold_start_s=round(cold, 3),
+                      peak_rss_mb_per_worker=round(worker_rss_mb(proc.pid), 1))
         if slow_seconds:
-            result["slow_clients"] = slow_clients(port, slow_seconds)
+            with progress.step(f"{kind}: {slow_seconds} s of 64 slow-header + 64 slow-body clients"):
+                result["slow_clients"] = slow_clients(port, slow_seconds)
     finally:
         stop(proc)
         shutil.rmtree(runtime, ignore_errors=True)
@@ -283,42 +293,60 @@ def measure(kind: str, body: str, duration: int, slow_seconds: float | None) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=15, help="seconds of load per server and concurrency")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per server and level")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="the headline level: table, ratios and targets")
+    parser.add_argument("--sweep", default="1,64",
+                        help="more concurrency levels for the figure, comma-separated ('' for none)")
     parser.add_argument("--slow-seconds", type=int, default=30, help="slow-client scenario for ours")
     parser.add_argument("--only", nargs="*", choices=KINDS, help="run only these servers")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    if not 1 <= args.duration <= 300 or not 5 <= args.slow_seconds <= 120:
-        parser.error("--duration must be 1..300 s and --slow-seconds 5..120 s")
+    try:
+        levels = sorted({args.concurrency, *(int(c) for c in args.sweep.split(",") if c.strip())})
+    except ValueError:
+        parser.error(f"--sweep must be comma-separated whole numbers; got {args.sweep!r}")
+    if not 1 <= args.duration <= 300 or not all(1 <= c <= 256 for c in levels):
+        parser.error("--duration must be 1..300 s and --concurrency and --sweep levels 1..256")
+    if not 5 <= args.slow_seconds <= 120:
+        parser.error("--slow-seconds must be 5..120 s")
     if shutil.which("wrk") is None or shutil.which("nginx") is None:
         parser.error("needs wrk and nginx on PATH (Debian: apt-get install wrk nginx)")
 
+    kinds = args.only or KINDS
+    slow = {kind: args.slow_seconds if kind == "ours" else max(5, args.slow_seconds // 3)
+            for kind in kinds if kind in FRONTS or kind in PEER_NAMES}
+    progress = report.Progress("bench", [
+        (step, seconds) for kind in kinds
+        for step, seconds in [("start", 5 if kind in ("baseline", "kserve") else 1)]
+        + [("load", args.duration + 1)] * len(levels) + ([("slow", slow[kind] + 1)] if kind in slow else [])])
     body = sample_body()
-    results = {}
-    for kind in args.only or KINDS:
-        slow = args.slow_seconds if kind == "ours" else (
-            max(5, args.slow_seconds // 3) if kind in FRONTS or kind in PEER_NAMES else None)
-        levels = "c=8" if kind in ("noop", "baseline") else "c=8 and c=64"
-        print(f"[bench] {kind}: cold start, {args.duration}s at {levels}"
-              + (f", then {slow}s of slow clients" if slow else ""), flush=True)
-        results[kind] = measure(kind, body, args.duration, slow)
-
-    report(results, args)
+    results = {kind: measure(kind, body, args.duration, levels, args.concurrency, slow.get(kind),
+                             progress) for kind in kinds}
+    data = summarise(results, args)
+    progress.finish(report.serving_summary(data))
     return 0
 
 
-def report(results: dict, args) -> None:
-    header = (f"{'server':<17}{'req/s c8':>9}{'p99 c8':>8}{'CPU us':>8}{'req/s c64':>10}"
-              f"{'p99 c64':>9}{'errors':>7}{'cold s':>7}{'RSS MB':>7}{'slow: ok/all, p99':>22}")
+def _point(result: dict, concurrency: int) -> dict:
+    return next((p for p in result.get("sweep", []) if p["concurrency"] == concurrency), {})
+
+
+def summarise(results: dict, args) -> dict:
+    """Print the table, ratios and targets; write the JSON; draw the figures."""
+    top = max(p["concurrency"] for r in results.values() for p in r["sweep"])
+    c, t = args.concurrency, top
+    header = (f"{'server':<17}{f'req/s c{c}':>9}{f'p99 c{c}':>8}{'CPU us':>8}{f'req/s c{t}':>10}"
+              f"{f'p99 c{t}':>9}{'errors':>7}{'cold s':>7}{'RSS MB':>7}{'slow: ok/all, p99':>22}")
     print("\n" + header + "\n" + "-" * len(header))
     for kind, r in results.items():
-        c64 = r.get("c64", {})
+        c64 = _point(r, top)
         slow = r.get("slow_clients")
         slow_text = (f"{slow['succeeded']}/{slow['requests']}, {slow['p99_ms'] or '-'} ms"
                      if slow else "")
-        print(f"{kind:<17}{r['rps']:>9.0f}{r['p99_ms'] or 0:>8.2f}{r['c8']['cpu_us_per_request']:>8}"
+        print(f"{kind:<17}{r['rps']:>9.0f}{r['p99_ms'] or 0:>8.2f}{r['cpu_us_per_request']:>8}"
               f"{c64.get('rps', 0):>10.0f}{c64.get('p99_ms') or 0:>9.2f}"
-              f"{r['errors'] + c64.get('errors', 0):>7}{r['cold_start_s']:>7.2f}"
+              f"{sum(p['errors'] for p in r['sweep']):>7}{r['cold_start_s']:>7.2f}"
               f"{r['peak_rss_mb_per_worker']:>7.0f}{slow_text:>22}")
 
     ours = results.get("ours")
@@ -329,19 +357,20 @@ def report(results: dict, args) -> None:
         today = results.get("gunicorn-sync")
         if fastest:
             ratios["ours_vs_fastest_peer_rps"] = ours["rps"] / fastest["rps"]
-            targets["req/s c=8 >= the fastest peer's"] = ours["rps"] >= fastest["rps"]
+            targets[f"req/s c={args.concurrency} >= the fastest peer's"] = ours["rps"] >= fastest["rps"]
         if today:
             ratios["ours_vs_gunicorn_sync_rps"] = ours["rps"] / today["rps"]
-            targets["p99 at c=64 <= gunicorn sync's (today's)"] = (
-                ours["c64"]["p99_ms"] <= today["c64"]["p99_ms"])
+            if _point(ours, 64) and _point(today, 64):
+                targets["p99 at c=64 <= gunicorn sync's (today's)"] = (
+                    _point(ours, 64)["p99_ms"] <= _point(today, 64)["p99_ms"])
         if "baseline" in results:
             ratios["ours_vs_baseline_rps"] = ours["rps"] / results["baseline"]["rps"]
             targets["ours >= 50x baseline req/s"] = ratios["ours_vs_baseline_rps"] >= 50
-        slow = ours["slow_clients"]
+        slow = ours.get("slow_clients") or {"succeeded": 0, "requests": 0, "p99_ms": None}
         targets["slow clients: every prediction 200, p99 < 100 ms, ready"] = (
             slow["succeeded"] == slow["requests"] > 0 and slow["p99_ms"] < 100
-            and slow["readyz_at_end"] == 200)
-        targets["zero errors"] = ours["errors"] == 0 and ours["c64"]["errors"] == 0
+            and slow.get("readyz_at_end") == 200)
+        targets["zero errors"] = all(p["errors"] == 0 for p in ours["sweep"])
         targets["cold start < 1 s"] = ours["cold_start_s"] < 1.0
         targets["RSS per worker < 150 MB"] = ours["peak_rss_mb_per_worker"] < 150
         for name, value in ratios.items():
@@ -352,12 +381,16 @@ def report(results: dict, args) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = args.out / f"serving-{stamp}.json"
-    path.write_text(json.dumps({
-        "when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                   "loadavg_at_end": os.getloadavg()},
-        "duration_s": args.duration, "slow_seconds": args.slow_seconds,
-        "results": results, "ratios": ratios, "targets": targets}, indent=2) + "\n")
+    data = {"when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                       "loadavg_at_end": os.getloadavg()},
+            "duration_s": args.duration, "concurrency": args.concurrency,
+            "slow_seconds": args.slow_seconds, "results": results, "ratios": ratios,
+            "targets": targets}
+    path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nwrote {path.relative_to(ROOT)}")
+    figures = report.serving_figures(data)
+    print("drew " + ", ".join(str(f.relative_to(ROOT)) for f in figures))
+    return data
 
 
 if __name__ == "__main__":

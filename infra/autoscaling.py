@@ -38,7 +38,8 @@ class Autoscaling(pulumi.ComponentResource):
         super().__init__("ml-app:infra:Autoscaling", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         target = aws.appautoscaling.Target(
-            f"{name}-target", service_namespace="ecs", scalable_dimension="ecs:service:DesiredCount",
+            f"{name}-target", service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
             resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", args.service_name),
             min_capacity=args.min_count, max_capacity=args.max_count, opts=child)
 

@@ -17,14 +17,14 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import policy_document
+from infra.naming import StackNames
 from infra.provider import AwsContext
 
 
 @dataclass
 class EncryptionArgs:
     context: AwsContext
-    alias: str                      # alias/<project>-<stack>
-    log_group_prefix: str           # the key serves log groups under this path only
+    names: StackNames               # the alias, and the log groups the key serves
     protect: bool = True
     deletion_window_days: int = 30  # AWS's maximum: the longest time to notice a mistake
     # Statements other components need (e.g. the delivery pipeline's service principals).
@@ -40,7 +40,7 @@ class Encryption(pulumi.ComponentResource):
     def __init__(self, name: str, args: EncryptionArgs,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-app:infra:Encryption", name, None, opts)
-        ctx = args.context
+        ctx, names = args.context, args.names
         statements: list[dict[str, Any]] = [
             {
                 # Without this statement no IAM policy could grant the key, and the account
@@ -58,8 +58,8 @@ class Encryption(pulumi.ComponentResource):
                 "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*",
                            "kms:GenerateDataKey*", "kms:Describe*"],
                 "Resource": "*",
-                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                          ctx.arn("logs", f"log-group:{args.log_group_prefix}/*")}},
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn(
+                    "logs", f"log-group:{names.log_group_prefix}/*")}},
             },
             {
                 # CloudWatch alarms publish to the KMS-encrypted alarm topic as the service
@@ -74,14 +74,13 @@ class Encryption(pulumi.ComponentResource):
         ]
         self.key = aws.kms.Key(
             f"{name}-key",
-            description=f"{args.alias.removeprefix('alias/')}: model bucket, images, logs, "
-                        "alarms, API key",
+            description=f"{names.prefix}: model bucket, images, logs, alarms, API key",
             enable_key_rotation=True,
             rotation_period_in_days=365,
             deletion_window_in_days=args.deletion_window_days,
             policy=policy_document(statements),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
-        aws.kms.Alias(f"{name}-alias", name=args.alias, target_key_id=self.key.key_id,
+        aws.kms.Alias(f"{name}-alias", name=f"alias/{names.prefix}", target_key_id=self.key.key_id,
                       opts=pulumi.ResourceOptions(parent=self))
         self.key_arn = self.key.arn
         self.register_outputs({"key_arn": self.key.arn})

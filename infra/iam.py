@@ -1,4 +1,4 @@
-"""IAM: the task's two roles, and the helpers every module uses to write policy documents.
+"""IAM: the task's two roles, and what every module uses to write policy documents.
 
 The execution role is what ECS itself uses to start the task (pull the image, write logs,
 read the API key secret); the task role is what the application's code uses (read its model
@@ -15,9 +15,54 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from infra.naming import StackNames
 from infra.provider import AwsContext
 
 POLICY_VERSION = "2012-10-17"
+Statement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How the stack's resources are recognised in ARNs and conditions: where the stack runs
+    (account, region, partition) and what it names and tags."""
+
+    context: AwsContext
+    names: StackNames
+
+    @property
+    def prefix(self) -> str:
+        return self.names.prefix
+
+    @property
+    def log_group_prefix(self) -> str:
+        return self.names.log_group_prefix
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> pulumi.Output[str]:
+        return self.context.arn(service, resource, region=region)
+
+    def s3(self, resource: str) -> pulumi.Output[str]:
+        return self.context.partition.apply(lambda p: f"arn:{p}:s3:::{resource}")
+
+    def arn_of(self, pattern: str) -> pulumi.Input[str]:
+        """An ARN pattern as AWS writes it, with ``{partition}``, ``{region}``,
+        ``{account}``, ``{prefix}`` and ``{logs}`` (the log-group path) filled in; "*" stays."""
+        if pattern == "*":
+            return pattern
+        ctx = self.context
+        return pulumi.Output.all(ctx.partition, ctx.account_id).apply(
+            lambda pa: pattern.format(partition=pa[0], account=pa[1], region=ctx.region,
+                                      prefix=self.prefix, logs=self.log_group_prefix))
+
+    @property
+    def request_tag(self) -> dict[str, Any]:
+        """Condition: the request tags the new resource with the stack."""
+        return {"StringEquals": {f"aws:RequestTag/{self.names.tag_key}": self.names.tag_value}}
+
+    @property
+    def resource_tag(self) -> dict[str, Any]:
+        """Condition: the resource carries the stack's tag."""
+        return {"StringEquals": {f"aws:ResourceTag/{self.names.tag_key}": self.names.tag_value}}
 
 
 def policy_document(statements: Sequence[dict[str, Any]]) -> pulumi.Output[str]:
@@ -66,6 +111,72 @@ class ServiceRolesArgs:
     api_key_secret_arn: pulumi.Input[str] | None = None
 
 
+def execution_statements(args: ServiceRolesArgs) -> list[Statement]:
+    """ECS itself, starting a task: pull this image, write this log group, read this secret."""
+    statements: list[Statement] = [
+        {
+            # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "PullThisRepository",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                       "ecr:GetDownloadUrlForLayer"],
+            "Resource": args.repository_arn,
+        },
+        {
+            "Sid": "WriteThisLogGroup",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": pulumi.Output.concat(args.log_group_arn, ":log-stream:*"),
+        },
+    ]
+    if args.api_key_secret_arn is not None:
+        statements += [
+            {
+                "Sid": "ReadTheApiKey",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": args.api_key_secret_arn,
+            },
+            {
+                # The secret is encrypted with the stack's key; only via Secrets Manager.
+                "Sid": "DecryptTheApiKey",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": args.kms_key_arn,
+                "Condition": {"StringEquals": {
+                    "kms:ViaService": args.context.service_principal("secretsmanager")}},
+            },
+        ]
+    return statements
+
+
+def task_statements(args: ServiceRolesArgs) -> list[Statement]:
+    """The application: read the deployed model version, and decrypt it through S3."""
+    return [
+        {
+            # Only the deployed version's objects; the app never lists the bucket.
+            "Sid": "ReadTheDeployedModelVersion",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": pulumi.Output.concat(args.bucket_arn, f"/{args.model_prefix}/*"),
+        },
+        {
+            "Sid": "DecryptModelObjects",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": args.kms_key_arn,
+            "Condition": {"StringEquals": {
+                "kms:ViaService": args.context.service_principal("s3")}},
+        },
+    ]
+
+
 class ServiceRoles(pulumi.ComponentResource):
     """ECS task execution role and task role, each with one inline least-privilege policy."""
 
@@ -83,68 +194,13 @@ class ServiceRoles(pulumi.ComponentResource):
         self.execution_role = aws.iam.Role(
             f"{name}-execution", description="ECS pulls the image, writes logs, reads secrets",
             assume_role_policy=trust, opts=child)
-        execution_statements: list[dict[str, Any]] = [
-            {
-                # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
-                "Sid": "EcrLogin",
-                "Effect": "Allow",
-                "Action": "ecr:GetAuthorizationToken",
-                "Resource": "*",
-            },
-            {
-                "Sid": "PullThisRepository",
-                "Effect": "Allow",
-                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                           "ecr:GetDownloadUrlForLayer"],
-                "Resource": args.repository_arn,
-            },
-            {
-                "Sid": "WriteThisLogGroup",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": pulumi.Output.concat(args.log_group_arn, ":log-stream:*"),
-            },
-        ]
-        if args.api_key_secret_arn is not None:
-            execution_statements += [
-                {
-                    "Sid": "ReadTheApiKey",
-                    "Effect": "Allow",
-                    "Action": "secretsmanager:GetSecretValue",
-                    "Resource": args.api_key_secret_arn,
-                },
-                {
-                    # The secret is encrypted with the stack's key; only via Secrets Manager.
-                    "Sid": "DecryptTheApiKey",
-                    "Effect": "Allow",
-                    "Action": "kms:Decrypt",
-                    "Resource": args.kms_key_arn,
-                    "Condition": {"StringEquals": {
-                        "kms:ViaService": ctx.service_principal("secretsmanager")}},
-                },
-            ]
         aws.iam.RolePolicy(f"{name}-execution", role=self.execution_role.id,
-                           policy=policy_document(execution_statements), opts=child)
-
+                           policy=policy_document(execution_statements(args)), opts=child)
         self.task_role = aws.iam.Role(
             f"{name}-task", description="The application: read its model version",
             assume_role_policy=trust, opts=child)
-        aws.iam.RolePolicy(f"{name}-task", role=self.task_role.id, policy=policy_document([
-            {
-                # Only the deployed version's objects; the app never lists the bucket.
-                "Sid": "ReadTheDeployedModelVersion",
-                "Effect": "Allow",
-                "Action": "s3:GetObject",
-                "Resource": pulumi.Output.concat(args.bucket_arn, f"/{args.model_prefix}/*"),
-            },
-            {
-                "Sid": "DecryptModelObjects",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": ctx.service_principal("s3")}},
-            },
-        ]), opts=child)
+        aws.iam.RolePolicy(f"{name}-task", role=self.task_role.id,
+                           policy=policy_document(task_statements(args)), opts=child)
 
         self.register_outputs({"execution_role_arn": self.execution_role.arn,
                                "task_role_arn": self.task_role.arn})

@@ -23,6 +23,22 @@ from infra.build_context import build_inputs_hash
 PLATFORM = "linux/amd64"
 KEEP_IMAGES = 30            # images kept in the repository (rollback targets)
 UNTAGGED_DAYS = 7           # untagged layers (failed or superseded pushes) expire after
+LIFECYCLE_POLICY = json.dumps({"rules": [
+    {
+        "rulePriority": 1,
+        "description": f"expire untagged images after {UNTAGGED_DAYS} days",
+        "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                      "countUnit": "days", "countNumber": UNTAGGED_DAYS},
+        "action": {"type": "expire"},
+    },
+    {
+        "rulePriority": 2,
+        "description": f"keep the {KEEP_IMAGES} most recent images",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                      "countNumber": KEEP_IMAGES},
+        "action": {"type": "expire"},
+    },
+]})
 
 
 @dataclass
@@ -58,22 +74,7 @@ class ContainerImage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle", repository=self.repository.name,
-            policy=json.dumps({"rules": [
-                {
-                    "rulePriority": 1,
-                    "description": f"expire untagged images after {UNTAGGED_DAYS} days",
-                    "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                                  "countUnit": "days", "countNumber": UNTAGGED_DAYS},
-                    "action": {"type": "expire"},
-                },
-                {
-                    "rulePriority": 2,
-                    "description": f"keep the {KEEP_IMAGES} most recent images",
-                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                                  "countNumber": KEEP_IMAGES},
-                    "action": {"type": "expire"},
-                },
-            ]}),
+            policy=LIFECYCLE_POLICY,
             opts=pulumi.ResourceOptions(parent=self))
 
         self.tag = build_inputs_hash(args.context.resolve(), args.dockerfile, PLATFORM,
@@ -84,12 +85,7 @@ class ContainerImage(pulumi.ComponentResource):
         # Reusing it also deploys exactly the bytes that ran before. Cost: after a deploy
         # that pushed a new tag, the next run flips skipPush to true (one "~ image" line in
         # the preview, a cached local build, no push and no change to the service).
-        tag = self.tag
-        listed = aws.ecr.get_images_output(repository_name=self.repository.name,
-                                           registry_id=self.repository.registry_id,
-                                           opts=pulumi.InvokeOptions(parent=self))
-        existing_digest = listed.image_ids.apply(
-            lambda ids: next((i.image_digest for i in ids or [] if i.image_tag == tag), None))
+        existing_digest = _digest_of(self.repository, self.tag, parent=self)
         # Short-lived (12 h) credentials, fetched at each run; kept secret in the state.
         creds = aws.ecr.get_authorization_token_output(
             registry_id=self.repository.registry_id, opts=pulumi.InvokeOptions(parent=self))
@@ -114,3 +110,13 @@ class ContainerImage(pulumi.ComponentResource):
             lambda a: f"{a[1]}@{a[0]}" if a[0] else a[2])
         self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
                                "tag": self.tag})
+
+
+def _digest_of(repository: aws.ecr.Repository, tag: str,
+               parent: pulumi.Resource) -> pulumi.Output[str | None]:
+    """The digest of the image tagged ``tag`` in the repository, None when there is none."""
+    listed = aws.ecr.get_images_output(repository_name=repository.name,
+                                       registry_id=repository.registry_id,
+                                       opts=pulumi.InvokeOptions(parent=parent))
+    return listed.image_ids.apply(
+        lambda ids: next((i.image_digest for i in ids or [] if i.image_tag == tag), None))

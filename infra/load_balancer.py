@@ -62,34 +62,7 @@ class LoadBalancer(pulumi.ComponentResource):
         create_certificate = bool(args.domain_name and args.hosted_zone_id
                                   and not args.certificate_arn)
         self.https = bool(args.certificate_arn or create_certificate)
-        port = args.container_port
-
-        alb_sg = aws.ec2.SecurityGroup(f"{name}-alb", vpc_id=args.vpc_id,
-                                       description="Load balancer: clients in, tasks out",
-                                       tags={"Name": f"{name}-alb"}, opts=child)
-        task_sg = aws.ec2.SecurityGroup(f"{name}-tasks", vpc_id=args.vpc_id,
-                                        description="Service tasks: only from the load balancer",
-                                        tags={"Name": f"{name}-tasks"}, opts=child)
-        listener_ports = (80, 443) if self.https else (80,)
-        for i, cidr in enumerate(args.allowed_cidrs):
-            for listener_port in listener_ports:
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-alb-in-{listener_port}-{i}", security_group_id=alb_sg.id,
-                    description=f"clients on {listener_port}", ip_protocol="tcp",
-                    from_port=listener_port, to_port=listener_port, **_cidr_args(cidr),
-                    opts=child)
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-to-tasks", security_group_id=alb_sg.id,
-            description="to the tasks' container port", ip_protocol="tcp",
-            from_port=port, to_port=port, referenced_security_group_id=task_sg.id, opts=child)
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-tasks-from-alb", security_group_id=task_sg.id,
-            description="from the load balancer only", ip_protocol="tcp",
-            from_port=port, to_port=port, referenced_security_group_id=alb_sg.id, opts=child)
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-tasks-https-out", security_group_id=task_sg.id,
-            description="HTTPS to AWS APIs (ECR, S3, Logs, Secrets Manager)",
-            ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0", opts=child)
+        alb_sg, task_sg = _security_groups(name, args, self.https, child)
 
         self.alb = aws.lb.LoadBalancer(
             f"{name}-alb", load_balancer_type="application", internal=False,
@@ -99,8 +72,8 @@ class LoadBalancer(pulumi.ComponentResource):
             enable_deletion_protection=args.deletion_protection,
             opts=child)
         self.target_group = aws.lb.TargetGroup(
-            f"{name}-tg", target_type="ip", vpc_id=args.vpc_id, port=port, protocol="HTTP",
-            deregistration_delay=DEREGISTRATION_DELAY,
+            f"{name}-tg", target_type="ip", vpc_id=args.vpc_id, port=args.container_port,
+            protocol="HTTP", deregistration_delay=DEREGISTRATION_DELAY,
             # Inference is CPU-bound with one sync worker per vCPU: send each request to the
             # task with the fewest in flight rather than round-robin.
             load_balancing_algorithm_type="least_outstanding_requests",
@@ -109,28 +82,10 @@ class LoadBalancer(pulumi.ComponentResource):
                 matcher="200", interval=15, timeout=5, healthy_threshold=2,
                 unhealthy_threshold=3),
             opts=child)
-        forward = aws.lb.ListenerDefaultActionArgs(type="forward",
-                                                   target_group_arn=self.target_group.arn)
-
-        certificate_arn: pulumi.Input[str] | None = args.certificate_arn
-        if create_certificate:
-            certificate_arn = self._certificate(name, args)
-        if self.https:
-            aws.lb.Listener(f"{name}-https", load_balancer_arn=self.alb.arn, port=443,
-                            protocol="HTTPS", ssl_policy=TLS_POLICY,
-                            certificate_arn=certificate_arn, default_actions=[forward],
-                            opts=child)
-            aws.lb.Listener(f"{name}-http", load_balancer_arn=self.alb.arn, port=80,
-                            protocol="HTTP", default_actions=[aws.lb.ListenerDefaultActionArgs(
-                                type="redirect",
-                                redirect=aws.lb.ListenerDefaultActionRedirectArgs(
-                                    protocol="HTTPS", port="443", status_code="HTTP_301"))],
-                            opts=child)
-        else:
-            pulumi.log.warn("no certificate configured: the load balancer serves plain HTTP "
-                            "(set certificateArn, or domainName and hostedZoneId)", self)
-            aws.lb.Listener(f"{name}-http", load_balancer_arn=self.alb.arn, port=80,
-                            protocol="HTTP", default_actions=[forward], opts=child)
+        certificate_arn = _certificate(name, args, child) if create_certificate \
+            else args.certificate_arn
+        _listeners(name, self.alb, self.target_group, certificate_arn if self.https else None,
+                   parent=self)
 
         if args.domain_name and args.hosted_zone_id:
             aws.route53.Record(f"{name}-alias", zone_id=args.hosted_zone_id,
@@ -146,20 +101,75 @@ class LoadBalancer(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "alb_arn": self.alb.arn,
                                "target_group_arn": self.target_group.arn})
 
-    def _certificate(self, name: str, args: LoadBalancerArgs) -> pulumi.Output[str]:
-        """An ACM certificate for the domain, validated through a record in its zone."""
-        child = pulumi.ResourceOptions(parent=self)
-        cert = aws.acm.Certificate(f"{name}-cert", domain_name=args.domain_name,
-                                   validation_method="DNS", key_algorithm="EC_prime256v1",
-                                   opts=child)
-        option = cert.domain_validation_options[0]
-        record = aws.route53.Record(f"{name}-cert-validation", zone_id=args.hosted_zone_id,
-                                    name=option.resource_record_name,
-                                    type=option.resource_record_type,
-                                    records=[option.resource_record_value], ttl=300,
-                                    allow_overwrite=True, opts=child)
-        validation = aws.acm.CertificateValidation(f"{name}-cert",
-                                                   certificate_arn=cert.arn,
-                                                   validation_record_fqdns=[record.fqdn],
-                                                   opts=child)
-        return validation.certificate_arn
+
+def _security_groups(name: str, args: LoadBalancerArgs, https: bool,
+                     child: pulumi.ResourceOptions
+                     ) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+    """The ALB's group (clients in on the listener ports, out to the tasks only) and the
+    tasks' group (in from the ALB only, out on 443 only)."""
+    port = args.container_port
+    alb_sg = aws.ec2.SecurityGroup(f"{name}-alb", vpc_id=args.vpc_id,
+                                   description="Load balancer: clients in, tasks out",
+                                   tags={"Name": f"{name}-alb"}, opts=child)
+    task_sg = aws.ec2.SecurityGroup(f"{name}-tasks", vpc_id=args.vpc_id,
+                                    description="Service tasks: only from the load balancer",
+                                    tags={"Name": f"{name}-tasks"}, opts=child)
+    for i, cidr in enumerate(args.allowed_cidrs):
+        for listener_port in (80, 443) if https else (80,):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-in-{listener_port}-{i}", security_group_id=alb_sg.id,
+                description=f"clients on {listener_port}", ip_protocol="tcp",
+                from_port=listener_port, to_port=listener_port, **_cidr_args(cidr),
+                opts=child)
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-alb-to-tasks", security_group_id=alb_sg.id,
+        description="to the tasks' container port", ip_protocol="tcp",
+        from_port=port, to_port=port, referenced_security_group_id=task_sg.id, opts=child)
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-tasks-from-alb", security_group_id=task_sg.id,
+        description="from the load balancer only", ip_protocol="tcp",
+        from_port=port, to_port=port, referenced_security_group_id=alb_sg.id, opts=child)
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-tasks-https-out", security_group_id=task_sg.id,
+        description="HTTPS to AWS APIs (ECR, S3, Logs, Secrets Manager)",
+        ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0", opts=child)
+    return alb_sg, task_sg
+
+
+def _listeners(name: str, alb: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup,
+               certificate_arn: pulumi.Input[str] | None, parent: pulumi.Resource) -> None:
+    """With a certificate: HTTPS forwarding, and HTTP redirecting to it. Without one
+    (outside production only): HTTP forwarding, with a warning."""
+    child = pulumi.ResourceOptions(parent=parent)
+    forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+    if certificate_arn is None:
+        pulumi.log.warn("no certificate configured: the load balancer serves plain HTTP "
+                        "(set certificateArn, or domainName and hostedZoneId)", parent)
+        aws.lb.Listener(f"{name}-http", load_balancer_arn=alb.arn, port=80,
+                        protocol="HTTP", default_actions=[forward], opts=child)
+        return
+    aws.lb.Listener(f"{name}-https", load_balancer_arn=alb.arn, port=443,
+                    protocol="HTTPS", ssl_policy=TLS_POLICY,
+                    certificate_arn=certificate_arn, default_actions=[forward], opts=child)
+    aws.lb.Listener(f"{name}-http", load_balancer_arn=alb.arn, port=80,
+                    protocol="HTTP", default_actions=[aws.lb.ListenerDefaultActionArgs(
+                        type="redirect", redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                            protocol="HTTPS", port="443", status_code="HTTP_301"))],
+                    opts=child)
+
+
+def _certificate(name: str, args: LoadBalancerArgs,
+                 child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """An ACM certificate for the domain, validated through a record in its zone."""
+    cert = aws.acm.Certificate(f"{name}-cert", domain_name=args.domain_name,
+                               validation_method="DNS", key_algorithm="EC_prime256v1",
+                               opts=child)
+    option = cert.domain_validation_options[0]
+    record = aws.route53.Record(f"{name}-cert-validation", zone_id=args.hosted_zone_id,
+                                name=option.resource_record_name,
+                                type=option.resource_record_type,
+                                records=[option.resource_record_value], ttl=300,
+                                allow_overwrite=True, opts=child)
+    return aws.acm.CertificateValidation(f"{name}-cert", certificate_arn=cert.arn,
+                                         validation_record_fqdns=[record.fqdn],
+                                         opts=child).certificate_arn

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.releases import ModelVersion
 from infra.storage import SecureBucket, SecureBucketArgs
 
 NONCURRENT_DAYS = 90          # how long a replaced or deleted object stays recoverable
@@ -26,9 +26,7 @@ NONCURRENT_KEEP = 3           # ... and how many older versions are kept regardl
 @dataclass
 class ModelRegistryArgs:
     kms_key_arn: pulumi.Input[str]
-    model_dir: Path                  # the committed version folder
-    model_prefix: str                # models/<name>/<version>
-    files: tuple[str, ...]           # file names in model_dir to upload
+    model: ModelVersion              # the committed version to upload
     protect: bool = True
 
 
@@ -38,6 +36,7 @@ class ModelRegistry(pulumi.ComponentResource):
     bucket: aws.s3.Bucket
     bucket_name: pulumi.Output[str]
     bucket_arn: pulumi.Output[str]
+    model: ModelVersion
     model_uri: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelRegistryArgs,
@@ -48,11 +47,12 @@ class ModelRegistry(pulumi.ComponentResource):
             keep_noncurrent=NONCURRENT_KEEP, protect=args.protect),
             opts=pulumi.ResourceOptions(parent=self))
 
-        for file_name in args.files:
-            path = args.model_dir / file_name
+        model = args.model
+        for file_name in model.files:
+            path = model.folder / file_name
             aws.s3.BucketObjectv2(
-                f"{name}-{args.model_prefix.replace('/', '-')}-{file_name}",
-                bucket=storage.bucket.id, key=f"{args.model_prefix}/{file_name}",
+                f"{name}-{model.prefix.replace('/', '-')}-{file_name}",
+                bucket=storage.bucket.id, key=f"{model.prefix}/{file_name}",
                 source=pulumi.FileAsset(str(path)),
                 # ETags of KMS-encrypted objects are not MD5s: the content hash drives updates.
                 source_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -64,5 +64,6 @@ class ModelRegistry(pulumi.ComponentResource):
         self.bucket = storage.bucket
         self.bucket_name = storage.bucket_name
         self.bucket_arn = storage.arn
-        self.model_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{args.model_prefix}")
+        self.model = model
+        self.model_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{model.prefix}")
         self.register_outputs({"bucket": self.bucket_name, "model_uri": self.model_uri})

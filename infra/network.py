@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import policy_document, service_trust_policy
+from infra.naming import StackNames
 from infra.provider import AwsContext
 
 # Interface endpoints the tasks need to start without NAT: image pull (ECR API and registry;
@@ -29,12 +30,12 @@ INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
 @dataclass
 class NetworkArgs:
     context: AwsContext
+    names: StackNames                  # the flow log group's path
     cidr: str
     zone_count: int
     nat_gateways: str                  # one-per-az | single | none
     interface_endpoints: bool
     flow_logs: bool
-    flow_log_group_name: str
     log_retention_days: int
     kms_key_arn: pulumi.Input[str]
 
@@ -50,7 +51,6 @@ class Network(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-app:infra:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        blocks = list(ipaddress.ip_network(args.cidr).subnets(prefixlen_diff=3))
         zones = aws.get_availability_zones_output(
             state="available",
             # Skip Local and Wavelength Zones: they lack Fargate.
@@ -58,54 +58,20 @@ class Network(pulumi.ComponentResource):
                                                         values=["opt-in-not-required"])],
             opts=pulumi.InvokeOptions(parent=self)).names
 
-        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_support=True,
-                          enable_dns_hostnames=True,  # private DNS for interface endpoints
-                          tags={"Name": name}, opts=child)
+        vpc, igw, public_rt = _vpc(name, args, child)
         self.vpc_id = vpc.id
-        # Take every rule away from the VPC's default security group, so that nothing
-        # attached to it by mistake can talk to anything (CIS AWS Foundations 5.4).
-        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
-                                     tags={"Name": f"{name}-default-unused"}, opts=child)
-
-        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": name},
-                                      opts=child)
-        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id,
-                                       tags={"Name": f"{name}-public"}, opts=child)
-        aws.ec2.Route(f"{name}-public-default", route_table_id=public_rt.id,
-                      destination_cidr_block="0.0.0.0/0", gateway_id=igw.id, opts=child)
 
         self.public_subnet_ids, self.private_subnet_ids = [], []
         private_route_tables: list[aws.ec2.RouteTable] = []
         nat_ids: list[pulumi.Output[str]] = []
         for i in range(args.zone_count):
-            zone = zones.apply(lambda names, i=i: names[i])
-            public = aws.ec2.Subnet(
-                f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=str(blocks[i]),
-                availability_zone=zone,
-                map_public_ip_on_launch=False,  # the ALB gets its addresses without this
-                tags={"Name": f"{name}-public-{i}", "tier": "public"}, opts=child)
-            aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=public.id,
-                                          route_table_id=public_rt.id, opts=child)
-            private = aws.ec2.Subnet(
-                f"{name}-private-{i}", vpc_id=vpc.id, cidr_block=str(blocks[4 + i]),
-                availability_zone=zone, map_public_ip_on_launch=False,
-                tags={"Name": f"{name}-private-{i}", "tier": "private"}, opts=child)
-            route_table = aws.ec2.RouteTable(f"{name}-private-{i}", vpc_id=vpc.id,
-                                             tags={"Name": f"{name}-private-{i}"}, opts=child)
-            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=private.id,
-                                          route_table_id=route_table.id, opts=child)
+            public, private, route_table = _zone(
+                name, args, i, zones.apply(lambda names, i=i: names[i]), vpc, public_rt, child)
             self.public_subnet_ids.append(public.id)
             self.private_subnet_ids.append(private.id)
             private_route_tables.append(route_table)
-
             if args.nat_gateways == "one-per-az" or (args.nat_gateways == "single" and i == 0):
-                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc",
-                                  tags={"Name": f"{name}-nat-{i}"}, opts=child)
-                nat = aws.ec2.NatGateway(f"{name}-nat-{i}", allocation_id=eip.allocation_id,
-                                         subnet_id=public.id, tags={"Name": f"{name}-nat-{i}"},
-                                         opts=pulumi.ResourceOptions(parent=self,
-                                                                     depends_on=[igw]))
-                nat_ids.append(nat.id)
+                nat_ids.append(_nat_gateway(name, i, public, igw, child))
             if nat_ids:
                 # A zone without its own NAT gateway uses the first one (strategy "single").
                 aws.ec2.Route(f"{name}-private-{i}-default", route_table_id=route_table.id,
@@ -118,50 +84,108 @@ class Network(pulumi.ComponentResource):
             route_table_ids=[rt.id for rt in private_route_tables],
             tags={"Name": f"{name}-s3"}, opts=child)
         if args.interface_endpoints:
-            self._interface_endpoints(name, args, vpc)
+            _interface_endpoints(name, args, vpc, self.private_subnet_ids, child)
         if args.flow_logs:
-            self._flow_logs(name, args, vpc)
+            _flow_logs(name, args, vpc, child)
 
         self.register_outputs({"vpc_id": self.vpc_id,
                                "public_subnet_ids": self.public_subnet_ids,
                                "private_subnet_ids": self.private_subnet_ids})
 
-    def _interface_endpoints(self, name: str, args: NetworkArgs, vpc: aws.ec2.Vpc) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        sg = aws.ec2.SecurityGroup(f"{name}-endpoints", vpc_id=vpc.id,
-                                   description="HTTPS from inside the VPC to the AWS endpoints",
-                                   tags={"Name": f"{name}-endpoints"}, opts=child)
-        aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=sg.id,
-                                         description="HTTPS from the VPC", ip_protocol="tcp",
-                                         from_port=443, to_port=443, cidr_ipv4=args.cidr,
-                                         opts=child)
-        for service in INTERFACE_ENDPOINTS:
-            aws.ec2.VpcEndpoint(
-                f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id,
-                vpc_endpoint_type="Interface",
-                service_name=f"com.amazonaws.{args.context.region}.{service}",
-                private_dns_enabled=True, subnet_ids=self.private_subnet_ids,
-                security_group_ids=[sg.id], tags={"Name": f"{name}-{service}"}, opts=child)
 
-    def _flow_logs(self, name: str, args: NetworkArgs, vpc: aws.ec2.Vpc) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        ctx = args.context
-        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", name=args.flow_log_group_name,
-                                        retention_in_days=args.log_retention_days,
-                                        kms_key_id=args.kms_key_arn, opts=child)
-        role = aws.iam.Role(f"{name}-flow-logs",
-                            description="VPC flow logs write to their log group",
-                            assume_role_policy=service_trust_policy(
-                                "vpc-flow-logs.amazonaws.com", ctx,
-                                ctx.arn("ec2", "vpc-flow-log/*")),
-                            opts=child)
-        aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=policy_document([{
-            "Sid": "WriteTheFlowLogGroup",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            "Resource": [group.arn, pulumi.Output.concat(group.arn, ":log-stream:*")],
-        }]), opts=child)
-        aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type="ALL",
-                        log_destination_type="cloud-watch-logs", log_destination=group.arn,
-                        iam_role_arn=role.arn, max_aggregation_interval=600,
-                        tags={"Name": name}, opts=child)
+def _vpc(name: str, args: NetworkArgs, child: pulumi.ResourceOptions
+         ) -> tuple[aws.ec2.Vpc, aws.ec2.InternetGateway, aws.ec2.RouteTable]:
+    """The VPC with its default security group emptied, its internet gateway, and the
+    public subnets' route table (default route to the internet gateway)."""
+    vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_support=True,
+                      enable_dns_hostnames=True,  # private DNS for interface endpoints
+                      tags={"Name": name}, opts=child)
+    # Take every rule away from the VPC's default security group, so that nothing attached
+    # to it by mistake can talk to anything (CIS AWS Foundations 5.4).
+    aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
+                                 tags={"Name": f"{name}-default-unused"}, opts=child)
+    igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": name},
+                                  opts=child)
+    public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id,
+                                   tags={"Name": f"{name}-public"}, opts=child)
+    aws.ec2.Route(f"{name}-public-default", route_table_id=public_rt.id,
+                  destination_cidr_block="0.0.0.0/0", gateway_id=igw.id, opts=child)
+    return vpc, igw, public_rt
+
+
+def _zone(name: str, args: NetworkArgs, i: int, zone: pulumi.Output[str], vpc: aws.ec2.Vpc,
+          public_rt: aws.ec2.RouteTable, child: pulumi.ResourceOptions
+          ) -> tuple[aws.ec2.Subnet, aws.ec2.Subnet, aws.ec2.RouteTable]:
+    """Zone ``i``: public block ``i`` on the shared public route table, private block
+    ``4 + i`` with its own route table (its default route goes to a NAT gateway)."""
+    blocks = list(ipaddress.ip_network(args.cidr).subnets(prefixlen_diff=3))
+    public = aws.ec2.Subnet(
+        f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=str(blocks[i]),
+        availability_zone=zone,
+        map_public_ip_on_launch=False,  # the ALB gets its addresses without this
+        tags={"Name": f"{name}-public-{i}", "tier": "public"}, opts=child)
+    aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=public.id,
+                                  route_table_id=public_rt.id, opts=child)
+    private = aws.ec2.Subnet(
+        f"{name}-private-{i}", vpc_id=vpc.id, cidr_block=str(blocks[4 + i]),
+        availability_zone=zone, map_public_ip_on_launch=False,
+        tags={"Name": f"{name}-private-{i}", "tier": "private"}, opts=child)
+    route_table = aws.ec2.RouteTable(f"{name}-private-{i}", vpc_id=vpc.id,
+                                     tags={"Name": f"{name}-private-{i}"}, opts=child)
+    aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=private.id,
+                                  route_table_id=route_table.id, opts=child)
+    return public, private, route_table
+
+
+def _nat_gateway(name: str, i: int, public: aws.ec2.Subnet, igw: aws.ec2.InternetGateway,
+                 child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags={"Name": f"{name}-nat-{i}"},
+                      opts=child)
+    return aws.ec2.NatGateway(f"{name}-nat-{i}", allocation_id=eip.allocation_id,
+                              subnet_id=public.id, tags={"Name": f"{name}-nat-{i}"},
+                              opts=pulumi.ResourceOptions.merge(
+                                  child, pulumi.ResourceOptions(depends_on=[igw]))).id
+
+
+def _interface_endpoints(name: str, args: NetworkArgs, vpc: aws.ec2.Vpc,
+                         subnet_ids: list[pulumi.Output[str]],
+                         child: pulumi.ResourceOptions) -> None:
+    sg = aws.ec2.SecurityGroup(f"{name}-endpoints", vpc_id=vpc.id,
+                               description="HTTPS from inside the VPC to the AWS endpoints",
+                               tags={"Name": f"{name}-endpoints"}, opts=child)
+    aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=sg.id,
+                                     description="HTTPS from the VPC", ip_protocol="tcp",
+                                     from_port=443, to_port=443, cidr_ipv4=args.cidr,
+                                     opts=child)
+    for service in INTERFACE_ENDPOINTS:
+        aws.ec2.VpcEndpoint(
+            f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id,
+            vpc_endpoint_type="Interface",
+            service_name=f"com.amazonaws.{args.context.region}.{service}",
+            private_dns_enabled=True, subnet_ids=subnet_ids,
+            security_group_ids=[sg.id], tags={"Name": f"{name}-{service}"}, opts=child)
+
+
+def _flow_logs(name: str, args: NetworkArgs, vpc: aws.ec2.Vpc,
+               child: pulumi.ResourceOptions) -> None:
+    ctx = args.context
+    group = aws.cloudwatch.LogGroup(f"{name}-flow-logs",
+                                    name=args.names.log_group("vpc-flow-logs"),
+                                    retention_in_days=args.log_retention_days,
+                                    kms_key_id=args.kms_key_arn, opts=child)
+    role = aws.iam.Role(f"{name}-flow-logs",
+                        description="VPC flow logs write to their log group",
+                        assume_role_policy=service_trust_policy(
+                            "vpc-flow-logs.amazonaws.com", ctx,
+                            ctx.arn("ec2", "vpc-flow-log/*")),
+                        opts=child)
+    aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=policy_document([{
+        "Sid": "WriteTheFlowLogGroup",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        "Resource": [group.arn, pulumi.Output.concat(group.arn, ":log-stream:*")],
+    }]), opts=child)
+    aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type="ALL",
+                    log_destination_type="cloud-watch-logs", log_destination=group.arn,
+                    iam_role_arn=role.arn, max_aggregation_interval=600,
+                    tags={"Name": name}, opts=child)

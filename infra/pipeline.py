@@ -6,11 +6,12 @@ notification; required in prod) -> Deploy (``pulumi up`` then the smoke test; th
 back on failure). Pulumi is the only deployer (design.md 1): the pipeline runs ``pulumi up``
 of the same program, there is no ECS deploy action.
 
-Also here: the artifact bucket (the model bucket's protections), one CodeBuild project and
-one encrypted log group per build, the IAM roles (read-only for Test and Preview, stack
-scoped for Deploy, all under a permissions boundary this component defines), the GitHub OIDC
-provider and the read-only role GitHub pull requests use for their previews, and pipeline
-notifications to the stack's alarm topic. See docs/pipeline.md.
+The builds are a table (``BUILDS``): each row is one CodeBuild project with its buildspec,
+log group, role and stage. Also here: the artifact bucket (the model bucket's protections),
+the GitHub OIDC provider and the read-only role GitHub pull requests use for their previews,
+and pipeline notifications to the stack's alarm topic. The roles' statements are in
+infra/pipeline_iam.py, the ceiling every role carries in infra/boundary.py. See
+docs/pipeline.md.
 """
 
 from __future__ import annotations
@@ -22,17 +23,14 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import pipeline_iam as piam
-from infra.config import GITHUB_REPOSITORY, PULUMI_BACKENDS
-from infra.iam import policy_document, service_trust_policy
+from infra.iam import Scope, Statement, policy_document, service_trust_policy
+from infra.naming import StackNames
+from infra.pipeline_iam import StateBackend
 from infra.provider import AwsContext
 from infra.storage import SecureBucket, SecureBucketArgs
 
 BUILDSPEC_DIR = "ci/buildspecs"
 BUILD_IMAGE = "aws/codebuild/standard:7.0"       # Ubuntu 22.04, Docker, Python 3.11
-# Minutes. A build's timeout is its pipeline action's timeout (CodePipeline's own timeout
-# only exists for manual approvals): short enough that a failed ECS deployment fails the
-# stage within the hour instead of hanging (ECS's circuit breaker decides in minutes).
-BUILD_TIMEOUTS = {"test": 45, "preview": 20, "deploy": 40}
 QUEUED_TIMEOUT = 30
 ARTIFACT_EXPIRY_DAYS = 30          # artifacts are inputs of one execution; 30 days to debug
 NONCURRENT_DAYS = 7
@@ -42,9 +40,43 @@ NOTIFICATION_EVENTS = (
     "codepipeline-pipeline-manual-approval-needed",
 )
 CODESTAR_NOTIFICATIONS = "codestar-notifications.amazonaws.com"
+codepipeline = aws.codepipeline
 
 
-def key_statements() -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Build:
+    """One CodeBuild project ``<prefix>-<kind>`` running ``ci/buildspecs/<kind>.yml``, with
+    its log group and role, and the pipeline stage (of the same name) that runs it."""
+
+    kind: str
+    stage: str
+    category: str                       # the stage action's CodePipeline category
+    # Minutes. A build's timeout is its pipeline action's timeout (CodePipeline's own
+    # timeout only exists for manual approvals): short enough that a failed ECS deployment
+    # fails the stage within the hour instead of hanging.
+    timeout: int
+    compute: str = "BUILD_GENERAL1_MEDIUM"
+    docker: bool = False                # privileged mode (container tests, image builds)
+    state: str | None = None            # Pulumi state access: None, "read" or "write"
+    output: str | None = None           # the artifact it writes (to the artifact bucket)
+    reports: bool = False               # CodeBuild test reports (the JUnit file)
+    policies: tuple[str, ...] = ()      # pipeline_iam.MANAGED_POLICIES its role gets
+    after_approval: bool = False        # the manual approval stage (when required) precedes it
+    rollback: bool = False              # a failure re-runs the last good source through it
+    one_at_a_time: bool = False         # Pulumi's state lock is the second guard
+
+
+BUILDS = (
+    Build("test", "Test", "Test", timeout=45, docker=True, reports=True),
+    Build("preview", "Preview", "Build", timeout=20, compute="BUILD_GENERAL1_SMALL",
+          state="read", output="preview", policies=("read-stack",)),
+    Build("deploy", "Deploy", "Build", timeout=40, docker=True, state="write",
+          policies=("read-stack", "deploy-named", "deploy-tagged", "deploy-iam"),
+          after_approval=True, rollback=True, one_at_a_time=True),
+)
+
+
+def key_statements() -> list[Statement]:
     """Statements the stack's KMS key policy needs for the pipeline (pass them to
     ``EncryptionArgs.additional_statements``): CodeStar Notifications publishes to the
     KMS-encrypted alarm topic as the service itself."""
@@ -62,58 +94,6 @@ TOPIC_PUBLISHERS = (CODESTAR_NOTIFICATIONS,)
 
 
 @dataclass
-class PermissionsBoundaryArgs:
-    """Where the boundary applies: the stack's names, log groups and tag."""
-
-    context: AwsContext
-    prefix: str                                # <project>-<stack>
-    log_group_prefix: str                      # /<project>/<stack>
-    stack: str
-    tag_key: str = "stack"
-
-
-class PermissionsBoundary(pulumi.ComponentResource):
-    """The managed policy every role of the stack carries (``<prefix>-permissions-boundary``).
-
-    Built before any other component: ``every_role_carries(boundary.arn)`` then puts it on
-    every ``aws.iam.Role`` the program creates (and the deploy role may create no role
-    without it, pipeline_iam.deploy_iam), so nothing the pipeline deploys can exceed it.
-    """
-
-    policy: aws.iam.Policy
-    arn: pulumi.Output[str]
-
-    def __init__(self, name: str, args: PermissionsBoundaryArgs,
-                 opts: pulumi.ResourceOptions | None = None):
-        super().__init__("ml-app:cicd:PermissionsBoundary", name, None, opts)
-        policy_name = f"{args.prefix}-permissions-boundary"
-        own_arn = args.context.arn("iam", f"policy/{policy_name}", region=False)
-        scope = piam.Scope(args.context, args.prefix, args.log_group_prefix, args.tag_key,
-                           args.stack)
-        self.policy = aws.iam.Policy(
-            f"{name}-permissions-boundary", name=policy_name,
-            description="Ceiling of every role of this stack: its services only, no way out",
-            policy=policy_document(piam.boundary(scope, own_arn)),
-            opts=pulumi.ResourceOptions(parent=self))
-        self.arn = self.policy.arn
-        self.register_outputs({"arn": self.arn})
-
-
-def every_role_carries(boundary_arn: pulumi.Input[str]) -> None:
-    """Register a stack transformation that sets ``permissions_boundary`` on every IAM role
-    created after this call (a role that already sets one keeps it)."""
-    def transformation(args: pulumi.ResourceTransformationArgs):
-        if args.type_ != "aws:iam/role:Role" or args.props.get("permissions_boundary"):
-            return None
-        return pulumi.ResourceTransformationResult(
-            props={**args.props, "permissions_boundary": boundary_arn}, opts=args.opts)
-
-    # The SDK-side transformation (not register_resource_transform): it runs in this
-    # process, so the offline tests under mocks see its effect too.
-    pulumi.runtime.register_stack_transformation(transformation)
-
-
-@dataclass
 class PipelineArgs:
     """What the pipeline needs from configuration and from the other components.
 
@@ -122,22 +102,16 @@ class PipelineArgs:
     """
 
     context: AwsContext
-    stack: str                                 # dev | staging | prod
-    prefix: str                                # <project>-<stack>: physical names
-    log_group_prefix: str                      # /<project>/<stack> (the key policy covers it)
+    names: StackNames
     kms_key_arn: pulumi.Input[str]             # artifacts, build logs
     alarm_topic_arn: pulumi.Input[str]         # approvals and notifications
     boundary_arn: pulumi.Input[str]            # PermissionsBoundary.arn
     repository: str                            # GitHub owner/repo
     branch: str                                # the branch this stack deploys
     approval_required: bool
-    tag_key: str = "stack"                     # the stack tag the provider puts everywhere
+    backend: StateBackend
     connection_arn: str | None = None          # existing CodeStar connection, else created
     github_oidc_provider_arn: str | None = None  # existing provider (one per account)
-    backend: str = "cloud"                     # cloud | s3
-    pulumi_token_secret: str | None = None     # cloud: Secrets Manager name or ARN
-    state_bucket: str | None = None            # s3: bucket of the self-managed backend
-    secrets_key_arn: str | None = None         # s3: KMS key of the awskms secrets provider
     domain_name: str | None = None             # with hosted_zone_id: the deploy writes its
     hosted_zone_id: str | None = None          # records (alias, certificate validation)
     log_retention_days: int = 30
@@ -145,27 +119,59 @@ class PipelineArgs:
     protect: bool = False
 
     def validate(self) -> None:
-        """Construction-time checks naming the bad input (config.py checks keys earlier)."""
-        problems = []
-        if not GITHUB_REPOSITORY.match(self.repository or ""):
-            problems.append(f"repository={self.repository!r}: must be <owner>/<repo>")
-        if self.backend not in PULUMI_BACKENDS:
-            problems.append(f"backend={self.backend!r}: must be cloud or s3")
-        if self.backend == "cloud" and not self.pulumi_token_secret:
-            problems.append("pulumi_token_secret: required with the cloud backend")
-        if self.backend == "s3" and not (self.state_bucket and self.secrets_key_arn):
-            problems.append("state_bucket and secrets_key_arn: required with the s3 backend")
+        """What only this component decides (the config keys are checked by infra/config.py
+        before any component exists, naming the key and the stack file)."""
         if not 5 <= self.approval_timeout_minutes <= 7 * 24 * 60:
-            problems.append(f"approval_timeout_minutes={self.approval_timeout_minutes}: "
-                            "CodePipeline accepts 5 to 10080")
-        if problems:
-            raise ValueError("PipelineArgs: " + "; ".join(problems))
+            raise ValueError(f"PipelineArgs: approval_timeout_minutes="
+                             f"{self.approval_timeout_minutes}: CodePipeline accepts 5 to 10080")
+
+
+@dataclass(frozen=True)
+class _Children:
+    """Makes the component's children: logical names ``<name>-<key>``, physical names
+    ``<prefix>-<key>``, every role under the boundary."""
+
+    name: str
+    names: StackNames
+    boundary_arn: pulumi.Input[str]
+    parent: pulumi.Resource
+
+    def opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self.parent, **kwargs)
+
+    def role(self, key: str, description: str, trust: pulumi.Input[str],
+             statements: Sequence[Statement] = (),
+             managed: Sequence[pulumi.Input[str]] = ()) -> pulumi.Output[str]:
+        """A role with the boundary, one inline policy and the given managed policies.
+        Returns its ARN, resolved only once the policies are attached: a project or
+        pipeline given it waits for them on create (its first run must not race them), and
+        a destroy removes it before them."""
+        role = aws.iam.Role(
+            f"{self.name}-{key}", name=self.names.name(key), description=description,
+            assume_role_policy=trust, permissions_boundary=self.boundary_arn,
+            max_session_duration=3600, opts=self.opts())
+        attached: list[pulumi.Resource] = []
+        if statements:
+            attached.append(aws.iam.RolePolicy(
+                f"{self.name}-{key}", role=role.id, policy=policy_document(statements),
+                opts=self.opts()))
+        for i, policy_arn in enumerate(managed):
+            attached.append(aws.iam.RolePolicyAttachment(
+                f"{self.name}-{key}-{i}", role=role.name, policy_arn=policy_arn,
+                opts=self.opts()))
+        return pulumi.Output.all(role.arn, *[r.id for r in attached]).apply(lambda v: v[0])
+
+    def policy(self, key: str, description: str,
+               statements: Sequence[Statement]) -> pulumi.Output[str]:
+        return aws.iam.Policy(f"{self.name}-{key}", name=self.names.name(key),
+                              description=description, policy=policy_document(statements),
+                              opts=self.opts()).arn
 
 
 class Pipeline(pulumi.ComponentResource):
     """One stack's CodePipeline V2 with its builds, roles, bucket and notifications."""
 
-    pipeline: aws.codepipeline.Pipeline
+    pipeline: codepipeline.Pipeline
     artifact_bucket: aws.s3.Bucket
     connection_arn: pulumi.Output[str]
     github_preview_role_arn: pulumi.Output[str]
@@ -174,23 +180,30 @@ class Pipeline(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-app:cicd:Pipeline", name, None, opts)
         args.validate()
-        self._args = args
-        self._name = name
-        ctx = args.context
-        self._scope = piam.Scope(ctx, args.prefix, args.log_group_prefix, args.tag_key,
-                                 args.stack)
-        self._pipeline_name = args.prefix
-        self._pipeline_arn = ctx.arn("codepipeline", self._pipeline_name)
+        make = _Children(name, args.names, args.boundary_arn, self)
+        scope = Scope(args.context, args.names)
 
-        self.connection_arn = self._connection()
-        self.artifact_bucket = self._artifact_bucket()
-        self._token_secret_arn = self._secret_arn(args.pulumi_token_secret)
-
-        projects = {kind: self._build(kind) for kind in ("test", "preview", "deploy")}
-        self.pipeline = self._pipeline(projects)
-        self._notifications()
-        self.github_preview_role_arn = self._github_preview_role()
-
+        self.connection_arn = _connection(make, args)
+        self.artifact_bucket = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
+            kms_key_arn=args.kms_key_arn, noncurrent_days=NONCURRENT_DAYS,
+            expire_days=ARTIFACT_EXPIRY_DAYS, protect=args.protect), opts=make.opts()).bucket
+        policies = {key: make.policy(key, description, statements(scope, args.boundary_arn))
+                    for key, (description, statements) in piam.MANAGED_POLICIES.items()}
+        projects = {build.kind: _project(make, scope, args, build, self.artifact_bucket.arn,
+                                         policies) for build in BUILDS}
+        self.pipeline = _pipeline(make, args, projects, self.artifact_bucket,
+                                  self.connection_arn)
+        aws.codestarnotifications.NotificationRule(
+            # Failed, succeeded and approval-needed events to the alarm topic (its policy
+            # and the key policy let the service publish: TOPIC_PUBLISHERS, key_statements).
+            f"{name}-notifications", name=args.names.name("pipeline"),
+            resource=self.pipeline.arn, detail_type="FULL",
+            event_type_ids=list(NOTIFICATION_EVENTS),
+            targets=[aws.codestarnotifications.NotificationRuleTargetArgs(
+                address=args.alarm_topic_arn, type="SNS")],
+            opts=make.opts())
+        self.github_preview_role_arn = _github_preview_role(make, scope, args,
+                                                            policies["read-stack"])
         self.register_outputs({
             "pipeline_name": self.pipeline.name,
             "artifact_bucket": self.artifact_bucket.bucket,
@@ -198,295 +211,162 @@ class Pipeline(pulumi.ComponentResource):
             "github_preview_role_arn": self.github_preview_role_arn,
         })
 
-    # ------------------------------------------------------------------------ helpers --
-    def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, **kwargs)
 
-    def _secret_arn(self, name_or_arn: str | None) -> pulumi.Output[str] | None:
-        """IAM needs an ARN; Secrets Manager appends 6 random characters to a name."""
-        if not name_or_arn:
-            return None
-        if name_or_arn.startswith("arn:"):
-            return pulumi.Output.from_input(name_or_arn)
-        return self._args.context.arn("secretsmanager", f"secret:{name_or_arn}-??????")
+def _connection(make: _Children, args: PipelineArgs) -> pulumi.Output[str]:
+    """GitHub connection. A created one starts PENDING: a person confirms it once in the
+    console (Developer Tools > Settings > Connections), see docs/pipeline.md."""
+    if args.connection_arn:
+        return pulumi.Output.from_input(args.connection_arn)
+    return aws.codestarconnections.Connection(
+        f"{make.name}-github", name=args.names.name("github")[:32], provider_type="GitHub",
+        opts=make.opts()).arn
 
-    def _role(self, key: str, description: str, trust: pulumi.Input[str],
-              statements: Sequence[dict[str, Any]] = (),
-              managed: Sequence[pulumi.Input[str]] = ()) -> pulumi.Output[str]:
-        """A role named ``<prefix>-<key>`` with the boundary, one inline policy and the
-        given managed policies. Returns its ARN, resolved only once the policies are
-        attached: a project or pipeline given it waits for them on create (its first run
-        must not race them), and a destroy removes it before them."""
-        role = aws.iam.Role(
-            f"{self._name}-{key}", name=f"{self._args.prefix}-{key}", description=description,
-            assume_role_policy=trust, permissions_boundary=self._args.boundary_arn,
-            max_session_duration=3600, opts=self._opts())
-        attached: list[pulumi.Resource] = []
-        if statements:
-            attached.append(aws.iam.RolePolicy(
-                f"{self._name}-{key}", role=role.id, policy=policy_document(statements),
-                opts=self._opts()))
-        for i, policy_arn in enumerate(managed):
-            attached.append(aws.iam.RolePolicyAttachment(
-                f"{self._name}-{key}-{i}", role=role.name, policy_arn=policy_arn,
-                opts=self._opts()))
-        return pulumi.Output.all(role.arn, *[r.id for r in attached]).apply(lambda v: v[0])
 
-    def _managed_policy(self, key: str, description: str,
-                        statements: Sequence[dict[str, Any]]) -> aws.iam.Policy:
-        return aws.iam.Policy(f"{self._name}-{key}", name=f"{self._args.prefix}-{key}",
-                              description=description, policy=policy_document(statements),
-                              opts=self._opts())
+def _variables(args: PipelineArgs, build: Build) -> list[Any]:
+    """The build's environment: the stack, and for builds that run Pulumi, its backend."""
+    env = aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs
+    variables = [env(name="STACK", type="PLAINTEXT", value=args.names.stack)]
+    if build.state and args.backend.kind == "cloud":
+        # Resolved by CodeBuild at build start; never in the project definition or logs.
+        variables.append(env(name="PULUMI_ACCESS_TOKEN", type="SECRETS_MANAGER",
+                             value=str(args.backend.token_secret)))
+    elif build.state:
+        variables.append(env(name="PULUMI_BACKEND_URL", type="PLAINTEXT",
+                             value=f"s3://{args.backend.state_bucket}"
+                                   f"?region={args.context.region}"))
+    return variables
 
-    # ----------------------------------------------------------------------- resources --
-    def _connection(self) -> pulumi.Output[str]:
-        """GitHub connection. A created one starts PENDING: a person confirms it once in the
-        console (Developer Tools > Settings > Connections), see docs/pipeline.md."""
-        if self._args.connection_arn:
-            return pulumi.Output.from_input(self._args.connection_arn)
-        connection = aws.codestarconnections.Connection(
-            f"{self._name}-github", name=f"{self._args.prefix}-github"[:32],
-            provider_type="GitHub", opts=self._opts())
-        return connection.arn
 
-    def _artifact_bucket(self) -> aws.s3.Bucket:
-        """A ``SecureBucket`` like the model bucket (versioned, SSE-KMS with the stack key,
-        private, TLS 1.2+ only); artifacts also expire: each is one execution's input."""
-        a = self._args
-        return SecureBucket(f"{self._name}-artifacts", SecureBucketArgs(
-            kms_key_arn=a.kms_key_arn, noncurrent_days=NONCURRENT_DAYS,
-            expire_days=ARTIFACT_EXPIRY_DAYS, protect=a.protect), opts=self._opts()).bucket
+def _build_role(make: _Children, scope: Scope, args: PipelineArgs, build: Build,
+                project_name: str, log_group_arn: pulumi.Input[str],
+                bucket_arn: pulumi.Input[str],
+                policies: dict[str, pulumi.Output[str]]) -> pulumi.Output[str]:
+    """The project's role: its logs and artifacts, then what its row of BUILDS asks for."""
+    statements = piam.build_basics(scope, log_group_arn, bucket_arn, args.kms_key_arn,
+                                   write_artifacts=build.output is not None)
+    if build.reports:
+        statements.append(piam.test_reports(scope, project_name))
+    if build.state:
+        statements += piam.state_backend(scope, args.backend, write=build.state == "write")
+    if build.state == "write":
+        statements += piam.deploy_outside_the_stack(
+            scope, connection_arn=args.connection_arn, hosted_zone_id=args.hosted_zone_id,
+            domain_name=args.domain_name)
+    trust = service_trust_policy("codebuild.amazonaws.com", args.context,
+                                 args.context.arn("codebuild", f"project/{project_name}"))
+    return make.role(f"{build.kind}-build", f"CodeBuild {project_name}: {build.kind} stage",
+                     trust, statements, [policies[key] for key in build.policies])
 
-    def _backend_env(self) -> list[aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs]:
-        a = self._args
-        env = aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs
-        if a.backend == "cloud":
-            # Resolved by CodeBuild at build start; never in the project definition or logs.
-            return [env(name="PULUMI_ACCESS_TOKEN", type="SECRETS_MANAGER",
-                        value=str(a.pulumi_token_secret))]
-        return [env(name="PULUMI_BACKEND_URL", type="PLAINTEXT",
-                    value=f"s3://{a.state_bucket}?region={a.context.region}")]
 
-    def _build(self, kind: str) -> aws.codebuild.Project:
-        """CodeBuild project ``<prefix>-<kind>`` running ``ci/buildspecs/<kind>.yml``, its
-        encrypted log group and its role."""
-        a, s = self._args, self._scope
-        project_name = f"{a.prefix}-{kind}"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{self._name}-{kind}-build-logs", name=f"{a.log_group_prefix}/codebuild/{kind}",
-            retention_in_days=a.log_retention_days, kms_key_id=a.kms_key_arn,
-            opts=self._opts())
-        project_arn = a.context.arn("codebuild", f"project/{project_name}")
-        trust = service_trust_policy("codebuild.amazonaws.com", a.context, project_arn)
-        statements = piam.build_basics(s, log_group.arn, self.artifact_bucket.arn,
-                                       a.kms_key_arn, write_artifacts=kind == "preview")
-        managed: list[pulumi.Input[str]] = []
-        if kind == "test":
-            statements.append(piam.test_reports(s, project_name))
-        backend = dict(token_secret_arn=self._token_secret_arn, state_bucket=a.state_bucket,
-                       secrets_key_arn=a.secrets_key_arn)
-        if kind == "preview":
-            statements += piam.state_backend(s, a.backend, write=False, **backend)
-            managed.append(self._read_policy().arn)
-        if kind == "deploy":
-            statements += piam.state_backend(s, a.backend, write=True, **backend)
-            statements += piam.deploy_outside_the_stack(
-                s, connection_arn=a.connection_arn, hosted_zone_id=a.hosted_zone_id,
-                domain_name=a.domain_name)
-            managed += [self._read_policy().arn] + [p.arn for p in self._deploy_policies()]
-        role_arn = self._role(f"{kind}-build", f"CodeBuild {project_name}: {kind} stage",
-                              trust, statements, managed)
+def _project(make: _Children, scope: Scope, args: PipelineArgs, build: Build,
+             bucket_arn: pulumi.Input[str],
+             policies: dict[str, pulumi.Output[str]]) -> aws.codebuild.Project:
+    """CodeBuild project ``<prefix>-<kind>``, its encrypted log group and its role."""
+    project_name = args.names.name(build.kind)
+    buildspec = f"{BUILDSPEC_DIR}/{build.kind}.yml"
+    log_group = aws.cloudwatch.LogGroup(
+        f"{make.name}-{build.kind}-build-logs",
+        name=args.names.log_group(f"codebuild/{build.kind}"),
+        retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn,
+        opts=make.opts())
+    return aws.codebuild.Project(
+        f"{make.name}-{build.kind}", name=project_name,
+        description=f"{args.names.stack}: `make` via {buildspec}",
+        service_role=_build_role(make, scope, args, build, project_name, log_group.arn,
+                                 bucket_arn, policies),
+        build_timeout=build.timeout, queued_timeout=QUEUED_TIMEOUT,
+        concurrent_build_limit=1 if build.one_at_a_time else None,
+        encryption_key=args.kms_key_arn,
+        source=aws.codebuild.ProjectSourceArgs(type="CODEPIPELINE", buildspec=buildspec),
+        artifacts=aws.codebuild.ProjectArtifactsArgs(type="CODEPIPELINE"),
+        environment=aws.codebuild.ProjectEnvironmentArgs(
+            compute_type=build.compute, image=BUILD_IMAGE, type="LINUX_CONTAINER",
+            image_pull_credentials_type="CODEBUILD", privileged_mode=build.docker,
+            environment_variables=_variables(args, build)),
+        logs_config=aws.codebuild.ProjectLogsConfigArgs(
+            cloudwatch_logs=aws.codebuild.ProjectLogsConfigCloudwatchLogsArgs(
+                status="ENABLED", group_name=log_group.name),
+            s3_logs=aws.codebuild.ProjectLogsConfigS3LogsArgs(status="DISABLED")),
+        opts=make.opts(depends_on=[log_group]))
 
-        env = aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs
-        variables = [env(name="STACK", type="PLAINTEXT", value=a.stack)]
-        if kind != "test":
-            variables += self._backend_env()
-        return aws.codebuild.Project(
-            f"{self._name}-{kind}", name=project_name,
-            description=f"{a.stack}: `make` via {BUILDSPEC_DIR}/{kind}.yml",
-            service_role=role_arn,
-            build_timeout=BUILD_TIMEOUTS[kind], queued_timeout=QUEUED_TIMEOUT,
-            # One deploy at a time; Pulumi's state lock is the second guard.
-            concurrent_build_limit=1 if kind == "deploy" else None,
-            encryption_key=a.kms_key_arn,
-            source=aws.codebuild.ProjectSourceArgs(
-                type="CODEPIPELINE", buildspec=f"{BUILDSPEC_DIR}/{kind}.yml"),
-            artifacts=aws.codebuild.ProjectArtifactsArgs(type="CODEPIPELINE"),
-            environment=aws.codebuild.ProjectEnvironmentArgs(
-                compute_type="BUILD_GENERAL1_MEDIUM" if kind != "preview"
-                else "BUILD_GENERAL1_SMALL",
-                image=BUILD_IMAGE, type="LINUX_CONTAINER",
-                image_pull_credentials_type="CODEBUILD",
-                # Test runs the container tests, Deploy builds the image: both need Docker.
-                privileged_mode=kind in ("test", "deploy"),
-                environment_variables=variables),
-            logs_config=aws.codebuild.ProjectLogsConfigArgs(
-                cloudwatch_logs=aws.codebuild.ProjectLogsConfigCloudwatchLogsArgs(
-                    status="ENABLED", group_name=log_group.name),
-                s3_logs=aws.codebuild.ProjectLogsConfigS3LogsArgs(status="DISABLED")),
-            opts=self._opts(depends_on=[log_group]))
 
-    def _read_policy(self) -> aws.iam.Policy:
-        if not hasattr(self, "_read"):
-            self._read = self._managed_policy(
-                "read-stack", "Read the stack's configuration (no data): preview and refresh",
-                piam.read_stack(self._scope))
-        return self._read
-
-    def _deploy_policies(self) -> list[aws.iam.Policy]:
-        """Split in three: a managed policy holds at most 6,144 characters."""
-        s = self._scope
-        return [
-            self._managed_policy("deploy-named", "pulumi up: resources named <prefix>-*",
-                                 piam.deploy_by_name(s)),
-            self._managed_policy("deploy-tagged", "pulumi up: resources tagged with the stack",
-                                 piam.deploy_by_tag(s)),
-            self._managed_policy("deploy-iam", "pulumi up: roles under the boundary",
-                                 piam.deploy_iam(s, self._args.boundary_arn)),
-        ]
-
-    def _pipeline(self, projects: dict[str, aws.codebuild.Project]) -> aws.codepipeline.Pipeline:
-        a = self._args
-        trust = service_trust_policy("codepipeline.amazonaws.com", a.context, self._pipeline_arn)
-        role_arn = self._role("pipeline", f"CodePipeline {self._pipeline_name}", trust, [
-            {
-                "Sid": "Artifacts",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-                "Resource": pulumi.Output.concat(self.artifact_bucket.arn, "/*"),
-            },
-            {
-                # CodePipeline checks the artifact store's versioning before a run.
-                "Sid": "ArtifactBucket",
-                "Effect": "Allow",
-                "Action": ["s3:GetBucketVersioning", "s3:GetBucketLocation"],
-                "Resource": self.artifact_bucket.arn,
-            },
-            {
-                "Sid": "ArtifactKey",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": a.kms_key_arn,
-            },
-            {
-                "Sid": "GithubSource",
-                "Effect": "Allow",
-                # Connections made in the console since 2024 are AWS CodeConnections ARNs.
-                "Action": "codeconnections:UseConnection"
-                if ":codeconnections:" in (a.connection_arn or "")
-                else "codestar-connections:UseConnection",
-                "Resource": self.connection_arn,
-            },
-            {
-                "Sid": "RunTheStageBuilds",
-                "Effect": "Allow",
-                "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"],
-                "Resource": [p.arn for p in projects.values()],
-            },
-            {
-                "Sid": "ApprovalNotifications",
-                "Effect": "Allow",
-                "Action": "sns:Publish",
-                "Resource": a.alarm_topic_arn,
-            },
-        ])
-
-        def build(stage: str, kind: str, inputs: list[str], outputs: list[str] | None = None):
-            return aws.codepipeline.PipelineStageActionArgs(
-                name=stage, category="Build" if kind != "test" else "Test", owner="AWS",
-                provider="CodeBuild", version="1", input_artifacts=inputs,
-                output_artifacts=outputs, run_order=1,
-                configuration={"ProjectName": projects[kind].name})
-
-        stages = [
-            aws.codepipeline.PipelineStageArgs(name="Source", actions=[
-                aws.codepipeline.PipelineStageActionArgs(
-                    name="Source", category="Source", owner="AWS",
-                    provider="CodeStarSourceConnection", version="1",
-                    output_artifacts=["source"], run_order=1,
-                    configuration={"ConnectionArn": self.connection_arn,
-                                   "FullRepositoryId": a.repository,
-                                   "BranchName": a.branch,
-                                   "OutputArtifactFormat": "CODE_ZIP"})]),
-            aws.codepipeline.PipelineStageArgs(
-                name="Test", actions=[build("Test", "test", ["source"])]),
-            aws.codepipeline.PipelineStageArgs(
-                name="Preview", actions=[build("Preview", "preview", ["source"], ["preview"])]),
-        ]
-        if a.approval_required:
-            stages.append(aws.codepipeline.PipelineStageArgs(name="Approval", actions=[
-                aws.codepipeline.PipelineStageActionArgs(
-                    name="Approve", category="Approval", owner="AWS", provider="Manual",
-                    version="1", run_order=1, timeout_in_minutes=a.approval_timeout_minutes,
-                    configuration={
-                        "NotificationArn": a.alarm_topic_arn,
-                        "CustomData": f"Deploy to {a.stack}? Read the Preview stage's "
-                                      f"artifact (preview-{a.stack}.txt) first.",
-                    })]))
-        stages.append(aws.codepipeline.PipelineStageArgs(
-            name="Deploy", actions=[build("Deploy", "deploy", ["source"])],
+def _stages(args: PipelineArgs, projects: dict[str, aws.codebuild.Project],
+            connection_arn: pulumi.Output[str]) -> list[codepipeline.PipelineStageArgs]:
+    """Source, then one stage per row of BUILDS (the approval, where required, before the
+    build that asks for it)."""
+    action = codepipeline.PipelineStageActionArgs
+    stages = [codepipeline.PipelineStageArgs(name="Source", actions=[action(
+        name="Source", category="Source", owner="AWS", provider="CodeStarSourceConnection",
+        version="1", output_artifacts=["source"], run_order=1,
+        configuration={"ConnectionArn": connection_arn, "FullRepositoryId": args.repository,
+                       "BranchName": args.branch, "OutputArtifactFormat": "CODE_ZIP"})])]
+    for build in BUILDS:
+        if build.after_approval and args.approval_required:
+            stages.append(codepipeline.PipelineStageArgs(name="Approval", actions=[action(
+                name="Approve", category="Approval", owner="AWS", provider="Manual",
+                version="1", run_order=1, timeout_in_minutes=args.approval_timeout_minutes,
+                configuration={
+                    "NotificationArn": args.alarm_topic_arn,
+                    "CustomData": f"Deploy to {args.names.stack}? Read the Preview stage's "
+                                  f"artifact (preview-{args.names.stack}.txt) first.",
+                })]))
+        stages.append(codepipeline.PipelineStageArgs(
+            name=build.stage, actions=[action(
+                name=build.stage, category=build.category, owner="AWS", provider="CodeBuild",
+                version="1", input_artifacts=["source"],
+                output_artifacts=[build.output] if build.output else None, run_order=1,
+                configuration={"ProjectName": projects[build.kind].name})],
             # A failed pulumi up or smoke test re-runs the last successful execution's
             # source through this stage (the previous version comes back).
-            on_failure=aws.codepipeline.PipelineStageOnFailureArgs(result="ROLLBACK")))
+            on_failure=codepipeline.PipelineStageOnFailureArgs(result="ROLLBACK")
+            if build.rollback else None))
+    return stages
 
-        return aws.codepipeline.Pipeline(
-            f"{self._name}-pipeline", name=self._pipeline_name, pipeline_type="V2",
-            # A newer commit replaces one still waiting (e.g. for approval): latest wins.
-            execution_mode="SUPERSEDED", role_arn=role_arn,
-            artifact_stores=[aws.codepipeline.PipelineArtifactStoreArgs(
-                location=self.artifact_bucket.bucket, type="S3",
-                encryption_key=aws.codepipeline.PipelineArtifactStoreEncryptionKeyArgs(
-                    id=a.kms_key_arn, type="KMS"))],
-            triggers=[aws.codepipeline.PipelineTriggerArgs(
-                provider_type="CodeStarSourceConnection",
-                git_configuration=aws.codepipeline.PipelineTriggerGitConfigurationArgs(
-                    source_action_name="Source",
-                    pushes=[aws.codepipeline.PipelineTriggerGitConfigurationPushArgs(
-                        branches=aws.codepipeline.PipelineTriggerGitConfigurationPushBranchesArgs(
-                            includes=[a.branch]))]))],
-            stages=stages, opts=self._opts())
 
-    def _notifications(self) -> aws.codestarnotifications.NotificationRule:
-        """Failed, succeeded and approval-needed events to the stack's alarm topic (its
-        policy and the key policy let CodeStar Notifications publish: TOPIC_PUBLISHERS and
-        key_statements())."""
-        return aws.codestarnotifications.NotificationRule(
-            f"{self._name}-notifications", name=f"{self._args.prefix}-pipeline",
-            resource=self.pipeline.arn, detail_type="FULL",
-            event_type_ids=list(NOTIFICATION_EVENTS),
-            targets=[aws.codestarnotifications.NotificationRuleTargetArgs(
-                address=self._args.alarm_topic_arn, type="SNS")],
-            opts=self._opts())
+def _pipeline(make: _Children, args: PipelineArgs, projects: dict[str, aws.codebuild.Project],
+              bucket: aws.s3.Bucket, connection_arn: pulumi.Output[str]) -> codepipeline.Pipeline:
+    pipeline_name = args.names.prefix
+    trust = service_trust_policy("codepipeline.amazonaws.com", args.context,
+                                 args.context.arn("codepipeline", pipeline_name))
+    role_arn = make.role("pipeline", f"CodePipeline {pipeline_name}", trust,
+                         piam.pipeline_service(
+                             artifact_bucket_arn=bucket.arn, kms_key_arn=args.kms_key_arn,
+                             connection_arn=connection_arn,
+                             configured_connection=args.connection_arn,
+                             project_arns=[p.arn for p in projects.values()],
+                             alarm_topic_arn=args.alarm_topic_arn))
+    push = codepipeline.PipelineTriggerGitConfigurationPushArgs(
+        branches=codepipeline.PipelineTriggerGitConfigurationPushBranchesArgs(
+            includes=[args.branch]))
+    return codepipeline.Pipeline(
+        f"{make.name}-pipeline", name=pipeline_name, pipeline_type="V2",
+        # A newer commit replaces one still waiting (e.g. for approval): latest wins.
+        execution_mode="SUPERSEDED", role_arn=role_arn,
+        artifact_stores=[codepipeline.PipelineArtifactStoreArgs(
+            location=bucket.bucket, type="S3",
+            encryption_key=codepipeline.PipelineArtifactStoreEncryptionKeyArgs(
+                id=args.kms_key_arn, type="KMS"))],
+        triggers=[codepipeline.PipelineTriggerArgs(
+            provider_type="CodeStarSourceConnection",
+            git_configuration=codepipeline.PipelineTriggerGitConfigurationArgs(
+                source_action_name="Source", pushes=[push]))],
+        stages=_stages(args, projects, connection_arn), opts=make.opts())
 
-    def _github_preview_role(self) -> pulumi.Output[str]:
-        """OIDC provider for GitHub Actions (unless one exists in the account) and the
-        read-only role only this repository's pull requests can assume."""
-        a = self._args
-        if a.github_oidc_provider_arn:
-            provider_arn = pulumi.Output.from_input(a.github_oidc_provider_arn)
-        else:
-            provider = aws.iam.OpenIdConnectProvider(
-                f"{self._name}-github-oidc", url=f"https://{piam.GITHUB_OIDC_HOST}",
-                client_id_lists=["sts.amazonaws.com"], opts=self._opts())
-            provider_arn = provider.arn
-        host = piam.GITHUB_OIDC_HOST
-        trust = policy_document([{
-            "Sid": "ThisRepositorysPullRequests",
-            "Effect": "Allow",
-            "Principal": {"Federated": provider_arn},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                f"{host}:aud": "sts.amazonaws.com",
-                f"{host}:sub": f"repo:{a.repository}:pull_request",
-            }},
-        }])
-        backend = piam.state_backend(self._scope, a.backend, write=False,
-                                     token_secret_arn=self._token_secret_arn,
-                                     state_bucket=a.state_bucket,
-                                     secrets_key_arn=a.secrets_key_arn)
-        # The Pulumi Cloud token lives in GitHub's secrets for the workflow; only the S3
-        # backend needs AWS access to the state.
-        statements = backend if a.backend == "s3" else []
-        return self._role("github-preview", "GitHub pull requests: read-only pulumi preview",
-                          trust, statements, [self._read_policy().arn])
 
+def _github_preview_role(make: _Children, scope: Scope, args: PipelineArgs,
+                         read_policy_arn: pulumi.Output[str]) -> pulumi.Output[str]:
+    """OIDC provider for GitHub Actions (unless one exists in the account) and the
+    read-only role only this repository's pull requests can assume."""
+    if args.github_oidc_provider_arn:
+        provider_arn = pulumi.Output.from_input(args.github_oidc_provider_arn)
+    else:
+        provider_arn = aws.iam.OpenIdConnectProvider(
+            f"{make.name}-github-oidc", url=f"https://{piam.GITHUB_OIDC_HOST}",
+            client_id_lists=["sts.amazonaws.com"], opts=make.opts()).arn
+    trust = policy_document(piam.github_pull_requests_trust(provider_arn, args.repository))
+    # The Pulumi Cloud token lives in GitHub's secrets for the workflow; only the S3
+    # backend needs AWS access to the state.
+    statements = piam.state_backend(scope, args.backend, write=False) \
+        if args.backend.kind == "s3" else []
+    return make.role("github-preview", "GitHub pull requests: read-only pulumi preview",
+                     trust, statements, [read_policy_arn])

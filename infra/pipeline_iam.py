@@ -11,9 +11,9 @@ Four kinds of principal, least privilege first:
   by name (every physical name starts with ``<project>-<stack>``), by the stack tag that the
   provider's default tags put on every resource, and for IAM by the permissions boundary.
 
-The permissions boundary is the ceiling of every role the program creates (the deploy role
-included): it allows only the services the stack uses and denies the ways out of itself
-(creating or changing a role without the boundary, editing the boundary, users and keys).
+The permissions boundary (infra/boundary.py) is the ceiling of every one of these roles and
+of every role the deploy creates; the invariants that must hold whatever a policy here says
+are Deny statements there.
 
 Each ``"Resource": "*"`` below says why. Statement functions return lists of dicts whose
 values may be Outputs; ``infra.iam.policy_document`` serialises them.
@@ -22,39 +22,102 @@ values may be Outputs; ``infra.iam.policy_document`` serialises them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import pulumi
 
+from infra.boundary import ROLE_PERMISSION_ACTIONS
+from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
-Statement = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Scope:
-    """How this stack's resources are recognised in ARNs and conditions."""
+class StateBackend:
+    """Where ``pulumi preview`` and ``pulumi up`` keep the stack's state (pulumiBackend)."""
 
-    context: AwsContext
-    prefix: str                     # <project>-<stack>: start of every physical name
-    log_group_prefix: str           # /<project>/<stack>: every log group lives under it
-    tag_key: str                    # default tag that marks the stack's resources ...
-    tag_value: str                  # ... and its value (the stack name)
+    kind: str                              # cloud | s3
+    token_secret: str | None = None        # cloud: Secrets Manager name or ARN of the token
+    state_bucket: str | None = None        # s3: bucket of the self-managed backend
+    secrets_key_arn: str | None = None     # s3: KMS key of the awskms:// secrets provider
 
-    def arn(self, service: str, resource: str, *, region: bool = True) -> pulumi.Output[str]:
-        return self.context.arn(service, resource, region=region)
+    def token_secret_arn(self, context: AwsContext) -> pulumi.Output[str] | None:
+        """IAM needs an ARN; Secrets Manager appends 6 random characters to a name."""
+        if self.kind != "cloud" or not self.token_secret:
+            return None
+        if self.token_secret.startswith("arn:"):
+            return pulumi.Output.from_input(self.token_secret)
+        return context.arn("secretsmanager", f"secret:{self.token_secret}-??????")
 
-    def s3(self, resource: str) -> pulumi.Output[str]:
-        return self.context.partition.apply(lambda p: f"arn:{p}:s3:::{resource}")
 
-    @property
-    def request_tag(self) -> dict[str, Any]:
-        return {"StringEquals": {f"aws:RequestTag/{self.tag_key}": self.tag_value}}
+def connection_service(connection_arn: str | None) -> str:
+    """The IAM service of a GitHub connection: console connections made since 2024 are AWS
+    CodeConnections ARNs, older ones (and the one this stack creates) CodeStar's."""
+    return ("codeconnections" if ":codeconnections:" in (connection_arn or "")
+            else "codestar-connections")
 
-    @property
-    def resource_tag(self) -> dict[str, Any]:
-        return {"StringEquals": {f"aws:ResourceTag/{self.tag_key}": self.tag_value}}
+
+# ------------------------------------------------------ the pipeline and its previews ----
+def pipeline_service(*, artifact_bucket_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[str],
+                     connection_arn: pulumi.Input[str], configured_connection: str | None,
+                     project_arns: Sequence[pulumi.Input[str]],
+                     alarm_topic_arn: pulumi.Input[str]) -> list[Statement]:
+    """The CodePipeline service role: artifacts, the source connection, its builds, approvals."""
+    return [
+        {
+            "Sid": "Artifacts",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            "Resource": pulumi.Output.concat(artifact_bucket_arn, "/*"),
+        },
+        {
+            # CodePipeline checks the artifact store's versioning before a run.
+            "Sid": "ArtifactBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketVersioning", "s3:GetBucketLocation"],
+            "Resource": artifact_bucket_arn,
+        },
+        {
+            "Sid": "ArtifactKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": kms_key_arn,
+        },
+        {
+            "Sid": "GithubSource",
+            "Effect": "Allow",
+            "Action": f"{connection_service(configured_connection)}:UseConnection",
+            "Resource": connection_arn,
+        },
+        {
+            "Sid": "RunTheStageBuilds",
+            "Effect": "Allow",
+            "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"],
+            "Resource": list(project_arns),
+        },
+        {
+            "Sid": "ApprovalNotifications",
+            "Effect": "Allow",
+            "Action": "sns:Publish",
+            "Resource": alarm_topic_arn,
+        },
+    ]
+
+
+def github_pull_requests_trust(provider_arn: pulumi.Input[str], repository: str) -> list[Statement]:
+    """Trust of the preview role: only this repository's pull requests, through GitHub's OIDC
+    provider, for AWS's STS audience."""
+    return [{
+        "Sid": "ThisRepositorysPullRequests",
+        "Effect": "Allow",
+        "Principal": {"Federated": provider_arn},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {
+            f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
+            f"{GITHUB_OIDC_HOST}:sub": f"repo:{repository}:pull_request",
+        }},
+    }]
 
 
 # --------------------------------------------------------------------------- shared parts --
@@ -98,37 +161,37 @@ def test_reports(scope: Scope, project_name: str) -> Statement:
     }
 
 
-def state_backend(scope: Scope, backend: str, *, write: bool, token_secret_arn: str | None,
-                  state_bucket: str | None, secrets_key_arn: str | None) -> list[Statement]:
+def state_backend(scope: Scope, backend: StateBackend, *, write: bool) -> list[Statement]:
     """Read (preview) or read and write (deploy) the Pulumi state of this stack."""
-    if backend == "cloud":
+    if backend.kind == "cloud":
         return [{
             "Sid": "PulumiCloudAccessToken",
             "Effect": "Allow",
             "Action": "secretsmanager:GetSecretValue",
-            "Resource": token_secret_arn,
+            "Resource": backend.token_secret_arn(scope.context),
         }]
+    bucket = backend.state_bucket
     object_actions = ["s3:GetObject"] + (["s3:PutObject", "s3:DeleteObject"] if write else [])
     return [
         {
             "Sid": "PulumiStateList",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
-            "Resource": scope.s3(str(state_bucket)),
+            "Resource": scope.s3(str(bucket)),
             "Condition": {"StringLike": {"s3:prefix": [".pulumi", ".pulumi/*"]}},
         },
         {
             "Sid": "PulumiStateObjects",
             "Effect": "Allow",
             "Action": object_actions,
-            "Resource": scope.s3(f"{state_bucket}/.pulumi/*"),
+            "Resource": scope.s3(f"{bucket}/.pulumi/*"),
         },
         {
             # The stack's secrets provider (awskms://): preview decrypts, deploy also encrypts.
             "Sid": "PulumiSecretsProvider",
             "Effect": "Allow",
             "Action": ["kms:Decrypt"] + (["kms:Encrypt", "kms:GenerateDataKey"] if write else []),
-            "Resource": secrets_key_arn,
+            "Resource": backend.secrets_key_arn,
         },
     ]
 
@@ -227,142 +290,165 @@ def read_stack(scope: Scope) -> list[Statement]:
 
 
 # ------------------------------------------------------------------------------ deploy ----
+# Writes on resources whose ARN carries the stack's physical-name prefix: (Sid, actions, ARN
+# patterns as AWS writes them; {prefix} and {logs}, the log-group path, are the stack's).
+BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
+    ("S3BucketsOfThisStack",
+     ["s3:CreateBucket", "s3:DeleteBucket", "s3:DeleteBucketPolicy",
+      "s3:ListBucket", "s3:ListBucketVersions", "s3:PutBucketOwnershipControls",
+      "s3:PutBucketPolicy", "s3:PutBucketPublicAccessBlock",
+      "s3:PutBucketTagging", "s3:PutBucketVersioning",
+      "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration"],
+     ("arn:{partition}:s3:::{prefix}-*",)),
+    ("S3ObjectsOfThisStack",
+     ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject",
+      "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"],
+     ("arn:{partition}:s3:::{prefix}-*/*",)),
+    ("EcrRepositoryAndPush",
+     ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+      "ecr:CompleteLayerUpload", "ecr:CreateRepository",
+      "ecr:DeleteLifecyclePolicy", "ecr:DeleteRepository",
+      "ecr:DeleteRepositoryPolicy", "ecr:GetDownloadUrlForLayer",
+      "ecr:InitiateLayerUpload", "ecr:PutImage",
+      "ecr:PutImageScanningConfiguration", "ecr:PutImageTagMutability",
+      "ecr:PutLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:TagResource",
+      "ecr:UntagResource", "ecr:UploadLayerPart"],
+     ("arn:{partition}:ecr:{region}:{account}:repository/{prefix}-*",)),
+    ("LogGroupsOfThisStack",
+     ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
+      "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
+      "logs:DisassociateKmsKey", "logs:PutMetricFilter",
+      "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"],
+     ("arn:{partition}:logs:{region}:{account}:log-group:{logs}/*",)),
+    ("AlarmTopicOfThisStack",
+     ["sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes",
+      "sns:Subscribe", "sns:TagResource", "sns:UntagResource"],
+     ("arn:{partition}:sns:{region}:{account}:{prefix}-*",)),
+    # GetSecretValue: the smoke test reads the API key it must send.
+    ("SecretsOfThisStack",
+     ["secretsmanager:CreateSecret", "secretsmanager:DeleteResourcePolicy",
+      "secretsmanager:DeleteSecret", "secretsmanager:GetSecretValue",
+      "secretsmanager:PutResourcePolicy", "secretsmanager:PutSecretValue",
+      "secretsmanager:TagResource", "secretsmanager:UntagResource",
+      "secretsmanager:UpdateSecret"],
+     ("arn:{partition}:secretsmanager:{region}:{account}:secret:{prefix}-*",)),
+    ("AlarmsAndDashboardOfThisStack",
+     ["cloudwatch:DeleteAlarms", "cloudwatch:DeleteDashboards",
+      "cloudwatch:PutDashboard", "cloudwatch:PutMetricAlarm",
+      "cloudwatch:TagResource", "cloudwatch:UntagResource"],
+     ("arn:{partition}:cloudwatch:{region}:{account}:alarm:{prefix}-*",
+      "arn:{partition}:cloudwatch::{account}:dashboard/{prefix}*")),
+    ("LoadBalancerOfThisStack",
+     ["elasticloadbalancing:AddListenerCertificates",
+      "elasticloadbalancing:AddTags", "elasticloadbalancing:CreateListener",
+      "elasticloadbalancing:CreateLoadBalancer",
+      "elasticloadbalancing:CreateRule",
+      "elasticloadbalancing:CreateTargetGroup",
+      "elasticloadbalancing:DeleteListener",
+      "elasticloadbalancing:DeleteLoadBalancer",
+      "elasticloadbalancing:DeleteRule",
+      "elasticloadbalancing:DeleteTargetGroup",
+      "elasticloadbalancing:ModifyListener",
+      "elasticloadbalancing:ModifyListenerAttributes",
+      "elasticloadbalancing:ModifyLoadBalancerAttributes",
+      "elasticloadbalancing:ModifyRule",
+      "elasticloadbalancing:ModifyTargetGroup",
+      "elasticloadbalancing:ModifyTargetGroupAttributes",
+      "elasticloadbalancing:RemoveListenerCertificates",
+      "elasticloadbalancing:RemoveTags",
+      "elasticloadbalancing:SetSecurityGroups",
+      "elasticloadbalancing:SetSubnets", "elasticloadbalancing:SetWebAcl"],
+     ("arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/app/{prefix}-*/*",
+      "arn:{partition}:elasticloadbalancing:{region}:{account}:listener/app/{prefix}-*/*/*",
+      "arn:{partition}:elasticloadbalancing:{region}:{account}:"
+      "listener-rule/app/{prefix}-*/*/*/*",
+      "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{prefix}-*/*")),
+    ("EcsClusterServiceAndTasksOfThisStack",
+     ["ecs:CreateCluster", "ecs:CreateService", "ecs:DeleteCluster",
+      "ecs:DeleteService",
+      "ecs:PutClusterCapacityProviders", "ecs:RegisterTaskDefinition",
+      "ecs:TagResource", "ecs:UntagResource", "ecs:UpdateCluster",
+      "ecs:UpdateClusterSettings", "ecs:UpdateService"],
+     ("arn:{partition}:ecs:{region}:{account}:cluster/{prefix}",
+      "arn:{partition}:ecs:{region}:{account}:service/{prefix}/*",
+      "arn:{partition}:ecs:{region}:{account}:task-definition/{prefix}:*")),
+    # No resource-level permissions: ecs:DeregisterTaskDefinition (old revisions of the task
+    # definition) and sns:Unsubscribe (the alarm e-mail) require "*".
+    ("NoResourceLevelPermissions", ["ecs:DeregisterTaskDefinition", "sns:Unsubscribe"], ("*",)),
+    ("WebAclOfThisStack",
+     ["wafv2:AssociateWebACL", "wafv2:CreateWebACL", "wafv2:DeleteWebACL",
+      "wafv2:DisassociateWebACL", "wafv2:TagResource", "wafv2:UntagResource",
+      "wafv2:UpdateWebACL"],
+     ("arn:{partition}:wafv2:{region}:{account}:regional/webacl/{prefix}*/*",
+      "arn:{partition}:wafv2:{region}:{account}:regional/managedruleset/*/*",
+      "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/app/{prefix}-*/*")),
+    ("PipelineOfThisStack",
+     ["codebuild:CreateProject", "codebuild:DeleteProject",
+      "codebuild:UpdateProject", "codepipeline:CreatePipeline",
+      "codepipeline:DeletePipeline", "codepipeline:TagResource",
+      "codepipeline:UntagResource", "codepipeline:UpdatePipeline"],
+     ("arn:{partition}:codebuild:{region}:{account}:project/{prefix}-*",
+      "arn:{partition}:codepipeline:{region}:{account}:{prefix}")),
+)
+
+
 def deploy_by_name(scope: Scope) -> list[Statement]:
-    """Writes on resources whose ARN carries the stack's physical-name prefix."""
-    p, a = scope.prefix, scope.arn
-    return [
-        {
-            "Sid": "S3BucketsOfThisStack",
-            "Effect": "Allow",
-            "Action": ["s3:CreateBucket", "s3:DeleteBucket", "s3:DeleteBucketPolicy",
-                       "s3:ListBucket", "s3:ListBucketVersions", "s3:PutBucketOwnershipControls",
-                       "s3:PutBucketPolicy", "s3:PutBucketPublicAccessBlock",
-                       "s3:PutBucketTagging", "s3:PutBucketVersioning",
-                       "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration"],
-            "Resource": scope.s3(f"{p}-*"),
-        },
-        {
-            "Sid": "S3ObjectsOfThisStack",
-            "Effect": "Allow",
-            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject",
-                       "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"],
-            "Resource": scope.s3(f"{p}-*/*"),
-        },
-        {
-            "Sid": "EcrRepositoryAndPush",
-            "Effect": "Allow",
-            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                       "ecr:CompleteLayerUpload", "ecr:CreateRepository",
-                       "ecr:DeleteLifecyclePolicy", "ecr:DeleteRepository",
-                       "ecr:DeleteRepositoryPolicy", "ecr:GetDownloadUrlForLayer",
-                       "ecr:InitiateLayerUpload", "ecr:PutImage",
-                       "ecr:PutImageScanningConfiguration", "ecr:PutImageTagMutability",
-                       "ecr:PutLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:TagResource",
-                       "ecr:UntagResource", "ecr:UploadLayerPart"],
-            "Resource": a("ecr", f"repository/{p}-*"),
-        },
-        {
-            "Sid": "LogGroupsOfThisStack",
-            "Effect": "Allow",
-            "Action": ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
-                       "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
-                       "logs:DisassociateKmsKey", "logs:PutMetricFilter",
-                       "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"],
-            "Resource": a("logs", f"log-group:{scope.log_group_prefix}/*"),
-        },
-        {
-            "Sid": "AlarmTopicOfThisStack",
-            "Effect": "Allow",
-            "Action": ["sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes",
-                       "sns:Subscribe", "sns:TagResource", "sns:UntagResource"],
-            "Resource": a("sns", f"{p}-*"),
-        },
-        {
-            # GetSecretValue: the smoke test reads the API key it must send.
-            "Sid": "SecretsOfThisStack",
-            "Effect": "Allow",
-            "Action": ["secretsmanager:CreateSecret", "secretsmanager:DeleteResourcePolicy",
-                       "secretsmanager:DeleteSecret", "secretsmanager:GetSecretValue",
-                       "secretsmanager:PutResourcePolicy", "secretsmanager:PutSecretValue",
-                       "secretsmanager:TagResource", "secretsmanager:UntagResource",
-                       "secretsmanager:UpdateSecret"],
-            "Resource": a("secretsmanager", f"secret:{p}-*"),
-        },
-        {
-            "Sid": "AlarmsAndDashboardOfThisStack",
-            "Effect": "Allow",
-            "Action": ["cloudwatch:DeleteAlarms", "cloudwatch:DeleteDashboards",
-                       "cloudwatch:PutDashboard", "cloudwatch:PutMetricAlarm",
-                       "cloudwatch:TagResource", "cloudwatch:UntagResource"],
-            "Resource": [a("cloudwatch", f"alarm:{p}-*"),
-                         a("cloudwatch", f"dashboard/{p}*", region=False)],
-        },
-        {
-            "Sid": "LoadBalancerOfThisStack",
-            "Effect": "Allow",
-            "Action": ["elasticloadbalancing:AddListenerCertificates",
-                       "elasticloadbalancing:AddTags", "elasticloadbalancing:CreateListener",
-                       "elasticloadbalancing:CreateLoadBalancer",
-                       "elasticloadbalancing:CreateRule",
-                       "elasticloadbalancing:CreateTargetGroup",
-                       "elasticloadbalancing:DeleteListener",
-                       "elasticloadbalancing:DeleteLoadBalancer",
-                       "elasticloadbalancing:DeleteRule",
-                       "elasticloadbalancing:DeleteTargetGroup",
-                       "elasticloadbalancing:ModifyListener",
-                       "elasticloadbalancing:ModifyListenerAttributes",
-                       "elasticloadbalancing:ModifyLoadBalancerAttributes",
-                       "elasticloadbalancing:ModifyRule",
-                       "elasticloadbalancing:ModifyTargetGroup",
-                       "elasticloadbalancing:ModifyTargetGroupAttributes",
-                       "elasticloadbalancing:RemoveListenerCertificates",
-                       "elasticloadbalancing:RemoveTags",
-                       "elasticloadbalancing:SetSecurityGroups",
-                       "elasticloadbalancing:SetSubnets", "elasticloadbalancing:SetWebAcl"],
-            "Resource": [a("elasticloadbalancing", f"loadbalancer/app/{p}-*/*"),
-                         a("elasticloadbalancing", f"listener/app/{p}-*/*/*"),
-                         a("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
-                         a("elasticloadbalancing", f"targetgroup/{p}-*/*")],
-        },
-        {
-            "Sid": "EcsClusterServiceAndTasksOfThisStack",
-            "Effect": "Allow",
-            "Action": ["ecs:CreateCluster", "ecs:CreateService", "ecs:DeleteCluster",
-                       "ecs:DeleteService",
-                       "ecs:PutClusterCapacityProviders", "ecs:RegisterTaskDefinition",
-                       "ecs:TagResource", "ecs:UntagResource", "ecs:UpdateCluster",
-                       "ecs:UpdateClusterSettings", "ecs:UpdateService"],
-            "Resource": [a("ecs", f"cluster/{p}"), a("ecs", f"service/{p}/*"),
-                         a("ecs", f"task-definition/{p}:*")],
-        },
-        {
-            # No resource-level permissions: ecs:DeregisterTaskDefinition (old revisions of
-            # the task definition) and sns:Unsubscribe (the alarm e-mail) require "*".
-            "Sid": "NoResourceLevelPermissions",
-            "Effect": "Allow",
-            "Action": ["ecs:DeregisterTaskDefinition", "sns:Unsubscribe"],
-            "Resource": "*",
-        },
-        {
-            "Sid": "WebAclOfThisStack",
-            "Effect": "Allow",
-            "Action": ["wafv2:AssociateWebACL", "wafv2:CreateWebACL", "wafv2:DeleteWebACL",
-                       "wafv2:DisassociateWebACL", "wafv2:TagResource", "wafv2:UntagResource",
-                       "wafv2:UpdateWebACL"],
-            "Resource": [a("wafv2", f"regional/webacl/{p}*/*"),
-                         a("wafv2", "regional/managedruleset/*/*"),
-                         a("elasticloadbalancing", f"loadbalancer/app/{p}-*/*")],
-        },
-        {
-            "Sid": "PipelineOfThisStack",
-            "Effect": "Allow",
-            "Action": ["codebuild:CreateProject", "codebuild:DeleteProject",
-                       "codebuild:UpdateProject", "codepipeline:CreatePipeline",
-                       "codepipeline:DeletePipeline", "codepipeline:TagResource",
-                       "codepipeline:UntagResource", "codepipeline:UpdatePipeline"],
-            "Resource": [a("codebuild", f"project/{p}-*"), a("codepipeline", p)],
-        },
-    ]
+    """Writes on resources whose ARN carries the stack's physical-name prefix (BY_NAME)."""
+    statements = []
+    for sid, actions, patterns in BY_NAME:
+        arns = [scope.arn_of(p) for p in patterns]
+        statements.append({"Sid": sid, "Effect": "Allow", "Action": actions,
+                           "Resource": arns[0] if len(arns) == 1 else arns})
+    return statements
+
+
+# Resources whose ARN holds a generated ID (vpc-..., key/...): created only with the stack
+# tag in the request, changed or deleted only while they carry it.
+CREATE_WITH_STACK_TAG = [
+    "acm:RequestCertificate", "application-autoscaling:RegisterScalableTarget",
+    "codestar-connections:CreateConnection",
+    "codestar-notifications:CreateNotificationRule", "ec2:AllocateAddress",
+    "ec2:CreateFlowLogs", "ec2:CreateInternetGateway",
+    "ec2:CreateNatGateway", "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup", "ec2:CreateSubnet", "ec2:CreateVpc",
+    "ec2:CreateVpcEndpoint", "kms:CreateKey"]
+CHANGE_WITH_STACK_TAG = [
+    "acm:AddTagsToCertificate", "acm:DeleteCertificate",
+    "acm:RemoveTagsFromCertificate",
+    "application-autoscaling:DeleteScalingPolicy",
+    "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:TagResource",
+    "application-autoscaling:UntagResource",
+    "codestar-connections:DeleteConnection",
+    "codestar-connections:PassConnection",
+    "codestar-connections:TagResource",
+    "codestar-connections:UntagResource",
+    "codestar-notifications:DeleteNotificationRule",
+    "codestar-notifications:Subscribe",
+    "codestar-notifications:TagResource",
+    "codestar-notifications:Unsubscribe",
+    "codestar-notifications:UntagResource",
+    "codestar-notifications:UpdateNotificationRule",
+    "ec2:AssociateRouteTable", "ec2:AttachInternetGateway",
+    "ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateRoute", "ec2:CreateTags", "ec2:DeleteFlowLogs",
+    "ec2:DeleteInternetGateway", "ec2:DeleteNatGateway", "ec2:DeleteRoute",
+    "ec2:DeleteRouteTable", "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet",
+    "ec2:DeleteTags", "ec2:DeleteVpc", "ec2:DeleteVpcEndpoints",
+    "ec2:DetachInternetGateway", "ec2:DisassociateAddress",
+    "ec2:DisassociateRouteTable", "ec2:ModifySecurityGroupRules",
+    "ec2:ModifySubnetAttribute", "ec2:ModifyVpcAttribute",
+    "ec2:ModifyVpcEndpoint", "ec2:ReleaseAddress", "ec2:ReplaceRoute",
+    "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
+    "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+    "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
+    "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:Decrypt",
+    "kms:DeleteAlias", "kms:EnableKeyRotation", "kms:Encrypt",
+    "kms:GenerateDataKey", "kms:PutKeyPolicy", "kms:RetireGrant",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias",
+    "kms:UpdateKeyDescription"]
 
 
 def deploy_by_tag(scope: Scope) -> list[Statement]:
@@ -374,13 +460,7 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
             # must carry the stack tag (the provider's default tags always do).
             "Sid": "CreateOnlyWithStackTag",
             "Effect": "Allow",
-            "Action": ["acm:RequestCertificate", "application-autoscaling:RegisterScalableTarget",
-                       "codestar-connections:CreateConnection",
-                       "codestar-notifications:CreateNotificationRule", "ec2:AllocateAddress",
-                       "ec2:CreateFlowLogs", "ec2:CreateInternetGateway",
-                       "ec2:CreateNatGateway", "ec2:CreateRouteTable",
-                       "ec2:CreateSecurityGroup", "ec2:CreateSubnet", "ec2:CreateVpc",
-                       "ec2:CreateVpcEndpoint", "kms:CreateKey"],
+            "Action": CREATE_WITH_STACK_TAG,
             "Resource": "*",
             "Condition": scope.request_tag,
         },
@@ -391,50 +471,13 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
             "Action": "ec2:CreateTags",
             "Resource": "*",
             "Condition": {"StringEquals": {"ec2:CreateAction": [
-                "AllocateAddress", "CreateFlowLogs", "CreateInternetGateway",
-                "CreateNatGateway", "CreateRouteTable", "CreateSecurityGroup", "CreateSubnet",
-                "CreateVpc", "CreateVpcEndpoint"]}},
+                a.removeprefix("ec2:") for a in CREATE_WITH_STACK_TAG if a.startswith("ec2:")]}},
         },
         {
             # Resource "*" with the stack tag condition: generated IDs (vpc-..., key/...).
             "Sid": "ChangeOnlyStackTaggedResources",
             "Effect": "Allow",
-            "Action": ["acm:AddTagsToCertificate", "acm:DeleteCertificate",
-                       "acm:RemoveTagsFromCertificate",
-                       "application-autoscaling:DeleteScalingPolicy",
-                       "application-autoscaling:DeregisterScalableTarget",
-                       "application-autoscaling:PutScalingPolicy",
-                       "application-autoscaling:TagResource",
-                       "application-autoscaling:UntagResource",
-                       "codestar-connections:DeleteConnection",
-                       "codestar-connections:PassConnection",
-                       "codestar-connections:TagResource",
-                       "codestar-connections:UntagResource",
-                       "codestar-notifications:DeleteNotificationRule",
-                       "codestar-notifications:Subscribe",
-                       "codestar-notifications:TagResource",
-                       "codestar-notifications:Unsubscribe",
-                       "codestar-notifications:UntagResource",
-                       "codestar-notifications:UpdateNotificationRule",
-                       "ec2:AssociateRouteTable", "ec2:AttachInternetGateway",
-                       "ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
-                       "ec2:CreateRoute", "ec2:CreateTags", "ec2:DeleteFlowLogs",
-                       "ec2:DeleteInternetGateway", "ec2:DeleteNatGateway", "ec2:DeleteRoute",
-                       "ec2:DeleteRouteTable", "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet",
-                       "ec2:DeleteTags", "ec2:DeleteVpc", "ec2:DeleteVpcEndpoints",
-                       "ec2:DetachInternetGateway", "ec2:DisassociateAddress",
-                       "ec2:DisassociateRouteTable", "ec2:ModifySecurityGroupRules",
-                       "ec2:ModifySubnetAttribute", "ec2:ModifyVpcAttribute",
-                       "ec2:ModifyVpcEndpoint", "ec2:ReleaseAddress", "ec2:ReplaceRoute",
-                       "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
-                       "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
-                       "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
-                       "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:Decrypt",
-                       "kms:DeleteAlias", "kms:EnableKeyRotation", "kms:Encrypt",
-                       "kms:GenerateDataKey", "kms:PutKeyPolicy", "kms:RetireGrant",
-                       "kms:ScheduleKeyDeletion",
-                       "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias",
-                       "kms:UpdateKeyDescription"],
+            "Action": CHANGE_WITH_STACK_TAG,
             "Resource": "*",
             "Condition": scope.resource_tag,
         },
@@ -468,8 +511,7 @@ def deploy_outside_the_stack(scope: Scope, *, connection_arn: str | None,
     (the alias and the certificate's validation record)."""
     statements: list[Statement] = []
     if connection_arn:
-        service = ("codeconnections" if ":codeconnections:" in connection_arn
-                   else "codestar-connections")
+        service = connection_service(connection_arn)
         statements.append({
             "Sid": "PassTheExistingConnection",
             "Effect": "Allow",
@@ -493,11 +535,12 @@ def deploy_outside_the_stack(scope: Scope, *, connection_arn: str | None,
     return statements
 
 
-# Creating a role or changing what it may do: allowed to the deploy only with the boundary
-# (deploy_iam), denied to every bounded role without it (boundary).
-ROLE_PERMISSION_ACTIONS = ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",
-                           "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary",
-                           "iam:PutRolePolicy"]
+# The services the stack's roles are passed to, and the service-linked roles its services
+# need (each created by AWS once per account, on the first use).
+PASSED_TO_SERVICES = ["codebuild.amazonaws.com", "codepipeline.amazonaws.com",
+                      "ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"]
+SERVICE_LINKED_ROLES = ["ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
+                        "ecs.application-autoscaling.amazonaws.com"]
 
 
 def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
@@ -526,9 +569,7 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
             "Effect": "Allow",
             "Action": "iam:PassRole",
             "Resource": roles,
-            "Condition": {"StringEquals": {"iam:PassedToService": [
-                "codebuild.amazonaws.com", "codepipeline.amazonaws.com",
-                "ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"]}},
+            "Condition": {"StringEquals": {"iam:PassedToService": PASSED_TO_SERVICES}},
         },
         {
             # The boundary itself is excluded by a Deny in the boundary (which this role has).
@@ -552,63 +593,20 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
             "Effect": "Allow",
             "Action": "iam:CreateServiceLinkedRole",
             "Resource": scope.arn("iam", "role/aws-service-role/*", region=False),
-            "Condition": {"StringEquals": {"iam:AWSServiceName": [
-                "ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
-                "ecs.application-autoscaling.amazonaws.com"]}},
+            "Condition": {"StringEquals": {"iam:AWSServiceName": SERVICE_LINKED_ROLES}},
         },
     ]
 
 
-# -------------------------------------------------------------------------- the boundary --
-BOUNDARY_SERVICES = ("acm", "application-autoscaling", "cloudwatch", "codebuild",
-                     "codeconnections", "codepipeline", "codestar-connections",
-                     "codestar-notifications", "ec2",
-                     "ecr", "ecs", "elasticloadbalancing", "iam", "kms", "logs", "route53",
-                     "s3", "secretsmanager", "sns", "wafv2")
-
-
-def boundary(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
-    """The permissions boundary: a ceiling, never a grant (a role's effective permissions
-    are its own policies intersected with this)."""
-    roles = scope.arn("iam", "role/*", region=False)
-    return [
-        {
-            # A boundary only caps: "*" here grants nothing by itself. The services are the
-            # ones this stack (service, pipeline, builds) uses; everything else is out.
-            "Sid": "CeilingServicesOfThisStack",
-            "Effect": "Allow",
-            "Action": [f"{service}:*" for service in BOUNDARY_SERVICES],
-            "Resource": "*",
-        },
-        {
-            "Sid": "NoRoleWithoutThisBoundary",
-            "Effect": "Deny",
-            "Action": ROLE_PERMISSION_ACTIONS,
-            "Resource": roles,
-            "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary_arn}},
-        },
-        {
-            # A Deny on "*": no role or user of the account loses its boundary through us.
-            "Sid": "NoRemovingBoundaries",
-            "Effect": "Deny",
-            "Action": ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"],
-            "Resource": "*",
-        },
-        {
-            "Sid": "NoEditingThisBoundary",
-            "Effect": "Deny",
-            "Action": ["iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
-                       "iam:SetDefaultPolicyVersion"],
-            "Resource": boundary_arn,
-        },
-        {
-            # A Deny on "*": the stack has no users, groups or access keys, ever.
-            "Sid": "NoUsersGroupsOrKeys",
-            "Effect": "Deny",
-            "Action": ["iam:AddUserToGroup", "iam:AttachGroupPolicy", "iam:AttachUserPolicy",
-                       "iam:CreateAccessKey", "iam:CreateGroup", "iam:CreateLoginProfile",
-                       "iam:CreateUser", "iam:PutGroupPolicy", "iam:PutUserPolicy",
-                       "iam:UpdateLoginProfile"],
-            "Resource": "*",
-        },
-    ]
+# The managed policies the pipeline's roles share (each holds at most 6,144 characters, so
+# the deploy's permissions are split in three): key (name <prefix>-<key>) -> (description,
+# statements of (scope, boundary ARN)).
+MANAGED_POLICIES: dict[str, tuple[str, Callable[[Scope, Any], list[Statement]]]] = {
+    "read-stack": ("Read the stack's configuration (no data): preview and refresh",
+                   lambda scope, boundary_arn: read_stack(scope)),
+    "deploy-named": ("pulumi up: resources named <prefix>-*",
+                     lambda scope, boundary_arn: deploy_by_name(scope)),
+    "deploy-tagged": ("pulumi up: resources tagged with the stack",
+                      lambda scope, boundary_arn: deploy_by_tag(scope)),
+    "deploy-iam": ("pulumi up: roles under the boundary", deploy_iam),
+}

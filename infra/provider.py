@@ -17,10 +17,11 @@ from infra.config import StackConfig
 
 
 def tagged_provider(cfg: StackConfig) -> aws.Provider:
+    """The provider every resource and invoke of the stack uses (its default tags mark them)."""
     return aws.Provider(
-        cfg.prefix,
+        cfg.names.prefix,
         region=cfg.region,
-        default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.tags),
+        default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.names.tags),
         allowed_account_ids=[cfg.aws_account_id] if cfg.aws_account_id else None,
     )
 

@@ -22,6 +22,10 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import ServiceRoles, ServiceRolesArgs
+from infra.image import ContainerImage
+from infra.load_balancer import LoadBalancer
+from infra.model_registry import ModelRegistry
+from infra.naming import StackNames
 from infra.provider import AwsContext
 
 CONTAINER_NAME = "app"
@@ -38,35 +42,43 @@ HEALTH_CHECK_COMMAND = [
 ]
 
 
-@dataclass
-class ServiceArgs:
-    context: AwsContext
-    cluster_name: str
-    service_name: str
+@dataclass(frozen=True)
+class Capacity:
+    """The task's size, and how many tasks run on which Fargate capacity."""
+
     cpu: int
     memory: int
     desired_count: int
-    fargate_base: int
-    fargate_weight: int
-    fargate_spot_weight: int
-    image_ref: pulumi.Input[str]                 # repository@sha256:digest
-    repository_arn: pulumi.Input[str]
-    model_uri: pulumi.Input[str]
-    model_sha256: str
-    bucket_arn: pulumi.Input[str]
-    model_prefix: str
+    on_demand_base: int          # tasks that always run on on-demand FARGATE
+    on_demand_weight: int        # above the base, FARGATE : FARGATE_SPOT
+    spot_weight: int
+
+    @property
+    def strategy(self) -> list[dict[str, Any]]:
+        return [
+            # "base" tasks always run on on-demand FARGATE; weights share the rest.
+            {"capacity_provider": "FARGATE", "base": self.on_demand_base,
+             "weight": self.on_demand_weight},
+            # Only one provider of a strategy may declare a base.
+            {"capacity_provider": "FARGATE_SPOT", "weight": self.spot_weight},
+        ]
+
+
+@dataclass
+class ServiceArgs:
+    context: AwsContext
+    names: StackNames                            # cluster, service, metrics namespace
+    capacity: Capacity
+    image: ContainerImage                        # runs its digest, pulls from its repository
+    registry: ModelRegistry                      # the model version to load, and its bucket
     kms_key_arn: pulumi.Input[str]
-    log_group_name: pulumi.Input[str]
-    log_group_arn: pulumi.Input[str]
-    metrics_namespace: str
+    log_group: aws.cloudwatch.LogGroup
     private_subnet_ids: Sequence[pulumi.Input[str]]
-    security_group_id: pulumi.Input[str]
-    target_group_arn: pulumi.Input[str]
+    # Its target group and the tasks' security group. The service waits for it: a target
+    # group can only be attached to a service once a listener uses it.
+    load_balancer: LoadBalancer
     deployment_alarm_names: Sequence[pulumi.Input[str]]
     api_key_secret_arn: pulumi.Input[str] | None = None
-    # Resources the service must wait for (the load balancer's listeners: a target group
-    # can only be attached to a service once a listener uses it).
-    depends_on: Sequence[pulumi.Resource] = ()
 
 
 def container_definitions(args: ServiceArgs) -> pulumi.Output[str]:
@@ -76,16 +88,16 @@ def container_definitions(args: ServiceArgs) -> pulumi.Output[str]:
     environment = {
         "AWS_REGION": args.context.region,
         "LOG_LEVEL": "INFO",
-        "METRICS_NAMESPACE": args.metrics_namespace,
+        "METRICS_NAMESPACE": args.names.metrics_namespace,
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-        "MODEL_SHA256": args.model_sha256,
-        "MODEL_URI": args.model_uri,
+        "MODEL_SHA256": args.registry.model.manifest_sha256,
+        "MODEL_URI": args.registry.model_uri,
         # One sync worker per vCPU (design.md 6).
-        "WEB_CONCURRENCY": str(max(1, args.cpu // 1024)),
+        "WEB_CONCURRENCY": str(max(1, args.capacity.cpu // 1024)),
     }
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": args.image_ref,
+        "image": args.image.image_ref,
         "essential": True,
         "cpu": 0,
         "portMappings": [{"containerPort": CONTAINER_PORT, "hostPort": CONTAINER_PORT,
@@ -105,7 +117,7 @@ def container_definitions(args: ServiceArgs) -> pulumi.Output[str]:
                         "retries": 3, "startPeriod": HEALTH_CHECK_GRACE},
         "stopTimeout": STOP_TIMEOUT,
         "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": args.log_group_name,
+            "awslogs-group": args.log_group.name,
             "awslogs-region": args.context.region,
             "awslogs-stream-prefix": CONTAINER_NAME,
             # Never block the app on a slow log pipe; buffer up to 25 MB instead.
@@ -128,35 +140,25 @@ class Service(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-app:infra:Service", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-
         cluster = aws.ecs.Cluster(
-            f"{name}-cluster", name=args.cluster_name,
+            f"{name}-cluster", name=args.names.cluster,
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
             opts=child)
-        strategy = [
-            # "base" tasks always run on on-demand FARGATE; weights share the rest.
-            {"capacity_provider": "FARGATE", "base": args.fargate_base,
-             "weight": args.fargate_weight},
-            # Only one provider of a strategy may declare a base.
-            {"capacity_provider": "FARGATE_SPOT", "weight": args.fargate_spot_weight},
-        ]
         capacity = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity", cluster_name=cluster.name,
             capacity_providers=["FARGATE", "FARGATE_SPOT"],
             default_capacity_provider_strategies=[
                 aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(**s)
-                for s in strategy],
+                for s in args.capacity.strategy],
             opts=child)
-
         roles = ServiceRoles(f"{name}-roles", ServiceRolesArgs(
-            context=args.context, repository_arn=args.repository_arn,
-            log_group_arn=args.log_group_arn, bucket_arn=args.bucket_arn,
-            model_prefix=args.model_prefix, kms_key_arn=args.kms_key_arn,
+            context=args.context, repository_arn=args.image.repository_arn,
+            log_group_arn=args.log_group.arn, bucket_arn=args.registry.bucket_arn,
+            model_prefix=args.registry.model.prefix, kms_key_arn=args.kms_key_arn,
             api_key_secret_arn=args.api_key_secret_arn), opts=child)
-
         task_definition = aws.ecs.TaskDefinition(
-            f"{name}-task", family=args.cluster_name,
-            cpu=str(args.cpu), memory=str(args.memory), network_mode="awsvpc",
+            f"{name}-task", family=args.names.service,
+            cpu=str(args.capacity.cpu), memory=str(args.capacity.memory), network_mode="awsvpc",
             requires_compatibilities=["FARGATE"],
             runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
                 operating_system_family="LINUX", cpu_architecture="X86_64"),
@@ -167,18 +169,30 @@ class Service(pulumi.ComponentResource):
             # Keep old revisions registered so an operator can roll back to one by hand.
             skip_destroy=True,
             opts=child)
+        service = self._service(name, args, cluster, task_definition, [capacity, roles])
 
-        service = aws.ecs.Service(
-            f"{name}-service", name=args.service_name, cluster=cluster.arn,
-            task_definition=task_definition.arn, desired_count=args.desired_count,
+        self.cluster_name = cluster.name
+        self.service_name = service.name
+        self.task_definition_arn = task_definition.arn
+        self.register_outputs({"cluster_name": self.cluster_name,
+                               "service_name": self.service_name,
+                               "task_definition_arn": self.task_definition_arn})
+
+    def _service(self, name: str, args: ServiceArgs, cluster: aws.ecs.Cluster,
+                 task_definition: aws.ecs.TaskDefinition,
+                 prerequisites: list[pulumi.Resource]) -> aws.ecs.Service:
+        lb = args.load_balancer
+        return aws.ecs.Service(
+            f"{name}-service", name=args.names.service, cluster=cluster.arn,
+            task_definition=task_definition.arn, desired_count=args.capacity.desired_count,
             capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(**s)
-                                          for s in strategy],
+                                          for s in args.capacity.strategy],
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=list(args.private_subnet_ids), security_groups=[args.security_group_id],
-                assign_public_ip=False),
+                subnets=list(args.private_subnet_ids),
+                security_groups=[lb.service_security_group_id], assign_public_ip=False),
             load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
-                target_group_arn=args.target_group_arn, container_name=CONTAINER_NAME,
+                target_group_arn=lb.target_group.arn, container_name=CONTAINER_NAME,
                 container_port=CONTAINER_PORT)],
             health_check_grace_period_seconds=HEALTH_CHECK_GRACE,
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
@@ -195,14 +209,7 @@ class Service(pulumi.ComponentResource):
                 # (CreateService fails otherwise), so the association comes first; the
                 # roles' policies too: tasks need them to start, and a destroy that removed
                 # them first would leave the service stuck DRAINING (the provider's docs).
-                parent=self, depends_on=[*args.depends_on, capacity, roles],
+                parent=self, depends_on=[lb, *prerequisites],
                 # Autoscaling owns the running count after creation.
                 ignore_changes=["desiredCount"],
                 custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")))
-
-        self.cluster_name = cluster.name
-        self.service_name = service.name
-        self.task_definition_arn = task_definition.arn
-        self.register_outputs({"cluster_name": self.cluster_name,
-                               "service_name": self.service_name,
-                               "task_definition_arn": self.task_definition_arn})

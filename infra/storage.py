@@ -10,7 +10,7 @@ controls cannot drift apart between buckets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -72,43 +72,13 @@ class SecureBucket(pulumi.ComponentResource):
                     sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn),
                 bucket_key_enabled=True)],
             opts=child)
-        everything = [self.bucket.arn, pulumi.Output.concat(self.bucket.arn, "/*")]
         s3.BucketPolicy(
             f"{name}-policy", bucket=bucket_id,
-            policy=policy_document([
-                deny_insecure_transport(everything, actions="s3:*"),
-                {
-                    "Sid": "DenyOutdatedTls",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": everything,
-                    "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
-                },
-                *args.policy_statements,
-            ]),
+            policy=policy_document(bucket_policy(self.bucket.arn, args.policy_statements)),
             # S3 rejects a bucket policy while the public access block is being applied.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]))
-
         s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle", bucket=bucket_id,
-            rules=[
-                s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire-old-versions", status="Enabled",
-                    filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    expiration=(s3.BucketLifecycleConfigurationRuleExpirationArgs(
-                        days=args.expire_days) if args.expire_days else None),
-                    noncurrent_version_expiration=s3.
-                    BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=args.noncurrent_days,
-                        newer_noncurrent_versions=args.keep_noncurrent)),
-                s3.BucketLifecycleConfigurationRuleArgs(
-                    id="abort-incomplete-uploads", status="Enabled",
-                    filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    abort_incomplete_multipart_upload=s3.
-                    BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=7)),
-            ],
+            f"{name}-lifecycle", bucket=bucket_id, rules=lifecycle_rules(args),
             # Lifecycle rules on noncurrent versions need versioning first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]))
 
@@ -116,3 +86,42 @@ class SecureBucket(pulumi.ComponentResource):
         self.arn = self.bucket.arn
         self.ready = [encryption, versioning]
         self.register_outputs({"bucket": self.bucket_name, "arn": self.arn})
+
+
+def bucket_policy(bucket_arn: pulumi.Output[str],
+                  more: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """TLS only, and TLS 1.2 at least, for the bucket and its objects; then ``more``."""
+    everything = [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")]
+    return [
+        deny_insecure_transport(everything, actions="s3:*"),
+        {
+            "Sid": "DenyOutdatedTls",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": everything,
+            "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
+        },
+        *more,
+    ]
+
+
+def lifecycle_rules(args: SecureBucketArgs) -> list[s3.BucketLifecycleConfigurationRuleArgs]:
+    """Old versions (and with ``expire_days`` current objects) expire; abandoned multipart
+    uploads are aborted after a week."""
+    everything = s3.BucketLifecycleConfigurationRuleFilterArgs(prefix="")
+    return [
+        s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-old-versions", status="Enabled", filter=everything,
+            expiration=(s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                days=args.expire_days) if args.expire_days else None),
+            noncurrent_version_expiration=s3.
+            BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                noncurrent_days=args.noncurrent_days,
+                newer_noncurrent_versions=args.keep_noncurrent)),
+        s3.BucketLifecycleConfigurationRuleArgs(
+            id="abort-incomplete-uploads", status="Enabled", filter=everything,
+            abort_incomplete_multipart_upload=s3.
+            BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                days_after_initiation=7)),
+    ]

@@ -1,16 +1,26 @@
 """Fixtures for the infrastructure tests (offline: Pulumi mocks, no CLI, no AWS).
 
-Harness API, for these tests and any other infra test file (e.g. the pipeline's):
+One test module per module of the program (test_<module>.py for infra/<module>.py,
+test_main.py for __main__.py), plus whole-graph properties (test_security.py), the
+snapshots, the policy pack and the pipeline's files. Test modules share helpers through
+the harness only, never by importing each other.
+
+Harness API (tests.infra.harness):
 
   fixtures
     graphs                  session: {"dev": Graph, "staging": Graph, "prod": Graph}, each
                             stack's program run once under mocks with its Pulumi.<stack>.yaml
     graph                   parametrised over the three stacks (test ids dev/staging/prod)
+    variant                 session: dev with the other side of every pipeline choice (VARIANT)
 
-  tests.infra.harness
+  running the program
     run_program(stack, overrides=None)   run again with config overrides ({"cpu": 256},
                             "aws:region": ..., None removes a key); raises the program's error
     run(stack, overrides)   same, but keeps the error in graph.error (partial graph kept)
+    stack_config(stack, overrides) -> (config strings as the CLI passes them, secret keys)
+    AwsMocks, MOCK_OUTPUTS  the mocks: AWS's output formats by resource type (ARN first)
+
+  the graph
     Graph                   .resources [Resource], .invokes [Invoke], .exports {name: value},
                             .component_outputs {urn: outputs}, .warnings [str], .config,
                             .by_urn(urn), .children(resource), .ancestors(resource)
@@ -18,17 +28,22 @@ Harness API, for these tests and any other infra test file (e.g. the pipeline's)
                             .retain_on_delete .ignore_changes .depends_on
                             .explicit_depends_on .inputs (secrets unwrapped)
                             .raw_inputs (Secret-wrapped) .outputs (mocked, with "id")
-    resources_of_type(graph, *types), json_input(resource, key)
+    resources_of_type(graph, *types), json_input(resource, key), as_list(value)
     one(graph, type, component_type=None)  the single resource of a type (inside a component)
     within(graph, component_type, *types)  resources built inside a component, any depth
+    config_value(graph, key), prefix(graph), stack_key_arn(graph), boundary_arn(graph)
     policy_documents(graph, *kinds) -> [PolicyDoc(resource, kind, text, document,
                             .statements)]; kinds: identity, trust, key, resource
-    stack_config(stack, overrides) -> (config strings as the CLI passes them, secret keys)
-    STACKS, PROJECT, ROOT, MOCK_ACCOUNT
+    role_named(graph, key), role_statements(graph, role), allowed_actions(statements)
+
+  checks
+    lint(text), unexpected_findings(key, text, allow_list), used_entries(...),
+    policy_key(graph, doc): parliament, with one allow-list format (AllowList)
+    validate(service, operation, params), api_problems(...), check_enums(value, shape):
+                            botocore's API models (shapes, enums, lengths, patterns, ranges)
+    STACKS, PROJECT, ROOT, MOCK_ACCOUNT, PIPELINE, BOUNDARY, VARIANT
 
   tests.infra.snapshot      render(graph) -> the readable snapshot text; `make snapshot`
-  tests.infra.test_aws_shapes   validate(service, operation, params): botocore shape + enums
-  tests.infra.test_iam      lint(doc) (parliament findings), ALLOWED_FINDINGS pattern
 
 Numbers are normalised (2.0 -> 2); invokes are strict (an unmocked token fails the run:
 add it to AwsMocks.call).
@@ -38,7 +53,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.harness import STACKS, Graph, all_graphs
+from tests.infra.harness import STACKS, VARIANT, Graph, all_graphs, run_program
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +64,11 @@ def graphs() -> dict[str, Graph]:
 @pytest.fixture(params=STACKS)
 def graph(request, graphs) -> Graph:
     return graphs[request.param]
+
+
+@pytest.fixture(scope="session")
+def variant() -> Graph:
+    return run_program("dev", VARIANT)
 
 
 def pytest_configure(config):

@@ -11,6 +11,11 @@ loop, reset runtime options and its own config; the program is re-executed with 
 (an imported module registers nothing the second time); invokes are mocked strictly (an
 unmocked one fails the run with its token); numbers arrive as floats and are normalised;
 secrets arrive wrapped and are kept as ``Secret`` in ``raw_inputs``.
+
+Also here, because several test modules need them (test modules never import each other):
+queries over a graph, a role's effective statements, parliament with one allow-list
+format, and validation of request parameters against botocore's API models. The API is
+listed in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import runpy
 import sys
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -41,6 +48,20 @@ PROJECT = "ml-app"
 STACKS = ("dev", "staging", "prod")
 MOCK_ACCOUNT = "123456789012"
 MAIN = ROOT / "__main__.py"
+# Component type tokens the tests look inside.
+PIPELINE = "ml-app:cicd:Pipeline"
+BOUNDARY = "ml-app:cicd:PermissionsBoundary"
+# The other side of every pipeline configuration choice, run once on dev (the ``variant``
+# fixture): approval on, the S3 state backend, an existing connection and OIDC provider.
+VARIANT = {
+    "requireApproval": True, "pulumiBackend": "s3", "pulumiStateBucket": "acme-pulumi-state",
+    "pulumiSecretsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/"
+                           "0b6e1c3a-5d2f-4e8b-9a7c-1f2e3d4c5b6a",
+    "codestarConnectionArn": "arn:aws:codestar-connections:eu-west-1:123456789012:connection/"
+                             "11111111-2222-4333-8444-555555555555",
+    "githubOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/"
+                             "token.actions.githubusercontent.com",
+}
 
 from policy.rules import POLICY_PROPS  # noqa: E402 (needs ROOT on sys.path)
 
@@ -116,7 +137,7 @@ class Graph:
         return chain
 
 
-# ------------------------------------------------------------------------------- helpers --
+# ------------------------------------------------------------------------- graph queries --
 def resources_of_type(graph: Graph, *types: str) -> list[Resource]:
     """Resources whose type token is one of ``types`` (e.g. "aws:ecs/service:Service")."""
     return [r for r in graph.resources if r.type in types]
@@ -193,6 +214,168 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def config_value(graph: Graph, key: str) -> str:
+    """The stack's value of a project key, as the CLI passes it (a string)."""
+    return graph.config[f"{PROJECT}:{key}"]
+
+
+def prefix(graph: Graph) -> str:
+    """The physical-name prefix of the stack (infra/naming.py)."""
+    return f"{PROJECT}-{graph.stack}"
+
+
+def stack_key_arn(graph: Graph) -> str:
+    return one(graph, "aws:kms/key:Key").outputs["arn"]
+
+
+def boundary_arn(graph: Graph) -> str:
+    return one(graph, "aws:iam/policy:Policy", BOUNDARY).outputs["arn"]
+
+
+# ----------------------------------------------------------------------------------- IAM --
+def role_named(graph: Graph, key: str) -> Resource:
+    """The role whose physical name is ``<prefix>-<key>``."""
+    [found] = [r for r in resources_of_type(graph, "aws:iam/role:Role")
+               if r.inputs.get("name") == f"{prefix(graph)}-{key}"]
+    return found
+
+
+def role_statements(graph: Graph, role: Resource) -> list[dict[str, Any]]:
+    """Statements of the role's inline policies and of every managed policy attached to it."""
+    statements = []
+    for p in resources_of_type(graph, "aws:iam/rolePolicy:RolePolicy"):
+        if p.inputs["role"] == role.outputs["id"]:
+            statements += as_list(json_input(p, "policy")["Statement"])
+    attached = {a.inputs["policyArn"] for a in resources_of_type(
+        graph, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.inputs["role"] == role.outputs["name"]}
+    for p in resources_of_type(graph, "aws:iam/policy:Policy"):
+        if p.outputs["arn"] in attached:
+            statements += as_list(json_input(p, "policy")["Statement"])
+            attached.discard(p.outputs["arn"])
+    assert not attached, f"attached policies not found in the graph: {attached}"
+    return statements
+
+
+def allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+
+
+# ----------------------------------------------------------------------------- linters --
+# Parliament findings a test accepts, in one format: (policy name without the stack prefix,
+# e.g. "deploy-named" or "roles-execution"; parliament's issue) -> (the actions, lower case,
+# the finding may name, or None for any; the reason, said once here).
+AllowList = Mapping[tuple[str, str], tuple["set[str] | None", str]]
+
+
+def policy_key(graph: Graph, doc: PolicyDoc) -> str:
+    """The allow-list name of a policy document: its resource name without the prefix."""
+    return doc.resource.name.removeprefix(prefix(graph) + "-")
+
+
+@lru_cache(maxsize=None)
+def lint(text: str) -> tuple[tuple[str, Any], ...]:
+    """Parliament's findings on a policy document: (issue, detail) pairs."""
+    import parliament
+
+    return tuple(
+        (f.issue, f.detail if f.detail else {"actions": (f.location or {}).get("actions", [])})
+        for f in parliament.analyze_policy_string(text, include_community_auditors=True).findings)
+
+
+def finding_actions(detail: Any) -> set[str]:
+    """Parliament puts the actions in the detail (a list) or in the location (a dict)."""
+    if isinstance(detail, dict):
+        return {a.lower() for a in detail.get("actions", [])}
+    if isinstance(detail, list):
+        return {(d["action"] if isinstance(d, dict) else d).lower() for d in detail}
+    return set()
+
+
+def unexpected_findings(key: str, text: str, allowed: AllowList) -> list[tuple[str, Any]]:
+    """Findings the allow-list does not cover, for the policy ``key``."""
+    problems = []
+    for issue, detail in lint(text):
+        entry = allowed.get((key, issue))
+        if entry is None:
+            problems.append((issue, detail))
+            continue
+        actions = finding_actions(detail)
+        if entry[0] is not None and (not actions or not actions <= entry[0]):
+            problems.append((issue, sorted(actions - entry[0]) or detail))
+    return problems
+
+
+def used_entries(key: str, text: str, allowed: AllowList) -> set[tuple[str, str]]:
+    """The allow-list entries the policy ``key`` needs (for the no-stale-entries tests)."""
+    return {(key, issue) for issue, _ in lint(text)} & set(allowed)
+
+
+@lru_cache(maxsize=None)
+def input_shape(service: str, operation: str):
+    """The input shape of an AWS API operation, from the models botocore ships."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service) \
+        .operation_model(operation).input_shape
+
+
+@lru_cache(maxsize=None)
+def _pattern(pattern: str | None) -> re.Pattern[str] | None:
+    """A model's pattern as a Python regex; None when absent or not Python syntax (some
+    models use Java classes such as \\p{Print}, which cannot be checked here)."""
+    try:
+        return re.compile(pattern) if pattern else None
+    except re.error:
+        return None
+
+
+def check_enums(value: Any, shape, path: str = "") -> list[str]:
+    """What botocore's ParamValidator skips: enum values, string lengths and patterns,
+    numeric ranges."""
+    problems = []
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, member in shape.members.items():
+            if key in value:
+                problems += check_enums(value[key], member, f"{path}.{key}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        for i, item in enumerate(value):
+            problems += check_enums(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for k, v in value.items():
+            problems += check_enums(v, shape.value, f"{path}.{k}")
+    elif shape.type_name == "string" and isinstance(value, str):
+        if getattr(shape, "enum", None) and value not in shape.enum:
+            problems.append(f"{path}: {value!r} not in {shape.enum}")
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
+            problems.append(f"{path}: length {len(value)} outside [{lo}, {hi}]")
+        pattern = _pattern(shape.metadata.get("pattern"))
+        if pattern and not pattern.fullmatch(value):
+            problems.append(f"{path}: {value!r} does not match {pattern.pattern}")
+    elif shape.type_name in ("integer", "long", "double", "float"):
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            problems.append(f"{path}: {value} outside [{lo}, {hi}]")
+    return problems
+
+
+def api_problems(service: str, operation: str, params: dict) -> list[str]:
+    """Why ``params`` is not a valid request of the operation (empty: it is)."""
+    from botocore.validate import ParamValidator
+
+    shape = input_shape(service, operation)
+    report = ParamValidator().validate(params, shape)
+    return ([report.generate_report()] if report.has_errors() else []) + \
+        check_enums(params, shape)
+
+
+def validate(service: str, operation: str, params: dict) -> None:
+    """Assert that ``params`` is a valid request of the AWS API operation."""
+    problems = api_problems(service, operation, params)
+    assert not problems, problems
+
+
 # ------------------------------------------------------------------------------- config --
 def _to_config_string(value: Any) -> str:
     if isinstance(value, bool):
@@ -234,12 +417,86 @@ def stack_config(stack: str, overrides: Mapping[str, Any] | None = None
 
 
 # -------------------------------------------------------------------------------- mocks --
-def _short_hash(text: str, n: int = 8) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+ELB = "arn:aws:elasticloadbalancing:{region}:{account}"
+# What AWS computes for a resource, by type: the ARN format first, then the other outputs the
+# program reads. Templates over {name} (the physical name: the "name" input, else Pulumi's
+# auto-name), {region}, {account}, {id} (a hash of the logical name; {id:.8} keeps 8 hex
+# digits), {name_id} (the same of the physical name) and {inputs[key]}; non-strings are
+# copied. Any other AWS type gets arn:aws:<service>:<region>:<account>:<kind>/<name> unless
+# its inputs carry an "arn".
+MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
+    "aws:acm/certificate:Certificate": {
+        "arn": "arn:aws:acm:{region}:{account}:certificate/{id:.8}-0000-4000-8000-000000000000"},
+    "aws:cloudwatch/logGroup:LogGroup": {"arn": "arn:aws:logs:{region}:{account}:log-group:{name}"},
+    "aws:cloudwatch/metricAlarm:MetricAlarm": {
+        "arn": "arn:aws:cloudwatch:{region}:{account}:alarm:{name}"},
+    "aws:codebuild/project:Project": {"arn": "arn:aws:codebuild:{region}:{account}:project/{name}"},
+    "aws:codepipeline/pipeline:Pipeline": {"arn": "arn:aws:codepipeline:{region}:{account}:{name}"},
+    "aws:codestarconnections/connection:Connection": {
+        "arn": "arn:aws:codestar-connections:{region}:{account}:connection/"
+               "{id:.8}-0000-4000-8000-000000000000", "connectionStatus": "PENDING"},
+    "aws:ec2/eip:Eip": {"allocationId": "eipalloc-{id:.8}", "publicIp": "192.0.2.10"},
+    "aws:ecr/repository:Repository": {
+        "arn": "arn:aws:ecr:{region}:{account}:repository/{name}", "name": "{name}",
+        "registryId": "{account}",
+        "repositoryUrl": "{account}.dkr.ecr.{region}.amazonaws.com/{name}"},
+    "aws:ecs/cluster:Cluster": {"arn": "arn:aws:ecs:{region}:{account}:cluster/{name}"},
+    "aws:ecs/taskDefinition:TaskDefinition": {
+        "arn": "arn:aws:ecs:{region}:{account}:task-definition/{inputs[family]}:1",
+        "arnWithoutRevision": "arn:aws:ecs:{region}:{account}:task-definition/{inputs[family]}",
+        "revision": 1},
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": {
+        "arn": "arn:aws:iam::{account}:oidc-provider/{url_host}"},
+    "aws:iam/policy:Policy": {"arn": "arn:aws:iam::{account}:policy/{name}", "name": "{name}"},
+    "aws:iam/role:Role": {"arn": "arn:aws:iam::{account}:role/{name}", "name": "{name}"},
+    "aws:kms/key:Key": {"arn": "arn:aws:kms:{region}:{account}:key/mrk-{id:.32}",
+                        "keyId": "mrk-{id:.32}"},
+    "aws:lb/loadBalancer:LoadBalancer": {
+        "arn": ELB + ":loadbalancer/app/{name}/{name_id:.16}",
+        "arnSuffix": "app/{name}/{name_id:.16}", "zoneId": "Z32O12XQLNTSW2",
+        "dnsName": "{name}-1234567890.{region}.elb.amazonaws.com"},
+    "aws:lb/targetGroup:TargetGroup": {
+        "arn": ELB + ":targetgroup/{name}/{name_id:.16}",
+        "arnSuffix": "targetgroup/{name}/{name_id:.16}", "name": "{name}"},
+    "aws:route53/record:Record": {"fqdn": "{name}"},
+    "aws:s3/bucket:Bucket": {"arn": "arn:aws:s3:::{name}", "bucket": "{name}",
+                             "bucketRegionalDomainName": "{name}.s3.{region}.amazonaws.com"},
+    "aws:secretsmanager/secret:Secret": {
+        "arn": "arn:aws:secretsmanager:{region}:{account}:secret:{name}-AbCdEf", "name": "{name}"},
+    "aws:sns/topic:Topic": {"arn": "arn:aws:sns:{region}:{account}:{name}", "name": "{name}"},
+}
+
+
+def _mock_id(type_: str, logical: str, physical: str, fields: Mapping[str, Any]) -> str:
+    """The ID AWS would return, where the program or the tests read it."""
+    if type_ == "aws:s3/bucket:Bucket":
+        return physical
+    if type_ == "aws:ecs/service:Service":
+        return "arn:aws:ecs:{region}:{account}:service/{name}/{name}".format(**fields)
+    if type_.startswith("aws:ec2/"):                       # vpc-..., subn-..., rout-...
+        return f"{type_.rsplit(':', 1)[1][:4].lower()}-{_hash(logical)[:12]}"
+    return f"{logical}-id"
+
+
+def _special_outputs(type_: str, logical: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs shaped in ways a template cannot express."""
+    if type_ == "docker:index/image:Image":
+        repo = str(inputs.get("imageName", "")).rsplit(":", 1)[0]
+        return {"repoDigest": f"{repo}@sha256:{_hash(logical)}"}
+    if type_ == "aws:acm/certificate:Certificate":
+        domain = inputs.get("domainName")
+        return {"domainValidationOptions": [{
+            "domainName": domain, "resourceRecordName": f"_mock.{domain}.",
+            "resourceRecordType": "CNAME", "resourceRecordValue": "_mock.acm-validations.aws."}]}
+    return {}
 
 
 class AwsMocks(pulumi_mocks.Mocks):
-    """Deterministic outputs shaped like AWS's, and strict invokes."""
+    """Deterministic outputs shaped like AWS's (MOCK_OUTPUTS), and strict invokes."""
 
     def __init__(self, region: str, account: str, ecr_images: Mapping[str, str] | None = None):
         self.region = region
@@ -275,91 +532,20 @@ class AwsMocks(pulumi_mocks.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         t, inputs = args.typ, dict(args.inputs)
-        region, account = self.region, self.account
-        physical = inputs.get("name") if isinstance(inputs.get("name"), str) else \
-            f"{args.name}-{_short_hash(args.name, 7)}"
-        outputs = dict(inputs)
-        rid = f"{args.name}-id"
         if t.startswith("pulumi:providers:"):
-            return rid, outputs
+            return f"{args.name}-id", inputs
+        physical = inputs["name"] if isinstance(inputs.get("name"), str) else \
+            f"{args.name}-{_hash(args.name)[:7]}"
+        fields = {"name": physical, "region": self.region, "account": self.account,
+                  "id": _hash(args.name), "name_id": _hash(physical), "inputs": inputs,
+                  "url_host": str(inputs.get("url", "")).removeprefix("https://")}
         service, _, kind = t.partition(":")[2].partition("/")
-        kind = kind.split(":")[0]
-        outputs.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
-        extra: dict[str, Any] = {}
-        if t == "aws:s3/bucket:Bucket":
-            rid = physical
-            extra = {"bucket": physical, "arn": f"arn:aws:s3:::{physical}",
-                     "bucketRegionalDomainName": f"{physical}.s3.{region}.amazonaws.com"}
-        elif t == "aws:ecr/repository:Repository":
-            extra = {"name": physical, "registryId": account,
-                     "repositoryUrl": f"{account}.dkr.ecr.{region}.amazonaws.com/{physical}",
-                     "arn": f"arn:aws:ecr:{region}:{account}:repository/{physical}"}
-        elif t == "docker:index/image:Image":
-            repo = str(inputs.get("imageName", "")).rsplit(":", 1)[0]
-            extra = {"repoDigest": f"{repo}@sha256:{hashlib.sha256(args.name.encode()).hexdigest()}",
-                     "imageName": inputs.get("imageName")}
-        elif t == "aws:lb/loadBalancer:LoadBalancer":
-            suffix = f"app/{physical}/{_short_hash(physical, 16)}"
-            extra = {"arnSuffix": suffix, "zoneId": "Z32O12XQLNTSW2",
-                     "dnsName": f"{physical}-1234567890.{region}.elb.amazonaws.com",
-                     "arn": f"arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/{suffix}"}
-        elif t == "aws:lb/targetGroup:TargetGroup":
-            suffix = f"targetgroup/{physical}/{_short_hash(physical, 16)}"
-            extra = {"arnSuffix": suffix, "name": physical,
-                     "arn": f"arn:aws:elasticloadbalancing:{region}:{account}:{suffix}"}
-        elif t == "aws:cloudwatch/logGroup:LogGroup":
-            extra = {"arn": f"arn:aws:logs:{region}:{account}:log-group:{physical}"}
-        elif t == "aws:kms/key:Key":
-            key_id = f"mrk-{_short_hash(args.name, 32)}"
-            extra = {"keyId": key_id, "arn": f"arn:aws:kms:{region}:{account}:key/{key_id}"}
-        elif t == "aws:iam/role:Role":
-            extra = {"name": physical, "arn": f"arn:aws:iam::{account}:role/{physical}"}
-        # IAM ARNs have no region; these services' ARN formats differ from the default.
-        elif t == "aws:iam/policy:Policy":
-            extra = {"name": physical, "arn": f"arn:aws:iam::{account}:policy/{physical}"}
-        elif t == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-            host = str(inputs.get("url", "")).removeprefix("https://")
-            extra = {"arn": f"arn:aws:iam::{account}:oidc-provider/{host}"}
-        elif t == "aws:codestarconnections/connection:Connection":
-            extra = {"connectionStatus": "PENDING",
-                     "arn": f"arn:aws:codestar-connections:{region}:{account}:connection/"
-                            f"{_short_hash(args.name, 8)}-0000-4000-8000-000000000000"}
-        elif t == "aws:codepipeline/pipeline:Pipeline":
-            extra = {"arn": f"arn:aws:codepipeline:{region}:{account}:{physical}"}
-        elif t == "aws:codebuild/project:Project":
-            extra = {"arn": f"arn:aws:codebuild:{region}:{account}:project/{physical}"}
-        elif t == "aws:secretsmanager/secret:Secret":
-            extra = {"name": physical,
-                     "arn": f"arn:aws:secretsmanager:{region}:{account}:secret:{physical}-AbCdEf"}
-        elif t == "aws:sns/topic:Topic":
-            extra = {"name": physical, "arn": f"arn:aws:sns:{region}:{account}:{physical}"}
-        elif t == "aws:ecs/cluster:Cluster":
-            extra = {"arn": f"arn:aws:ecs:{region}:{account}:cluster/{physical}"}
-        elif t == "aws:ecs/service:Service":
-            rid = f"arn:aws:ecs:{region}:{account}:service/{physical}/{physical}"
-        elif t == "aws:ecs/taskDefinition:TaskDefinition":
-            base = f"arn:aws:ecs:{region}:{account}:task-definition/{inputs.get('family')}"
-            extra = {"arn": f"{base}:1", "arnWithoutRevision": base, "revision": 1}
-        elif t == "aws:cloudwatch/metricAlarm:MetricAlarm":
-            extra = {"arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{physical}"}
-        elif t == "aws:acm/certificate:Certificate":
-            domain = inputs.get("domainName")
-            extra = {"domainValidationOptions": [{
-                "domainName": domain, "resourceRecordName": f"_mock.{domain}.",
-                "resourceRecordType": "CNAME",
-                "resourceRecordValue": "_mock.acm-validations.aws."}],
-                "arn": f"arn:aws:acm:{region}:{account}:certificate/{_short_hash(args.name, 8)}"
-                       "-0000-4000-8000-000000000000"}
-        elif t == "aws:acm/certificateValidation:CertificateValidation":
-            extra = {"certificateArn": inputs.get("certificateArn")}
-        elif t == "aws:route53/record:Record":
-            extra = {"fqdn": inputs.get("name")}
-        elif t == "aws:ec2/eip:Eip":
-            extra = {"allocationId": f"eipalloc-{_short_hash(args.name)}", "publicIp": "192.0.2.10"}
-        elif t.startswith("aws:ec2/"):
-            rid = f"{kind[:4].lower()}-{_short_hash(args.name, 12)}"
-        outputs.update(extra)
-        return rid, outputs
+        outputs = {"arn": f"arn:aws:{service}:{self.region}:{self.account}:"
+                          f"{kind.split(':')[0]}/{physical}", **inputs}
+        outputs.update({k: v.format(**fields) if isinstance(v, str) else v
+                        for k, v in MOCK_OUTPUTS.get(t, {}).items()})
+        outputs.update(_special_outputs(t, args.name, inputs))
+        return _mock_id(t, args.name, physical, fields), outputs
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -1,4 +1,5 @@
-"""Stack configuration: declarations, the three stack files, and every validation rule."""
+"""Stack configuration (infra/config.py): declarations, the three stack files, and every
+validation rule, the pipeline's keys included."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from infra import config
+from infra import config, releases
 from tests.infra.harness import PROJECT, ROOT, STACKS, run, stack_config
 
 
@@ -179,19 +180,19 @@ def test_empty_strings_mean_unset_for_optional_keys():
 
 def test_model_version_is_pinned_by_its_manifest_hash():
     cfg = parse()
-    manifest = cfg.model_dir / "manifest.json"
+    manifest = cfg.model.folder / "manifest.json"
     import hashlib
-    assert cfg.model_manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
-    assert "manifest.json" in cfg.model_files and "model.tflite" in cfg.model_files
-    assert re.fullmatch(r"models/digits/1", cfg.model_prefix)
+    assert cfg.model.manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert "manifest.json" in cfg.model.files and "model.tflite" in cfg.model.files
+    assert re.fullmatch(r"models/digits/1", cfg.model.prefix)
 
 
 def test_a_tampered_model_file_is_refused(tmp_path, monkeypatch):
     import shutil
     fake_root = tmp_path / "artifacts"
-    shutil.copytree(config.MODEL_ROOT / "digits" / "1", fake_root / "digits" / "1")
+    shutil.copytree(releases.MODEL_ROOT / "digits" / "1", fake_root / "digits" / "1")
     (fake_root / "digits" / "1" / "model.tflite").write_bytes(b"not the model")
-    monkeypatch.setattr(config, "MODEL_ROOT", fake_root)
+    monkeypatch.setattr(releases, "MODEL_ROOT", fake_root)
     with pytest.raises(config.ConfigError, match="model.tflite does not match its sha256"):
         parse()
 
@@ -214,3 +215,59 @@ def test_configuration_doc_covers_every_key():
     doc = (ROOT / "docs" / "configuration.md").read_text()
     missing = [key for key in config.declarations() if f"| `{key}` |" not in doc]
     assert not missing, f"document these keys in docs/configuration.md: {missing}"
+
+
+# ------------------------------------------------------------------- pipeline keys --
+@pytest.mark.parametrize("overrides, key, value, rule", [
+    ({"githubRepository": None}, "githubRepository", "''", "is required"),
+    ({"githubRepository": "  "}, "githubRepository", "''", "is required"),
+    ({"githubRepository": "acme-ml"}, "githubRepository", "'acme-ml'", "<owner>/<repo>"),
+    ({"githubRepository": "https://github.com/acme/ml-app"}, "githubRepository",
+     "'https://github.com/acme/ml-app'", "<owner>/<repo>"),
+    ({"pipelineBranch": "release/*"}, "pipelineBranch", "'release/*'", "wildcards"),
+    ({"pipelineBranch": "my branch"}, "pipelineBranch", "'my branch'", "without spaces"),
+    ({"pipelineBranch": "feature..x"}, "pipelineBranch", "'feature..x'", "check-ref-format"),
+    ({"pipelineBranch": "-main"}, "pipelineBranch", "'-main'", "check-ref-format"),
+    ({"pipelineBranch": ""}, "pipelineBranch", "''", "is required"),
+    ({"pulumiBackend": "local"}, "pulumiBackend", "'local'", "cloud or s3"),
+    ({"pulumiBackend": "s3"}, "pulumiStateBucket", "''", "required when pulumiBackend is s3"),
+    ({"pulumiBackend": "s3", "pulumiStateBucket": "b"}, "pulumiSecretsKeyArn", "''",
+     "required when pulumiBackend is s3"),
+    ({"pulumiAccessTokenSecret": ""}, "pulumiAccessTokenSecret", "''",
+     "required when pulumiBackend is cloud"),
+    ({"codestarConnectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:"
+                               "connection/11111111-2222-4333-8444-555555555555"},
+     "codestarConnectionArn", "us-east-1", "stack's region eu-west-1"),
+    ({"githubOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/gitlab.com"},
+     "githubOidcProviderArn", "gitlab.com", "token.actions.githubusercontent.com"),
+])
+def test_bad_pipeline_config_is_refused_naming_key_value_rule_and_file(overrides, key, value,
+                                                                        rule):
+    with pytest.raises(config.ConfigError) as err:
+        parse("dev", **overrides)
+    [line] = [p for p in err.value.problems if p.startswith(f"ml-app:{key} = ")]
+    assert value in line and rule in line and line.endswith("edit Pulumi.dev.yaml"), line
+
+
+def test_prod_cannot_skip_the_approval():
+    with pytest.raises(config.ConfigError) as err:
+        parse("prod", requireApproval=False)
+    assert any(p.startswith("ml-app:requireApproval = False: a manual approval")
+               and "edit Pulumi.prod.yaml" in p for p in err.value.problems), err.value.problems
+
+
+def test_a_missing_repository_stops_the_program_before_any_resource():
+    graph = run("staging", {"githubRepository": None})
+    assert isinstance(graph.error, config.ConfigError)
+    assert "ml-app:githubRepository = '': is required" in str(graph.error)
+    assert "edit Pulumi.staging.yaml" in str(graph.error)
+    assert not [r for r in graph.resources if r.custom and not r.type.startswith("pulumi:")]
+
+
+def test_the_stack_files_name_the_repository_and_the_branches():
+    parsed = {s: parse(s) for s in STACKS}
+    assert {c.github_repository for c in parsed.values()} == {"acme-ml/ml-app"}
+    assert parsed["dev"].pipeline_branch == "develop"
+    assert parsed["staging"].pipeline_branch == parsed["prod"].pipeline_branch == "main"
+    assert parsed["prod"].require_approval is True
+    assert (ROOT / "Pulumi.yaml").read_text().count("githubRepository:") == 1

@@ -1,23 +1,29 @@
-"""IAM: every identity policy linted with parliament; exact ARNs; no wildcard actions."""
+"""IAM of the service (infra/iam.py): the task's two roles by exact ARN, and over every
+policy of the graph: no wildcard actions, trust only for this account, parliament with a
+commented allow-list (the pipeline's policies have theirs in test_pipeline_iam.py)."""
 
 from __future__ import annotations
 
 import json
 
-import parliament
 import pytest
 
-from tests.infra.harness import Graph, PolicyDoc, as_list, one, policy_documents, within
+from tests.infra.harness import (AllowList, Graph, PolicyDoc, as_list, one, policy_documents,
+                                 policy_key, unexpected_findings, used_entries, within)
 
-# Parliament findings we accept, each with the reason. Key: (policy resource name suffix,
-# finding issue). Anything else fails the test; an entry that no longer matches anything
-# fails too (test_allow_list_has_no_stale_entries), so the list cannot rot.
-ALLOWED_FINDINGS: dict[tuple[str, str], str] = {
-    ("-roles-execution", "CREDENTIALS_EXPOSURE"):
+
+# Parliament findings accepted for the service's policies, each with its reason (the
+# harness's AllowList format). Anything else fails the test; an entry that no longer matches
+# anything fails too (test_allow_list_has_no_stale_entries), so the list cannot rot.
+ALLOWED_FINDINGS: AllowList = {
+    ("roles-execution", "CREDENTIALS_EXPOSURE"): (
+        {"ecr:getauthorizationtoken"},
         "ecr:GetAuthorizationToken is how ECS logs in to ECR to pull the image; it has no "
         "resource-level permissions, and the token only reaches repositories the role may "
-        "read (the policy's next statement names this repository alone)",
+        "read (the policy's next statement names this repository alone)"),
 }
+
+
 # Components whose policies are linted by their own test files with their own allow-list
 # (the delivery pipeline's deploy role must manage IAM and create VPCs, which parliament
 # rightly flags): tests/infra/test_pipeline*.py.
@@ -31,28 +37,10 @@ def identity_policies(graph: Graph) -> list[PolicyDoc]:
     return docs
 
 
-def lint(doc: PolicyDoc) -> list[tuple[str, object]]:
-    findings = parliament.analyze_policy_string(doc.text, include_community_auditors=True).findings
-    return [(f.issue, f.detail) for f in findings]
-
-
-def unexpected(doc: PolicyDoc) -> list[tuple[str, object]]:
-    return [(issue, detail) for issue, detail in lint(doc)
-            if not any(doc.resource.name.endswith(suffix) and issue == allowed_issue
-                       for suffix, allowed_issue in ALLOWED_FINDINGS)]
-
-
-def test_parliament_is_live():
-    """The linter must be able to fail: a wildcard policy produces findings."""
-    bad = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:GetObject", "iam:PassRole"], "Resource": "*"}]})
-    issues = {f.issue for f in parliament.analyze_policy_string(
-        bad, include_community_auditors=True).findings}
-    assert "RESOURCE_STAR" in issues
-
-
 def test_every_identity_policy_passes_parliament(graph):
-    problems = {d.resource.name: unexpected(d) for d in identity_policies(graph)}
+    problems = {d.resource.name: unexpected_findings(policy_key(graph, d), d.text,
+                                                     ALLOWED_FINDINGS)
+                for d in identity_policies(graph)}
     assert not any(problems.values()), {k: v for k, v in problems.items() if v}
 
 
@@ -60,9 +48,7 @@ def test_allow_list_has_no_stale_entries(graphs):
     used = set()
     for graph in graphs.values():
         for doc in identity_policies(graph):
-            for issue, _ in lint(doc):
-                used |= {key for key in ALLOWED_FINDINGS
-                         if doc.resource.name.endswith(key[0]) and issue == key[1]}
+            used |= used_entries(policy_key(graph, doc), doc.text, ALLOWED_FINDINGS)
     assert used == set(ALLOWED_FINDINGS)
 
 
@@ -142,8 +128,10 @@ def test_execution_role_touches_only_this_repository_log_group_and_secret(graph)
 @pytest.mark.parametrize("stack", ["dev"])
 def test_a_wildcard_would_be_caught(graphs, stack):
     """The checks above can fail: widen the task policy in a copy and lint it."""
-    doc = [d for d in identity_policies(graphs[stack]) if d.resource.name.endswith("-task")][0]
+    graph = graphs[stack]
+    doc = [d for d in identity_policies(graph) if d.resource.name.endswith("-task")][0]
     widened = json.loads(doc.text)
     widened["Statement"][0]["Resource"] = "*"
     bad = PolicyDoc(doc.resource, doc.kind, json.dumps(widened), widened)
-    assert unexpected(bad), "parliament did not flag s3:GetObject on Resource *"
+    assert unexpected_findings(policy_key(graph, bad), bad.text, ALLOWED_FINDINGS), \
+        "parliament did not flag s3:GetObject on Resource *"

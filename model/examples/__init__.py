@@ -1,0 +1,1 @@
+"""Example models released with `make release` (docs/model.md)."""
