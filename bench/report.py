@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures"
 
 # Names and colours for the servers the benchmarks know; any other key is drawn as itself.
-LABELS = {"ours": "ours (gunicorn + LiteRT)", "noop": "no-op ceiling (same server)",
+LABELS = {"ours": "ours (nginx + granian + LiteRT)", "noop": "no-op ceiling (same server)",
           "baseline": "baseline (Flask dev server + Keras predict)", "seed": "seed-style image"}
 COLOURS = {"ours": "#2563eb", "noop": "#9ca3af", "baseline": "#dc2626", "seed": "#dc2626"}
 PEER_COLOURS = ["#16a34a", "#9333ea", "#ea580c", "#0891b2", "#a16207"]

@@ -38,7 +38,7 @@ def test_serving_figures_show_every_server_in_the_results(serving_run, tmp_path)
     throughput, start = report.serving_figures(serving_run, tmp_path)
     for path in (throughput, start):
         texts = svg_texts(path)
-        for label in ("ours (gunicorn + LiteRT)", "no-op ceiling", "baseline", "FastAPI + uvicorn",
+        for label in ("ours (nginx + granian + LiteRT)", "no-op ceiling", "baseline", "FastAPI + uvicorn",
                       "kserve", "20261130T120000Z"):
             assert label in texts, (path.name, label)
         assert path.stat().st_size < 100_000
