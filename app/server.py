@@ -71,6 +71,8 @@ def check_model(settings: Settings) -> None:
 
 def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
                  sockets: list[Path] | None = None) -> str:
+    """app/nginx.conf with the settings filled in: listen on BIND, proxy to ``sockets``
+    (one per app worker), keep temp files and the pid under ``runtime``."""
     values = {
         "runtime": str(runtime), "listen": server.bind,
         # nginx started as root would switch its workers to "nobody", which cannot reach
