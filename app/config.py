@@ -6,6 +6,10 @@ must not silently fall back to a default.
 
 Each setting is one row of a table (``APP_RULES``, ``SERVER_RULES``): the variable, how its
 text becomes a value, and the rule it must meet. ``_parse`` walks a table in one loop.
+
+``MODEL_URI`` lists one or more model versions, comma-separated; ``MODEL_SHA256`` their pins
+in the same order (an empty entry: no pin). The first version is the default model
+(``/invocations``, the demo page); ``Settings.models`` pairs each URI with its pin.
 """
 
 from __future__ import annotations
@@ -38,11 +42,20 @@ class _Invalid(ValueError):
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """One model version to serve: where it is, and the sha256 of its manifest.json (which
+    pins the whole version), if pinned."""
+
+    uri: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the Flask app needs. Field names are the environment variable names, lowercased."""
 
-    model_uri: str = DEFAULT_MODEL_URI
-    model_sha256: str | None = None          # sha256 of manifest.json, pins the whole version
+    model_uri: tuple[str, ...] = (DEFAULT_MODEL_URI,)   # the default model first
+    model_sha256: tuple[str | None, ...] = ()            # one pin per URI (None: unpinned)
     model_cache_dir: str = os.path.join(tempfile.gettempdir(), "ml-app-models")
     model_fetch_timeout: int = 20            # seconds for the whole S3 download, retries included
     api_key: str | None = None
@@ -52,6 +65,12 @@ class Settings:
     metrics_namespace: str = "ml-app"
     metrics_flush_seconds: float = 10.0
     metrics_enabled: bool = True
+
+    @property
+    def models(self) -> tuple[ModelSource, ...]:
+        """The model versions to serve, in MODEL_URI's order (the first is the default)."""
+        pins = self.model_sha256 or (None,) * len(self.model_uri)
+        return tuple(ModelSource(uri, pin) for uri, pin in zip(self.model_uri, pins))
 
 
 @dataclass(frozen=True)
@@ -92,26 +111,54 @@ def _one_of(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[str],
     return rule
 
 
-def _model_uri(uri: str) -> str:
-    if not uri.strip():
-        raise _Invalid("is empty: set it to a model version folder, a file:// or an s3:// URI "
-                       "(e.g. s3://bucket/models/digits/1)")
+def _model_uri_problem(uri: str) -> str | None:
     if "://" in uri and not uri.startswith(("file://", "s3://")):
-        raise _Invalid("only local paths, file:// and s3:// are supported")
+        return "only local paths, file:// and s3:// are supported"
     if uri.startswith("s3://") and len(uri[5:].split("/", 1)) < 2:
-        raise _Invalid("an s3:// URI needs a bucket and a key prefix, e.g. "
-                       "s3://my-bucket/models/digits/1")
-    return uri
+        return "an s3:// URI needs a bucket and a key prefix, e.g. s3://my-bucket/models/digits/1"
+    return None
 
 
-def _sha256(raw: str) -> str | None:
-    if not raw:
-        return None
-    sha = raw.strip().lower()
-    if not _SHA256.match(sha):
-        raise _Invalid("must be 64 hex digits (optionally 'sha256:' first), the sha256 of the "
-                       "version's manifest.json")
-    return sha.removeprefix("sha256:")
+def _each(raw: str, problem: Callable[[str], str | None], what: str) -> list[str]:
+    """Split a comma-separated list; complain about each bad item (by position when there
+    are several, so the message says which)."""
+    items = [item.strip() for item in raw.split(",")]
+    problems = []
+    for n, item in enumerate(items, 1):
+        why = problem(item) if item else None
+        if why:
+            problems.append(f"{what} {n} ({item[:200]!r}): {why}" if len(items) > 1 else why)
+    if problems:
+        raise _Invalid("; ".join(problems))
+    return items
+
+
+def _model_uris(raw: str) -> tuple[str, ...]:
+    if not raw.strip():
+        raise _Invalid("is empty: set it to a model version folder, a file:// or an s3:// URI "
+                       "(e.g. s3://bucket/models/digits/1), or several separated by commas")
+    uris = _each(raw, _model_uri_problem, "item")
+    empty = [str(n) for n, uri in enumerate(uris, 1) if not uri]
+    if empty:
+        raise _Invalid(f"item {', '.join(empty)} of {len(uris)} is empty (two commas in a row, "
+                       "or one at either end); list model versions separated by single commas")
+    repeated = sorted({uri for uri in uris if uris.count(uri) > 1})
+    if repeated:
+        raise _Invalid(f"lists {', '.join(map(repr, repeated))} more than once; list each model "
+                       "version once")
+    return tuple(uris)
+
+
+def _sha256_problem(pin: str) -> str | None:
+    if not _SHA256.match(pin.lower()):
+        return ("must be 64 hex digits (optionally 'sha256:' first), the sha256 of the "
+                "version's manifest.json")
+    return None
+
+
+def _sha256s(raw: str) -> tuple[str | None, ...]:
+    return tuple(pin.lower().removeprefix("sha256:") or None
+                 for pin in _each(raw, _sha256_problem, "pin"))
 
 
 def _api_key(raw: str) -> str | None:
@@ -146,8 +193,8 @@ def _port(raw: str) -> str:
 
 # (variable, field, rule). A row whose variable is absent keeps the dataclass default.
 APP_RULES = (
-    ("MODEL_URI", "model_uri", _model_uri),
-    ("MODEL_SHA256", "model_sha256", _sha256),
+    ("MODEL_URI", "model_uri", _model_uris),
+    ("MODEL_SHA256", "model_sha256", _sha256s),
     ("MODEL_CACHE_DIR", "model_cache_dir", str),
     ("MODEL_FETCH_TIMEOUT", "model_fetch_timeout", _whole(5, 600)),
     ("API_KEY", "api_key", _api_key),
@@ -221,9 +268,26 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = False)
     env.setdefault("MODEL_URI", DEFAULT_MODEL_URI)
     problems = _unknown(env, strict)
     values = _parse(env, APP_RULES, problems)
+    _pair_pins(values, env, problems)
     if problems:
         raise ConfigError(problems)
     return Settings(**values)
+
+
+def _pair_pins(values: dict, env: Mapping[str, str], problems: list[str]) -> None:
+    """MODEL_SHA256 holds one pin per MODEL_URI entry, in the same order; unset or empty
+    means no pins at all."""
+    uris, pins = values.get("model_uri"), values.get("model_sha256")
+    if uris is None or pins is None:
+        return
+    if pins == (None,):
+        values["model_sha256"] = (None,) * len(uris)
+    elif len(pins) != len(uris):
+        problems.append(
+            f"MODEL_SHA256={env['MODEL_SHA256']!r}: has {len(pins)} pin"
+            f"{'s' if len(pins) != 1 else ''} but MODEL_URI lists {len(uris)} model version"
+            f"{'s' if len(uris) != 1 else ''}; give one pin per version in MODEL_URI's order, "
+            "comma-separated (leave an entry empty for no pin, e.g. '<sha256>,')")
 
 
 def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:

@@ -6,7 +6,8 @@ more per prediction than the model and its validation together (docs/performance
 and ``POST /invocations`` are answered here from the WSGI environ, with the same checks, in
 the same order, and the same JSON errors as everywhere else; every other request, and every
 other method on these paths (405 with Allow), goes to Flask. Nothing here is specific to a
-model: the name in the URL selects the model and its manifest-built parser.
+model: the name (and version) in the URL selects the model version, its manifest-built
+parser and its interpreter; /invocations answers with the default model.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from app.observability import INSTANCES, REQUEST_ID
+from app.observability import INSTANCES, MODEL, REQUEST_ID
 from app.validation import BadRequest, parse_json
 
 if TYPE_CHECKING:
@@ -91,12 +92,14 @@ def predict_response(model: "ServedModel", body, environ: dict) -> bytes:
 
 def predict(service: "Service", environ: dict, name: str,
             version: str | None) -> tuple[int, bytes, "ServedModel | None"]:
-    """TF Serving's predict: (status, JSON body, the model that answered, if one did)."""
+    """TF Serving's predict: (status, JSON body, the model the URL names, if it is served)."""
     environ[INSTANCES] = 0  # a prediction request, even if it fails below
-    model = None
+    # Resolved first (a dictionary read) so that even a 401 is counted against its model.
+    model = environ[MODEL] = service.models.get(name, version)
     try:
         check_api_key(service, environ.get("HTTP_X_API_KEY"))
-        model = service.find(name, version)
+        if model is None:
+            raise service.models.not_found(name, version)
         media_type(environ, JSON_TYPES)
         raw = read_body(environ, service.settings.max_body_bytes)
         return 200, predict_response(model, parse_json(raw), environ), model
@@ -106,7 +109,7 @@ def predict(service: "Service", environ: dict, name: str,
 
 def invocations(service: "Service", environ: dict) -> tuple[int, bytes, "ServedModel"]:
     """SageMaker's inference route: JSON as for predict, or text/csv, on the default model."""
-    model = service.default
+    model = environ[MODEL] = service.default
     environ[INSTANCES] = 0
     try:
         check_api_key(service, environ.get("HTTP_X_API_KEY"))

@@ -18,16 +18,17 @@ from app.manifest import (MANIFEST_NAME, ModelIntegrityError, parse_manifest, sh
 
 
 def fetch(uri: str, cache_dir: str, expected_manifest_sha256: str | None = None,
-          timeout: float = 20) -> tuple[Path, dict]:
+          timeout: float = 20, remaining: float | None = None) -> tuple[Path, dict]:
     """Return (local folder, manifest) for a verified model version; raise ModelIntegrityError.
 
-    An s3:// download gets ``timeout`` seconds in all (MODEL_FETCH_TIMEOUT), whatever the
+    s3:// downloads get ``timeout`` seconds in all (MODEL_FETCH_TIMEOUT), whatever the
     endpoint does: ECS kills a task that is not healthy within its grace period (60 s), so a
-    start that cannot finish must fail before then, naming the URI and the cause.
+    start that cannot finish must fail before then, naming the URI and the cause. When
+    several versions share the budget, ``remaining`` is what is left of it for this one.
     """
     if uri.startswith("s3://"):
         return _bounded(lambda: _fetch_s3(uri, Path(cache_dir), expected_manifest_sha256),
-                        uri, timeout)
+                        uri, timeout, remaining)
     path = Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
     if not path.is_dir():
         raise ModelIntegrityError(f"MODEL_URI={uri!r}: no such folder; point it at a model "
@@ -35,10 +36,19 @@ def fetch(uri: str, cache_dir: str, expected_manifest_sha256: str | None = None,
     return path, verify_folder(path, expected_manifest_sha256)
 
 
-def _bounded(download, uri: str, timeout: float):
-    """Run ``download`` with a deadline. botocore bounds each attempt (connect and read
-    timeouts) and the attempts, but not their sum over several files; this does."""
+def _bounded(download, uri: str, timeout: float, remaining: float | None = None):
+    """Run ``download`` with a deadline: ``remaining`` seconds of the ``timeout`` budget
+    (all of it when None). botocore bounds each attempt (connect and read timeouts) and the
+    attempts, but not their sum over several files; this does."""
     outcome: list = []
+    too_slow = ModelIntegrityError(
+        f"MODEL_URI={uri!r}: the download did not finish within {timeout:g} s "
+        "(MODEL_FETCH_TIMEOUT, for every model version together): S3 accepted the connection "
+        "but did not answer in time; check the endpoint, the network path (VPC endpoint, NAT) "
+        "and AWS_ENDPOINT_URL")
+    remaining = timeout if remaining is None else remaining
+    if remaining <= 0:
+        raise too_slow
 
     def run():
         try:
@@ -48,12 +58,9 @@ def _bounded(download, uri: str, timeout: float):
 
     worker = threading.Thread(target=run, name="model-fetch", daemon=True)
     worker.start()
-    worker.join(timeout)
+    worker.join(remaining)
     if not outcome:
-        raise ModelIntegrityError(
-            f"MODEL_URI={uri!r}: the download did not finish within {timeout:g} s "
-            "(MODEL_FETCH_TIMEOUT): S3 accepted the connection but did not answer in time; "
-            "check the endpoint, the network path (VPC endpoint, NAT) and AWS_ENDPOINT_URL")
+        raise too_slow
     ok, value = outcome[0]
     if not ok:
         raise value

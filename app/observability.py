@@ -54,6 +54,8 @@ class JsonLog:
 # WSGI environ keys shared with the views and error handlers
 REQUEST_ID = "ml_app.request_id"
 INSTANCES = "ml_app.instances"   # set by predict views: marks the request as a prediction
+MODEL = "ml_app.model"           # set by model routes: the ServedModel the URL named, if any
+UNKNOWN_MODEL = ("(none)", "(none)")   # metrics of predictions that named no served model
 
 
 class RequestLog:
@@ -62,13 +64,10 @@ class RequestLog:
     directly keeps this off Flask's context-local proxies, which cost more per request than
     the model does."""
 
-    def __init__(self, wsgi_app, log: "JsonLog", metrics: "EmfMetrics | None", model: str,
-                 version: str):
+    def __init__(self, wsgi_app, log: "JsonLog", metrics: "EmfMetrics | None"):
         self.wsgi_app = wsgi_app
         self.log = log
         self.metrics = metrics
-        self.model = model
-        self.version = version
 
     def __call__(self, environ, start_response):
         t0 = time.perf_counter()
@@ -87,13 +86,18 @@ class RequestLog:
         response = self.wsgi_app(environ, start)
         latency_ms = (time.perf_counter() - t0) * 1000
         code = status[0]
+        model = environ.get(MODEL)
+        # Only a served model's name and version become a dimension or a log field: never
+        # the URL's text (unbounded metric cardinality, forged log fields).
+        identity = (model.name, model.version) if model is not None else UNKNOWN_MODEL
         instances = environ.get(INSTANCES)
         if instances is not None and self.metrics is not None:
-            self.metrics.record(latency_ms, instances, code >= 400)
+            self.metrics.record(identity, latency_ms, instances, code >= 400)
         self.log.write(
             "ERROR" if code >= 500 else "INFO",
             method=environ.get("REQUEST_METHOD"), path=environ.get("PATH_INFO"), status=code,
-            latency_ms=round(latency_ms, 3), model=self.model, model_version=self.version,
+            latency_ms=round(latency_ms, 3),
+            **({"model": identity[0], "model_version": identity[1]} if model else {}),
             request_id=request_id,
             client=bounded_text(environ.get("HTTP_X_FORWARDED_FOR") or environ.get("REMOTE_ADDR")))
         return response
@@ -132,23 +136,37 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-class EmfMetrics:
-    """Per-worker aggregation of prediction metrics, flushed as EMF documents.
+class _Tally:
+    """What one model version's predictions added up to since the last flush."""
 
-    Metrics (namespace from METRICS_NAMESPACE; dimensions Model and ModelVersion):
+    __slots__ = ("requests", "predictions", "errors", "latencies")
+
+    def __init__(self):
+        self.requests = self.predictions = self.errors = 0
+        self.latencies: list[float] = []
+
+
+class EmfMetrics:
+    """Per-worker aggregation of prediction metrics, flushed as EMF documents: one per model
+    version that had predictions (EMF's dimension values are one per document).
+
+    Metrics (namespace from METRICS_NAMESPACE; dimensions Model and ModelVersion, the model
+    version that answered, or ``(none)`` for a prediction request naming no served model):
     PredictionRequests, Predictions (instances), PredictionErrors (4xx/5xx on predict
     routes), PredictionLatency (milliseconds, sampled values).
     """
 
-    def __init__(self, namespace: str, model: str, version: str, flush_seconds: float,
-                 stream=None, clock=time.monotonic):
+    DIMENSIONS = ("Model", "ModelVersion")
+
+    def __init__(self, namespace: str, flush_seconds: float, stream=None,
+                 clock=time.monotonic):
         self.namespace = namespace
-        self.dimensions = {"Model": model, "ModelVersion": version}
         self.flush_seconds = flush_seconds
         self._stream = stream
         self._clock = clock
         self._lock = threading.Lock()
-        self._reset()
+        self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._since = self._clock()
         self._timer: threading.Thread | None = None
         # Write what was aggregated since the last flush when the worker exits, so metrics
         # are not lost when ECS replaces a task. granian's workers are multiprocessing
@@ -157,41 +175,38 @@ class EmfMetrics:
         multiprocessing.util.Finalize(self, self.flush, exitpriority=10)
         atexit.register(self.flush)
 
-    def _reset(self) -> None:
-        self._requests = 0
-        self._predictions = 0
-        self._errors = 0
-        self._latencies: list[float] = []
-        self._since = self._clock()
-
-    def record(self, latency_ms: float, instances: int, error: bool) -> None:
+    def record(self, model: tuple[str, str], latency_ms: float, instances: int,
+               error: bool) -> None:
+        """One prediction request answered by ``model`` (its name and version)."""
         with self._lock:
-            self._requests += 1
-            self._predictions += instances
-            self._errors += int(error)
-            self._latencies.append(round(latency_ms, 3))
-            due = (len(self._latencies) >= MAX_VALUES
+            tally = self._tallies.get(model)
+            if tally is None:
+                tally = self._tallies[model] = _Tally()
+            tally.requests += 1
+            tally.predictions += instances
+            tally.errors += int(error)
+            tally.latencies.append(round(latency_ms, 3))
+            due = (len(tally.latencies) >= MAX_VALUES
                    or self._clock() - self._since >= self.flush_seconds)
-            document = self._take() if due else None
-        if document:
-            self._emit(document)
+            documents = self._take() if due else None
+        if documents:
+            self._emit(documents)
         self._ensure_timer()
 
     def flush(self) -> None:
         with self._lock:
-            document = self._take()
-        if document:
-            self._emit(document)
+            documents = self._take()
+        if documents:
+            self._emit(documents)
 
-    def _take(self) -> dict | None:
-        if not self._requests:
-            return None
-        document = {
+    def _take(self) -> list[dict]:
+        timestamp = int(time.time() * 1000)
+        documents = [{
             "_aws": {
-                "Timestamp": int(time.time() * 1000),
+                "Timestamp": timestamp,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [list(self.dimensions)],
+                    "Dimensions": [list(self.DIMENSIONS)],
                     "Metrics": [
                         {"Name": "PredictionRequests", "Unit": "Count"},
                         {"Name": "Predictions", "Unit": "Count"},
@@ -200,18 +215,20 @@ class EmfMetrics:
                     ],
                 }],
             },
-            **self.dimensions,
-            "PredictionRequests": self._requests,
-            "Predictions": self._predictions,
-            "PredictionErrors": self._errors,
-            "PredictionLatency": self._latencies,
-        }
-        self._reset()
-        return document
+            **dict(zip(self.DIMENSIONS, model)),
+            "PredictionRequests": tally.requests,
+            "Predictions": tally.predictions,
+            "PredictionErrors": tally.errors,
+            "PredictionLatency": tally.latencies,
+        } for model, tally in self._tallies.items() if tally.requests]
+        self._tallies = {}
+        self._since = self._clock()
+        return documents
 
-    def _emit(self, document: dict) -> None:
+    def _emit(self, documents: list[dict]) -> None:
         stream = self._stream or sys.stdout
-        stream.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE).decode())
+        stream.write("".join(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE).decode()
+                             for d in documents))
         stream.flush()
 
     def _ensure_timer(self) -> None:
@@ -224,7 +241,7 @@ class EmfMetrics:
         while True:
             time.sleep(self.flush_seconds)
             with self._lock:
-                due = self._requests and self._clock() - self._since >= self.flush_seconds
-                document = self._take() if due else None
-            if document:
-                self._emit(document)
+                due = self._tallies and self._clock() - self._since >= self.flush_seconds
+                documents = self._take() if due else None
+            if documents:
+                self._emit(documents)

@@ -1,6 +1,7 @@
 """HTTP endpoints, one blueprint per audience (design.md section 5).
 
-- tfserving: TensorFlow Serving's REST API (predict, model status, metadata)
+- tfserving: TensorFlow Serving's REST API (predict, model status, metadata), per model
+             and per version
 - sagemaker: SageMaker's container contract (/ping, /invocations)
 - health:    /healthz (liveness), /readyz (readiness)
 - docs:      the demo page at / and /openapi.json
@@ -12,6 +13,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 
 from app import fastpath
+from app.observability import MODEL
 from app.openapi import openapi_document
 
 tfserving = Blueprint("tfserving", __name__)
@@ -44,41 +46,53 @@ def predict(name: str, version: str | None = None):
     return _answer(*fastpath.predict(_service(), request.environ, name, version))
 
 
+# TF Serving's dtype names, for the metadata of each manifest dtype.
+TF_DTYPES = {"float32": "DT_FLOAT", "float16": "DT_HALF", "int32": "DT_INT32",
+             "int64": "DT_INT64", "int8": "DT_INT8", "uint8": "DT_UINT8"}
+
+
+def _tensor(name: str, dtype: str, shape: tuple[int, ...]) -> dict:
+    return {"dtype": TF_DTYPES.get(dtype, "DT_INVALID"), "name": name,
+            "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in (-1, *shape)],
+                             "unknown_rank": False}}
+
+
 @tfserving.get("/v1/models/<segment:name>")
 @tfserving.get("/v1/models/<segment:name>/versions/<segment:version>")
 def model_status(name: str, version: str | None = None):
-    model = _service().find(name, version)
+    # Without a version, every loaded version of the model (TF Serving lists them all).
+    models = _service().models
+    shown = [models.find(name, version)] if version is not None else models.versions(name)
+    request.environ[MODEL] = shown[0]
     return _json({"model_version_status": [{
         "version": model.version,
         "state": "AVAILABLE",
         "status": {"error_code": "OK", "error_message": ""},
-    }]})
+    } for model in shown]})
 
 
 @tfserving.get("/v1/models/<segment:name>/metadata")
 @tfserving.get("/v1/models/<segment:name>/versions/<segment:version>/metadata")
 def model_metadata(name: str, version: str | None = None):
-    model = _service().find(name, version)
-    manifest = model.manifest
-    rows, cols = manifest["input"]["shape"]
-    n_labels = len(manifest["labels"])
-
-    def tensor(name_: str, dims: list[int]) -> dict:
-        return {"dtype": "DT_FLOAT", "name": name_,
-                "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims],
-                                 "unknown_rank": False}}
-
+    model = request.environ[MODEL] = _service().models.find(name, version)
+    spec, manifest = model.spec, model.manifest
     return _json({
-        "model_spec": {"name": manifest["name"], "signature_name": "",
-                       "version": model.version},
+        "model_spec": {"name": model.name, "signature_name": "", "version": model.version},
         "metadata": {"signature_def": {"signature_def": {"serving_default": {
-            "inputs": {"pixels": tensor("pixels", [-1, rows, cols])},
-            "outputs": {"probabilities": tensor("probabilities", [-1, n_labels])},
+            "inputs": {spec.input_name: _tensor(spec.input_name, spec.dtype, spec.shape)},
+            "outputs": {spec.output_name: _tensor(spec.output_name, spec.output_dtype,
+                                                  spec.output_shape)},
             "method_name": "tensorflow/serving/predict",
         }}}},
-        "manifest": {k: manifest[k] for k in ("created", "input", "labels", "metrics",
-                                              "framework") if k in manifest}
-        | {"sha256": manifest["_manifest_sha256"]},
+        # The manifest as served (schema 1's missing keys filled in), and its sha256.
+        "manifest": {k: manifest[k] for k in ("schema_version", "created", "source", "labels",
+                                              "metrics", "parity", "framework")
+                     if k in manifest}
+        | {"input": {"name": spec.input_name, "shape": list(spec.shape), "dtype": spec.dtype,
+                     "min": spec.lo, "max": spec.hi, "description": spec.description},
+           "output": {"name": spec.output_name, "shape": list(spec.output_shape),
+                      "dtype": spec.output_dtype},
+           "sha256": model.sha256},
     })
 
 
@@ -99,10 +113,13 @@ def healthz():
 
 @health.get("/readyz")
 def readyz():
-    # create_app loads the model and runs a warm-up prediction before it returns, so a
-    # process that answers here is ready.
-    model = _service().default
-    return _json({"status": "ready", "model": model.name, "version": model.version})
+    # create_app loads every model and runs a warm-up prediction with each before it
+    # returns, so a process that answers here is ready. "model" is the default one.
+    models = _service().models
+    return _json({"status": "ready", "model": models.default.name,
+                  "version": models.default.version,
+                  "models": [{"name": m.name, "version": m.version, "sha256": m.sha256}
+                             for m in models]})
 
 
 @docs.get("/")
@@ -113,4 +130,4 @@ def demo_page():
 @docs.get("/openapi.json")
 def openapi():
     service = _service()
-    return _json(openapi_document(service.default.manifest, service.settings))
+    return _json(openapi_document(service.models, service.settings))

@@ -13,11 +13,11 @@ the fewest requests in flight; granian's Rust HTTP layer hands the WSGI app a re
 time, one thread per worker (LiteRT and the GIL gain nothing from more). ``SERVER_FRONT=none`` runs granian alone on BIND (development only: no slow-client
 protection); ``auto`` (what `make run` uses) picks nginx when it is installed.
 
-Start-up, in order: settings are validated (exit 2 on a bad one); the model version is
-fetched, verified and loaded once here, with a bounded download (exit 3, one line naming the
-URI and the cause); then granian, then nginx, start. SIGTERM drains: nginx stops accepting
-and finishes the requests it holds, then granian stops; exit 0 well within ECS's and
-SageMaker's 30 s. If either child dies, the other is stopped and the exit code is 1.
+Start-up, in order: settings are validated (exit 2 on a bad one); every model version
+MODEL_URI lists is fetched, verified and loaded once here, with a bounded download (exit 3,
+one line naming the URI and the cause); then granian, then nginx, start. SIGTERM drains:
+nginx stops accepting and finishes the requests it holds, then granian stops; exit 0 well
+within ECS's and SageMaker's 30 s. If either child dies, the other is stopped and the exit code is 1.
 A second program (SageMaker's ``serve``) starts the same front by calling ``main()``.
 """
 
@@ -30,6 +30,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,11 +63,11 @@ def fail(code: int, message: str) -> int:
 
 
 def check_model(settings: Settings) -> None:
-    """Fetch, verify and load the model once, before any worker starts: a model that does
-    not verify or does not load stops start-up here with one line, every time."""
-    from app import load_model
+    """Fetch, verify and load every model version once, before any worker starts: one that
+    does not verify or does not load stops start-up here with one line, every time."""
+    from app.registry import load_models
 
-    load_model(settings)
+    load_models(settings)
 
 
 def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
@@ -83,7 +84,9 @@ def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
         "keepalive": server.server_keepalive,
         "shutdown_timeout": max(1, server.server_graceful_timeout - 2),
         "max_body_bytes": settings.max_body_bytes,
-        "upstreams": "\n        ".join(f"server unix:{path};"
+        # max_fails=0: a worker that refuses a connection once (starting, or restarting) is
+        # not taken out for nginx's default 10 s; with both out, every request was a 503.
+        "upstreams": "\n        ".join(f"server unix:{path} max_fails=0;"
                                         for path in sockets or [runtime / "app-0.sock"]),
     }
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), TEMPLATE.read_text())
@@ -180,10 +183,17 @@ class GranianProcess:
 
 
 def _wait_for_socket(path: Path, proc, timeout: float) -> bool:
+    """Wait until granian accepts connections on ``path``: the file appears at bind(),
+    a moment before listen(), and a request nginx sends in between is refused."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
-            return True
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(path))
+                    return True
+                except OSError:
+                    pass
         if proc.poll() is not None:
             return False
         time.sleep(0.01)

@@ -26,9 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures"
 
 # Names and colours for the servers the benchmarks know; any other key is drawn as itself.
-LABELS = {"ours": "ours (nginx + granian + LiteRT)", "noop": "no-op ceiling (same server)",
+LABELS = {"ours": "ours (nginx + granian + LiteRT)",
+          "ours-2models": "ours serving 2 models (digits + diabetes)",
+          "noop": "no-op ceiling (same server)",
           "baseline": "baseline (Flask dev server + Keras predict)", "seed": "seed-style image"}
-COLOURS = {"ours": "#2563eb", "noop": "#9ca3af", "baseline": "#dc2626", "seed": "#dc2626"}
+COLOURS = {"ours": "#2563eb", "ours-2models": "#60a5fa", "noop": "#9ca3af", "baseline": "#dc2626", "seed": "#dc2626"}
 PEER_COLOURS = ["#16a34a", "#9333ea", "#ea580c", "#0891b2", "#a16207"]
 
 
@@ -132,12 +134,16 @@ def serving_summary(data: dict) -> str:
     ours = servers["ours"]
     parts = []
     for kind, r in servers.items():
-        if kind != "ours" and r.get("rps"):
+        # ours-2models is compared with ours in paired rounds (its ratio below), not here
+        if kind not in ("ours", "ours-2models") and r.get("rps"):
             ratio = ours["rps"] / r["rps"]
             parts.append(f"{ratio:.0f}x {kind}" if ratio >= 10 else f"{ratio:.0%} of {kind}")
+    paired = data.get("ratios", {}).get("two_models_vs_one_rps")
+    if paired:
+        parts.append(f"with a second model {paired:.0%} of its req/s")
     targets = data.get("targets", {})
     met = sum(bool(ok) for ok in targets.values())
-    return (f"ours {ours['rps']:,.0f} req/s at c={data['concurrency']} ({', '.join(parts)}); "
+    return (f"ours {ours['rps']:,.0f} req/s at c={data['concurrency']} ({', '.join(parts) or 'alone'}); "
             f"cold start {ours['cold_start_s']:.2f} s; {ours['errors']} errors; "
             f"targets {met}/{len(targets)} met")
 

@@ -5,6 +5,10 @@ model servers, side by side, in one run.
 
 Starts, one at a time on loopback, each serving digits v1 with two workers:
   ours              python -m app.server: nginx + granian + the app (production)
+  ours-2models      the same, serving diabetes v1 beside digits v1 (MODEL_URI=digits,diabetes);
+                    the load goes to digits, the default: what a second model costs it.
+                    Measured paired with ours: both run, and take the load in alternating
+                    rounds (ABA BAB...) at each level, so the machine's drift hits both alike
   noop              the same front and app with a no-op endpoint (the ceiling of that stack)
   baseline          Flask's development server calling Keras model.predict per request
   gunicorn-sync     the previous front: gunicorn, 2 sync workers, the same app
@@ -20,9 +24,11 @@ Each gets the same load (wrk, one digit per request) at the headline concurrency
 each --sweep level (1 and 64); CPU time per request is the server's whole process tree's
 user+system time over the requests served. Then every front faces 64 slow-header and 64
 slow-body clients while a normal client keeps predicting (ours for --slow-seconds, the
-others for a third of it). Progress on stderr; prints tables, ratios and targets; writes
-everything as JSON under bench/results/ and draws the figures of docs/performance.md from
-that JSON (bench/report.py).
+others for a third of it). Then the memory each model adds: fresh processes load digits and
+diabetes in both orders and read their RSS after each (a model loaded first also pays
+LiteRT's own start; loaded second, only itself). Progress on stderr; prints tables, ratios
+and targets; writes everything as JSON under bench/results/ and draws the figures of
+docs/performance.md from that JSON (bench/report.py).
 """
 
 from __future__ import annotations
@@ -49,13 +55,14 @@ from bench import report  # noqa: E402
 from tests.rawhttp import SlowClients, p99, timed_predictions  # noqa: E402
 
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
+SECOND_MODEL_DIR = ROOT / "model" / "artifacts" / "diabetes" / "1"
 BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / "peers"
 VENVS = ROOT / "bench" / ".venvs"
 PATH = "/v1/models/digits:predict"
 FRONTS = ("ours", "gunicorn-sync", "gunicorn-gthread", "nginx+gunicorn", "granian")
 PEER_NAMES = ("fastapi", "kserve")
-KINDS = ("ours", "noop", "baseline", *FRONTS[1:], *PEER_NAMES)
+KINDS = ("ours", "ours-2models", "noop", "baseline", *FRONTS[1:], *PEER_NAMES)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -103,6 +110,10 @@ def command(kind: str, port: int, runtime: Path) -> tuple[list[str], dict, Path]
     if kind in ("ours", "granian"):
         return ([sys.executable, "-m", "app.server"],
                 {"BIND": bind, "SERVER_FRONT": "nginx" if kind == "ours" else "none"}, ROOT)
+    if kind == "ours-2models":
+        return ([sys.executable, "-m", "app.server"],
+                {"BIND": bind, "SERVER_FRONT": "nginx",
+                 "MODEL_URI": f"{MODEL_DIR},{SECOND_MODEL_DIR}"}, ROOT)
     if kind == "noop":
         return ([sys.executable, "-c", "import sys; from app.server import main; "
                  "sys.exit(main(target='bench.noop_app:app'))"],
@@ -137,7 +148,8 @@ def start(kind: str, port: int, runtime: Path) -> subprocess.Popen:
     argv, extra, cwd = command(kind, port, runtime)
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL_URI", "WEB_CONCURRENCY")}
     env.update(PYTHONPATH=str(ROOT), MODEL_URI=str(MODEL_DIR), BENCH_MODEL_DIR=str(MODEL_DIR),
-               METRICS_ENABLED="true", **extra)
+               METRICS_ENABLED="true")
+    env.update(extra)
     # Logs to /dev/null: the benchmark measures serving, and an unread pipe would block.
     return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -291,6 +303,107 @@ def measure(kind: str, body: str, duration: int, levels: list[int], headline: in
     return result
 
 
+# Run in a fresh interpreter: RSS after the service's imports, then after each model version
+# is loaded (its interpreter allocated and warmed up), in the order given.
+MEMORY_PROBE = """
+import json, sys
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+import app.registry
+from app.config import load_settings
+marks = [rss_mb()]
+kept = []
+for folder in sys.argv[1:]:
+    kept.append(app.registry.load_models(load_settings({"MODEL_URI": folder})))
+    marks.append(rss_mb())
+print(json.dumps(marks))
+"""
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def compare_two_models(body: str, duration: int, levels: list[int], headline: int,
+                       progress: report.Progress, rounds: int = 5) -> dict:
+    """ours (digits) and ours-2models (digits + diabetes) side by side: both started, then at
+    each level ``rounds`` alternating rounds of duration/rounds seconds each, load on
+    digits. Returns ours-2models' result (medians of its rounds) and the paired rounds."""
+    each = max(2, duration // rounds)
+    kinds = ("ours", "ours-2models")
+    ports = {kind: free_port() for kind in kinds}
+    runtimes = {kind: Path(tempfile.mkdtemp(prefix="bench-")) for kind in kinds}
+    procs, colds = {}, {}
+    try:
+        with progress.step("ours and ours-2models: start both"):
+            for kind in kinds:
+                procs[kind], colds[kind] = cold_start(kind, ports[kind], body, runtimes[kind])
+        paired = []
+        for concurrency in levels:
+            runs: dict[str, list] = {kind: [] for kind in kinds}
+            with progress.step(f"1 vs 2 models: {rounds} alternating rounds of {each} s each "
+                               f"at concurrency {concurrency}"):
+                for n in range(rounds):
+                    for kind in (kinds if n % 2 == 0 else kinds[::-1]):
+                        cpu0 = cpu_seconds(procs[kind].pid)
+                        point = load(ports[kind], PATH, body, each, concurrency)
+                        point["cpu_us_per_request"] = round(
+                            (cpu_seconds(procs[kind].pid) - cpu0) / max(point["requests"], 1) * 1e6)
+                        runs[kind].append(point)
+            paired.append({"concurrency": concurrency, "rounds": runs})
+        rss = {kind: round(worker_rss_mb(procs[kind].pid), 1) for kind in kinds}
+    finally:
+        for kind, proc in procs.items():
+            stop(proc)
+        for runtime in runtimes.values():
+            shutil.rmtree(runtime, ignore_errors=True)
+
+    def medians(points: list[dict]) -> dict:
+        return {"rps": _median([p["rps"] for p in points]),
+                "p50_ms": _median([p["p50_ms"] for p in points]),
+                "p99_ms": _median([p["p99_ms"] for p in points]),
+                "cpu_us_per_request": round(_median([p["cpu_us_per_request"] for p in points])),
+                "requests": sum(p["requests"] for p in points),
+                "errors": sum(p["errors"] for p in points)}
+
+    sweep = {kind: [{"concurrency": lv["concurrency"], **medians(lv["rounds"][kind])}
+                    for lv in paired] for kind in kinds}
+    ratios = {lv["concurrency"]: {
+        "rps": _median([p["rps"] for p in lv["rounds"]["ours-2models"]])
+        / _median([p["rps"] for p in lv["rounds"]["ours"]]),
+        "cpu_us_per_request": _median([p["cpu_us_per_request"] for p in lv["rounds"]["ours-2models"]])
+        / _median([p["cpu_us_per_request"] for p in lv["rounds"]["ours"]])} for lv in paired}
+    results = {}
+    for kind in kinds:
+        results[kind] = {k: v for k, v in sweep[kind][levels.index(headline)].items()
+                         if k != "concurrency"}
+        results[kind].update(sweep=sweep[kind], cold_start_s=round(colds[kind], 3),
+                             peak_rss_mb_per_worker=rss[kind], paired=True)
+    return {"results": results, "paired": paired, "ratios_by_concurrency": ratios,
+            "peak_rss": rss,
+            "seconds_per_round": each, "memory": model_memory()}
+
+
+def model_memory() -> dict:
+    """What each model adds to a worker's RSS, loaded first and loaded second (MB)."""
+    folders = {"digits": MODEL_DIR, "diabetes": SECOND_MODEL_DIR}
+    added: dict = {name: {} for name in folders}
+    for order in (("digits", "diabetes"), ("diabetes", "digits")):
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, *(str(folders[n]) for n in order)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+        marks = json.loads(out.strip().splitlines()[-1])
+        for position, name in zip(("first_mb", "second_mb"), order):
+            step = order.index(name)
+            added[name][position] = round(marks[step + 1] - marks[step], 1)
+        added["imports_mb"] = round(marks[0], 1)
+    return added
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per server and level")
@@ -319,20 +432,56 @@ def main(argv=None) -> int:
     progress = report.Progress("bench", [
         (step, seconds) for kind in kinds
         for step, seconds in [("start", 5 if kind in ("baseline", "kserve") else 1)]
-        + [("load", args.duration + 1)] * len(levels) + ([("slow", slow[kind] + 1)] if kind in slow else [])])
+        + [("load", args.duration + (args.duration if kind == "ours-2models" else 0) + 1)]
+        * len(levels) + ([("slow", slow[kind] + 1)] if kind in slow else [])])
     body = sample_body()
     results = {kind: measure(kind, body, args.duration, levels, args.concurrency, slow.get(kind),
-                             progress) for kind in kinds}
-    data = summarise(results, args)
+                             progress) for kind in kinds if kind != "ours-2models"}
+    two_models = None
+    if "ours-2models" in kinds:
+        two_models = compare_two_models(body, args.duration, levels, args.concurrency, progress)
+        paired = two_models.pop("results")
+        results["ours-2models"] = paired["ours-2models"]
+        results.setdefault("ours", paired["ours"])     # --only ours-2models: the paired one
+    data = summarise(results, args, two_models)
     progress.finish(report.serving_summary(data))
     return 0
+
+
+def _two_models_summary(two: dict, headline: int, rss: dict, ratios: dict,
+                        targets: dict) -> None:
+    """The paired comparison: what serving diabetes beside digits costs digits, per level."""
+    print(f"\n1 vs 2 models (paired, alternating rounds of {two['seconds_per_round']} s; load "
+          "on digits, the default): req/s and CPU per request, medians of the rounds")
+    for level in two["paired"]:
+        c = level["concurrency"]
+        r = two["ratios_by_concurrency"][c]
+        one, both = ([round(p["rps"]) for p in level["rounds"][kind]]
+                     for kind in ("ours", "ours-2models"))
+        print(f"  c={c:<3} 1 model {_median(one):>7.0f} {one}   2 models {_median(both):>7.0f} "
+              f"{both}   ratio {r['rps']:.2f}x req/s, {r['cpu_us_per_request']:.2f}x CPU "
+              "per request")
+    head = two["ratios_by_concurrency"][headline]
+    ratios["two_models_vs_one_rps"] = head["rps"]
+    ratios["two_models_vs_one_cpu_per_request"] = head["cpu_us_per_request"]
+    # 5 %: within the noise of one run on a shared machine (docs/performance.md)
+    targets[f"a second model costs the default one no throughput (c={headline}: req/s "
+            ">= 95% and CPU per request <= 105% of one model's)"] = (
+        head["rps"] >= 0.95 and head["cpu_us_per_request"] <= 1.05)
+    memory = two["memory"]
+    print("memory each model adds to a worker (MB RSS; loaded first it includes LiteRT's own "
+          f"start; the service's imports: {memory['imports_mb']} MB): "
+          + "; ".join(f"{name} {m['first_mb']} first, {m['second_mb']} second"
+                      for name, m in memory.items() if name != "imports_mb"))
+    print(f"peak RSS per worker in the paired run: 1 model {rss['ours']} MB, 2 models "
+          f"{rss['ours-2models']} MB")
 
 
 def _point(result: dict, concurrency: int) -> dict:
     return next((p for p in result.get("sweep", []) if p["concurrency"] == concurrency), {})
 
 
-def summarise(results: dict, args) -> dict:
+def summarise(results: dict, args, two_models: dict | None = None) -> dict:
     """Print the table, ratios and targets; write the JSON; draw the figures."""
     top = max(p["concurrency"] for r in results.values() for p in r["sweep"])
     c, t = args.concurrency, top
@@ -351,7 +500,7 @@ def summarise(results: dict, args) -> dict:
 
     ours = results.get("ours")
     ratios, targets = {}, {}
-    if ours:
+    if ours and not ours.get("paired"):    # measured on its own, slow clients included
         peers = {k: results[k] for k in PEER_NAMES if k in results}
         fastest = max(peers.values(), key=lambda r: r["rps"], default=None)
         today = results.get("gunicorn-sync")
@@ -375,6 +524,10 @@ def summarise(results: dict, args) -> dict:
         targets["RSS per worker < 150 MB"] = ours["peak_rss_mb_per_worker"] < 150
         for name, value in ratios.items():
             print(f"{name}: {value:.2f}x")
+    if two_models:
+        _two_models_summary(two_models, args.concurrency, two_models["peak_rss"], ratios,
+                            targets)
+    if targets:
         for name, ok in targets.items():
             print(f"  [{'ok' if ok else 'MISS'}] {name}")
 
@@ -385,7 +538,7 @@ def summarise(results: dict, args) -> dict:
                                        "loadavg_at_end": os.getloadavg()},
             "duration_s": args.duration, "concurrency": args.concurrency,
             "slow_seconds": args.slow_seconds, "results": results, "ratios": ratios,
-            "targets": targets}
+            "targets": targets, "two_models": two_models}
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nwrote {path.relative_to(ROOT)}")
     figures = report.serving_figures(data)

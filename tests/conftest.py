@@ -3,6 +3,7 @@ factory from an explicit settings mapping (never the developer's environment).""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,12 +11,15 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
+DIABETES_DIR = ROOT / "model" / "artifacts" / "diabetes" / "1"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -53,6 +57,59 @@ def heldout():
     from model.data import load_split
 
     return load_split()
+
+
+@dataclass(frozen=True)
+class Heldout:
+    x: np.ndarray
+    y: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def diabetes_heldout(tmp_path_factory) -> Heldout:
+    """diabetes/1's held-out patients: exactly the inputs its release proved parity on (the
+    bytes' sha256 is the one the manifest's parity record names)."""
+    from model.examples.diabetes import load_split
+
+    _, x_test, _, y_test = load_split()
+    saved = tmp_path_factory.mktemp("diabetes") / "heldout.npy"
+    np.save(saved, x_test)
+    recorded = json.loads((DIABETES_DIR / "manifest.json").read_text())["parity"]["inputs"]
+    assert f"sha256 {hashlib.sha256(saved.read_bytes()).hexdigest()}" in recorded
+    return Heldout(x_test, y_test)
+
+
+def run_litert(folder: Path, x: np.ndarray) -> np.ndarray:
+    """What LiteRT computes for ``x`` with the version folder's model.tflite, on the host."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(folder / "model.tflite"), num_threads=1)
+    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    it.resize_tensor_input(inp, list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(inp, x)
+    it.invoke()
+    return it.get_tensor(out)
+
+
+def r2_score(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(1 - ((y - predicted) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+def another_version(source: Path, target_root: Path, version: str) -> Path:
+    """``source`` released again as ``version`` under ``target_root/<name>/<version>``: the
+    same files, a manifest naming the new version (so its own sha256). What a second
+    `make release` of the same model gives the service, without TensorFlow."""
+    manifest = json.loads((source / "manifest.json").read_text())
+    target = target_root / manifest["name"] / version
+    shutil.copytree(source, target)
+    manifest["version"] = version
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return target
+
+
+def manifest_sha256(folder: Path) -> str:
+    return hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
 
 
 @pytest.fixture

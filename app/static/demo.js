@@ -21,7 +21,11 @@
   const KEY_STEP = 8;          // canvas pixels per arrow key press; Shift: x4
   const AUTO_PREDICT_MS = 150; // after the pen lifts
   const TIMEOUT_MS = 10000;
+  // The service's default model (the first in MODEL_URI): this page draws for it when its
+  // input is an 8x8 grid; otherwise it says so instead of sending drawings it cannot take.
   let model = "digits";
+  let version = null;
+  let unsupported = null;
   let last = null;             // pointer: where the current stroke is; null when not drawing
   const cursor = { x: pad.width / 2, y: pad.height / 2, down: false };  // keyboard pen
   let keysUsed = false;        // the pad has been drawn on with keys since it got focus
@@ -203,7 +207,8 @@
     const abort = new AbortController();
     const timeout = setTimeout(() => abort.abort(), TIMEOUT_MS);
     try {
-      const res = await fetch(`/v1/models/${encodeURIComponent(model)}:predict`, {
+      const path = version === null ? "" : `/versions/${encodeURIComponent(version)}`;
+      const res = await fetch(`/v1/models/${encodeURIComponent(model)}${path}:predict`, {
         method: "POST", headers, body: JSON.stringify({ instances: [cells] }), signal: abort.signal,
       });
       const text = await res.text();
@@ -223,6 +228,7 @@
 
   async function predict() {
     clearTimeout(timer);
+    if (unsupported) { showError(unsupported); return; }
     const cells = toGrid();
     if (!cells) { showError("Nothing to predict yet: draw a digit first."); return; }
     showGrid(cells);
@@ -258,8 +264,22 @@
     if (!r.ok) throw new Error(s.error || `${r.status}`);
     if (s.model) {
       model = s.model;
-      $("model-name").textContent = model;
-      $("meta-link").href = `/v1/models/${encodeURIComponent(model)}/metadata`;
+      version = s.version || null;
+      const path = `/v1/models/${encodeURIComponent(model)}` +
+        (version === null ? "" : `/versions/${encodeURIComponent(version)}`);
+      $("model-name").textContent = path.slice("/v1/models/".length);
+      $("meta-link").href = `${path}/metadata`;
+      const meta = await (await fetch(`${path}/metadata`)).json();
+      const inputs = meta.metadata.signature_def.signature_def.serving_default.inputs;
+      const [name, input] = Object.entries(inputs)[0];
+      const dims = input.tensor_shape.dim.slice(1).map((d) => d.size);
+      if (dims.join("x") !== "8x8") {
+        unsupported = `This page draws 8x8 digits, but the service's default model, ${model} ` +
+          `version ${version}, takes '${name}' of shape [${dims.join(", ")}]. Send it ` +
+          "requests through the API instead (see OpenAPI below), or list a digits model " +
+          "first in MODEL_URI.";
+        showError(unsupported);
+      }
     }
   }).catch((err) => showError(`The service is not ready (${err.message}). Reload the page in a moment.`));
   clearPad();

@@ -41,4 +41,4 @@ def test_health_and_docs_stay_open(client, path):
 def test_openapi_declares_the_key(client):
     doc = client.get("/openapi.json").json
     assert doc["components"]["securitySchemes"]["apiKey"]["name"] == "x-api-key"
-    assert doc["paths"]["/v1/models/{name}:predict"]["post"]["security"] == [{"apiKey": []}]
+    assert doc["paths"]["/v1/models/digits:predict"]["post"]["security"] == [{"apiKey": []}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import ConfigError, load_server_settings, load_settings
+from app.config import ConfigError, ModelSource, load_server_settings, load_settings
 
 BAD = [
     ({"MODEL_URI": ""}, ["MODEL_URI=''", "is empty"]),
@@ -12,6 +12,15 @@ BAD = [
     ({"MODEL_URI": "http://example.com/model"}, ["MODEL_URI", "only local paths, file:// and s3://"]),
     ({"MODEL_URI": "s3://bucket-only"}, ["s3:// URI needs a bucket and a key prefix"]),
     ({"MODEL_SHA256": "abc"}, ["MODEL_SHA256='abc'", "64 hex digits"]),
+    ({"MODEL_URI": "a,,b"}, ["MODEL_URI='a,,b'", "item 2 of 3 is empty"]),
+    ({"MODEL_URI": "a,"}, ["item 2 of 2 is empty"]),
+    ({"MODEL_URI": "a, b ,a"}, ["lists 'a' more than once"]),
+    ({"MODEL_URI": "a,ftp://x/y,s3://b"}, ["item 2 ('ftp://x/y'): only local paths",
+                                          "item 3 ('s3://b'): an s3:// URI needs a bucket"]),
+    ({"MODEL_URI": "a,b", "MODEL_SHA256": "0" * 64}, ["has 1 pin but MODEL_URI lists 2 model versions",
+                                                     "comma-separated"]),
+    ({"MODEL_URI": "a", "MODEL_SHA256": ","}, ["has 2 pins but MODEL_URI lists 1 model version;"]),
+    ({"MODEL_URI": "a,b", "MODEL_SHA256": "0" * 64 + ",xyz"}, ["pin 2 ('xyz'): must be 64 hex"]),
     ({"API_KEY": "short"}, ["API_KEY", "shorter than 16"]),
     ({"MAX_BATCH_SIZE": "0"}, ["MAX_BATCH_SIZE='0'", "from 1 to 10000"]),
     ({"MAX_BATCH_SIZE": "many"}, ["MAX_BATCH_SIZE='many'", "whole number"]),
@@ -42,10 +51,20 @@ def test_every_problem_is_reported_at_once():
 
 def test_defaults_and_valid_values():
     s = load_settings({})
-    assert (s.model_uri, s.max_batch_size, s.max_body_bytes, s.api_key) == (
-        "model/artifacts/digits/1", 256, 1024 * 1024, None)
+    assert (s.models, s.max_batch_size, s.max_body_bytes, s.api_key) == (
+        (ModelSource("model/artifacts/digits/1", None),), 256, 1024 * 1024, None)
     s = load_settings({"MODEL_SHA256": "sha256:" + "A" * 64, "API_KEY": "k" * 32, "LOG_LEVEL": "debug"})
-    assert s.model_sha256 == "a" * 64 and s.log_level == "DEBUG"
+    assert s.models[0].sha256 == "a" * 64 and s.log_level == "DEBUG"
+
+
+def test_model_uri_lists_versions_and_model_sha256_their_pins_in_order():
+    one, two = "0" * 64, "sha256:" + "F" * 64
+    s = load_settings({"MODEL_URI": " a , s3://b/models/x/2 ,file:///c", "MODEL_SHA256": f"{one},,{two}"})
+    assert s.models == (ModelSource("a", one), ModelSource("s3://b/models/x/2", None),
+                        ModelSource("file:///c", "f" * 64))
+    assert load_settings({"MODEL_URI": "a,b", "MODEL_SHA256": ""}).models == (
+        ModelSource("a"), ModelSource("b"))
+    assert load_settings({"MODEL_URI": "a,b"}).models == (ModelSource("a"), ModelSource("b"))
 
 
 def test_environment_ignores_unrelated_names_but_mapping_is_strict():

@@ -86,13 +86,13 @@ def test_prediction_metrics_are_emitted_as_valid_emf(settings, capsys):
 def test_emf_flushes_at_100_values_and_on_time():
     out = io.StringIO()
     now = [0.0]
-    m = EmfMetrics("ns", "digits", "1", flush_seconds=10, stream=out, clock=lambda: now[0])
+    m = EmfMetrics("ns", flush_seconds=10, stream=out, clock=lambda: now[0])
     for _ in range(250):
-        m.record(1.5, 1, False)
+        m.record(("digits", "1"), 1.5, 1, False)
     docs = [json.loads(x) for x in out.getvalue().splitlines()]
     assert [len(d["PredictionLatency"]) for d in docs] == [100, 100]
     now[0] = 11.0
-    m.record(2.0, 1, True)  # 51 buffered and the interval has passed
+    m.record(("digits", "1"), 2.0, 1, True)  # 51 buffered and the interval has passed
     docs = [json.loads(x) for x in out.getvalue().splitlines()]
     assert len(docs) == 3 and docs[-1]["PredictionRequests"] == 51 and docs[-1]["PredictionErrors"] == 1
     for d in docs:
@@ -126,3 +126,21 @@ def test_forwarded_for_is_logged_as_given_but_bounded_and_escaped(client, capsys
     line = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")][-1]
     assert line["client"].startswith("10.0.0.1\\x1b[31m, 9.9.9.9")
     assert len(line["client"]) < 300 and line["client"].endswith("chars)")
+
+
+def test_each_model_version_gets_its_own_emf_document():
+    """EMF holds one value per dimension in a document: two models, two documents."""
+    out = io.StringIO()
+    m = EmfMetrics("ns", flush_seconds=10, stream=out, clock=lambda: 0.0)
+    m.record(("digits", "1"), 1.0, 4, False)
+    m.record(("diabetes", "1"), 2.0, 1, True)
+    m.record(("digits", "2"), 3.0, 2, False)
+    m.record(("digits", "1"), 4.0, 1, False)
+    m.flush()
+    docs = {(d["Model"], d["ModelVersion"]): d for d in map(json.loads, out.getvalue().splitlines())}
+    assert set(docs) == {("digits", "1"), ("diabetes", "1"), ("digits", "2")}
+    for doc in docs.values():
+        _check_emf(doc)
+    assert (docs["digits", "1"]["PredictionRequests"], docs["digits", "1"]["Predictions"]) == (2, 5)
+    assert docs["diabetes", "1"]["PredictionErrors"] == 1
+    assert docs["digits", "2"]["PredictionLatency"] == [3.0]

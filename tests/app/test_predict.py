@@ -93,7 +93,9 @@ def test_model_status_and_metadata(client, manifest):
 
 def test_health_endpoints(client):
     assert client.get("/healthz").json == {"status": "ok"}
-    assert client.get("/readyz").json == {"status": "ready", "model": "digits", "version": "1"}
+    ready = client.get("/readyz").json
+    assert (ready["status"], ready["model"], ready["version"]) == ("ready", "digits", "1")
+    assert [(m["name"], m["version"]) for m in ready["models"]] == [("digits", "1")]
     assert client.get("/ping").status_code == 200
 
 
@@ -114,7 +116,7 @@ def test_openapi_document_is_valid_and_matches_limits(client):
 
     doc = client.get("/openapi.json").json
     validate(doc)
-    batch = doc["paths"]["/v1/models/{name}:predict"]["post"]["requestBody"]["content"][
+    batch = doc["paths"]["/v1/models/digits:predict"]["post"]["requestBody"]["content"][
         "application/json"]["schema"]["oneOf"][0]["properties"]["instances"]
     assert batch["maxItems"] == 256
 

@@ -18,7 +18,8 @@ import time
 import pytest
 import requests
 
-from tests.conftest import MODEL_DIR, ROOT, free_port, serve_env, wait_for_http
+from tests.conftest import (DIABETES_DIR, MODEL_DIR, ROOT, another_version, free_port,
+                            manifest_sha256, run_litert, serve_env, wait_for_http)
 from tests.rawhttp import (MALFORMED, PREDICT, SlowClients, black_hole, exchange, p99,
                            timed_predictions)
 
@@ -95,6 +96,57 @@ def test_serves_predictions_with_json_logs(server, heldout):
     lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
     assert any("Started worker" in e["message"] for e in lines)
     assert any(e["message"] == "drained" for e in lines)
+
+
+def test_one_process_serves_two_models_and_two_versions(tmp_path, heldout, diabetes_heldout):
+    """digits/1 (the default, pinned), digits/2 and diabetes/1 (pinned) from one server: each
+    answers its own requests, refuses the other's, and is named in headers, logs and metrics."""
+    import numpy as np
+
+    digits_2 = another_version(MODEL_DIR, tmp_path, "2")
+    port = free_port()
+    proc = start(port, MODEL_URI=f"{MODEL_DIR},{digits_2},{DIABETES_DIR}",
+                 MODEL_SHA256=f"{manifest_sha256(MODEL_DIR)},,{manifest_sha256(DIABETES_DIR)}")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/readyz", proc=proc)
+        x = diabetes_heldout.x
+        r = requests.post(f"{url}/v1/models/diabetes:predict", json={"instances": x.tolist()},
+                          timeout=10)
+        assert r.status_code == 200 and r.headers["X-Model-Name"] == "diabetes"
+        np.testing.assert_allclose(r.json()["predictions"], run_litert(DIABETES_DIR, x), atol=1e-5)
+        for path, version in ((PREDICT, "2"), ("/v1/models/digits/versions/1:predict", "1"),
+                              ("/invocations", "1")):
+            r = requests.post(f"{url}{path}", json={"instances": heldout.x_test[:8].tolist()},
+                              timeout=10)
+            assert r.status_code == 200 and r.headers["X-Model-Version"] == version, path
+            assert list(np.argmax(r.json()["predictions"], 1)) == list(heldout.y_test[:8])
+        wrong = requests.post(f"{url}/v1/models/diabetes:predict",
+                              json={"instances": heldout.x_test[:1].tolist()}, timeout=10)
+        assert wrong.status_code == 400 and "'features' of model 'diabetes'" in wrong.json()["error"]
+        missing = requests.post(f"{url}/v1/models/diabetes/versions/2:predict",
+                                json={"instances": x[:1].tolist()}, timeout=10)
+        assert missing.status_code == 404 and "serves version 1 of it" in missing.json()["error"]
+        meta = requests.get(f"{url}/v1/models/diabetes/metadata", timeout=10).json()
+        assert meta["manifest"]["sha256"] == manifest_sha256(DIABETES_DIR)
+        status = requests.get(f"{url}/v1/models/digits", timeout=10).json()
+        assert [s["version"] for s in status["model_version_status"]] == ["2", "1"]
+    finally:
+        stop(proc)
+    out, _ = finish(proc)
+    assert proc.returncode == 0
+    logs = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    loaded = [(e["model"], e["model_version"], e["default"]) for e in logs
+              if e.get("event") == "model_loaded"]
+    assert loaded[:3] == [("digits", "1", True), ("digits", "2", False), ("diabetes", "1", False)]
+    emf = {}
+    for e in logs:
+        if "_aws" in e:
+            emf[e["Model"], e["ModelVersion"]] = emf.get((e["Model"], e["ModelVersion"]), 0) \
+                + e["PredictionRequests"]
+    # the version that does not exist is counted apart, never under the URL's own text
+    assert emf == {("diabetes", "1"): 2, ("digits", "2"): 1, ("digits", "1"): 2,
+                   ("(none)", "(none)"): 1}
 
 
 @pytest.mark.parametrize("raw, status", [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
@@ -177,6 +229,11 @@ def test_header_timeout_closes_a_slow_head(server):
 
 @pytest.mark.parametrize("env, words", [
     ({"MODEL_URI": "/nonexistent/model"}, ["no such folder"]),
+    ({"MODEL_URI": f"{MODEL_DIR},/nonexistent/model"}, ["/nonexistent/model", "no such folder"]),
+    ({"MODEL_URI": f"{MODEL_DIR},{DIABETES_DIR}", "MODEL_SHA256": "0" * 64},
+     ["MODEL_SHA256", "has 1 pin but MODEL_URI lists 2"]),
+    ({"MODEL_URI": f"{MODEL_DIR},{DIABETES_DIR}", "MODEL_SHA256": "," + "0" * 64},
+     [str(DIABETES_DIR), "sha256 mismatch", "ml-app:models"]),
     ({"MAX_BATCH_SIZE": "-1"}, ["MAX_BATCH_SIZE='-1'"]),
     ({"MODEL_PATH": "x"}, ["MODEL_PATH: not a setting", "did you mean"]),
     ({"SERVER_FRONT": "eventlet"}, ["SERVER_FRONT", "nginx, auto, none"]),
@@ -329,7 +386,7 @@ def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
     assert "{{" not in text
     for line in ("listen 127.0.0.1:9 ", "client_header_timeout 7s;", "client_body_timeout 8s;",
                  "keepalive_timeout 90s;", "client_max_body_size 4096;",
-                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app-0.sock;"):
+                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app-0.sock max_fails=0;"):
         assert line in text, line
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)

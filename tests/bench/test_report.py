@@ -96,3 +96,11 @@ def test_progress_numbers_steps_and_estimates_what_is_left(capsys):
     assert re.match(r"\[bench 3/3 0s, ~\d+s left\]", lines[2])
     progress.finish("all good")
     assert re.fullmatch(r"bench: all good \(0s\)\n", capsys.readouterr().out)
+
+
+def test_the_summary_gives_a_second_models_cost_as_its_paired_ratio(serving_run):
+    serving_run["results"]["ours-2models"] = serving_result(1500, 0.3, 55)   # another time
+    serving_run["ratios"] = {"two_models_vs_one_rps": 1.01}
+    line = report.serving_summary(serving_run)
+    assert "with a second model 101% of its req/s" in line
+    assert "of ours-2models" not in line and "2x ours-2models" not in line

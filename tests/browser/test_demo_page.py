@@ -239,6 +239,32 @@ def test_an_api_key_is_asked_for_and_used(own_service, open_page, digits):
     assert_shows(page, press_predict(page), 3, served)
 
 
+# --- several models (MODEL_URI=a,b make run) -------------------------------------------------
+
+def test_the_page_draws_for_the_default_model_of_several(own_service, open_page, digits):
+    service = own_service(MODEL_URI="model/artifacts/digits/1,model/artifacts/diabetes/1")
+    served = requests.get(f"{service.url}/readyz", timeout=5).json()
+    assert [m["name"] for m in served["models"]] == ["digits", "diabetes"]
+    page, _ = open_page(service.url)
+    expect(page.locator("#model-name")).to_have_text("digits/versions/1")
+    draw_with_mouse(page, digits[4])
+    assert_shows(page, press_predict(page), 4, served)
+
+
+def test_a_default_model_that_is_not_8x8_is_explained_not_sent_drawings(own_service, open_page,
+                                                                       digits):
+    service = own_service(MODEL_URI="model/artifacts/diabetes/1,model/artifacts/digits/1")
+    page, _ = open_page(service.url)
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith(PREDICT) else None)
+    assert_readable_error(page, "draws 8x8 digits", "diabetes version 1", "'features'",
+                          "shape [10]", "first in MODEL_URI")
+    draw_with_mouse(page, digits[4])
+    page.get_by_role("button", name="Predict").click()
+    assert_readable_error(page, "draws 8x8 digits")
+    assert sent == []
+
+
 # --- the service failing ---------------------------------------------------------------------
 
 def test_a_stopped_service_gives_a_readable_message(own_service, open_page, digits):

@@ -10,7 +10,7 @@ import boto3
 import pytest
 import requests
 
-from tests.conftest import MODEL_DIR, upload_version
+from tests.conftest import DIABETES_DIR, MODEL_DIR, manifest_sha256, upload_version
 from tests.rawhttp import black_hole
 
 from .conftest import LOCKED_DOWN, PREDICT
@@ -27,6 +27,7 @@ def s3(moto_server):
     env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     upload_version("container-models", "models/digits/1", MODEL_DIR, env)
+    upload_version("container-models", "models/diabetes/1", DIABETES_DIR, env)
     upload_version("container-models", "tampered/digits/1", MODEL_DIR, env)
     data = bytearray((MODEL_DIR / "model.tflite").read_bytes())
     data[len(data) // 2] ^= 0x01              # one bit, mid-file
@@ -44,6 +45,29 @@ def test_loads_from_s3_and_serves(start, s3, heldout):
     assert r.status_code == 200, r.text
     predicted = [max(range(10), key=p.__getitem__) for p in r.json()["predictions"]]
     assert sum(int(a == b) for a, b in zip(predicted, y)) >= 31
+
+
+def test_loads_two_models_from_s3_as_a_stack_deploys_them(start, s3, heldout):
+    """The task definition's MODEL_URI and MODEL_SHA256 for a stack with two models."""
+    svc = start(env={**s3, "MODEL_URI": "s3://container-models/models/digits/1,"
+                                        "s3://container-models/models/diabetes/1",
+                     "MODEL_SHA256": f"{MANIFEST_SHA256},{manifest_sha256(DIABETES_DIR)}"})
+    r = requests.post(f"{svc.url}/v1/models/diabetes:predict", json={"instances": [[0.0] * 10]},
+                      timeout=30)
+    assert r.status_code == 200 and len(r.json()["predictions"][0]) == 1
+    r = requests.post(f"{svc.url}{PREDICT}", json={"instances": heldout.x_test[:8].tolist()},
+                      timeout=30)
+    assert r.status_code == 200 and r.headers["X-Model-Name"] == "digits"
+    ready = requests.get(f"{svc.url}/readyz", timeout=10).json()
+    assert [m["name"] for m in ready["models"]] == ["digits", "diabetes"]
+
+
+def test_a_wrong_pin_on_the_second_model_stops_the_container(docker, start, s3):
+    svc = start(env={**s3, "MODEL_URI": "s3://container-models/models/digits/1,"
+                                        "s3://container-models/models/diabetes/1",
+                     "MODEL_SHA256": f"{MANIFEST_SHA256},{MANIFEST_SHA256}"}, wait=False)
+    _assert_refused(docker, svc, "s3://container-models/models/diabetes/1/manifest.json",
+                    "sha256 mismatch", MANIFEST_SHA256)
 
 
 def _assert_refused(docker, svc, *words: str) -> str:

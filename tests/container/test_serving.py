@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.app.test_bad_input import CASES
-from tests.conftest import MODEL_DIR
+from tests.conftest import MODEL_DIR, run_litert
 from tests.rawhttp import MALFORMED, SlowClients, exchange, p99, timed_predictions
 
 from .conftest import LOCKED_DOWN, PREDICT
@@ -79,18 +79,6 @@ def test_healthcheck_follows_bind(docker, start):
     assert f"127.0.0.1:{svc.port}" in docker.logs(svc.cid)
 
 
-def _local_litert(x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(MODEL_DIR / "model.tflite"), num_threads=1)
-    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-    it.resize_tensor_input(inp, list(x.shape))
-    it.allocate_tensors()
-    it.set_tensor(inp, x)
-    it.invoke()
-    return it.get_tensor(out)
-
-
 def test_heldout_set_over_http_reaches_the_model_accuracy(served, heldout, manifest):
     x, y = heldout.x_test, heldout.y_test
     probabilities = []
@@ -108,7 +96,7 @@ def test_heldout_set_over_http_reaches_the_model_accuracy(served, heldout, manif
     assert len(x) == manifest["metrics"]["heldout_samples"]
     assert round(accuracy, 6) >= manifest["metrics"]["heldout_accuracy"], accuracy
     # and the trimmed runtime in the image computes what LiteRT computes on the host
-    assert np.abs(p - _local_litert(x.astype(np.float32))).max() < 1e-5
+    assert np.abs(p - run_litert(MODEL_DIR, x.astype(np.float32))).max() < 1e-5
 
 
 def _http_kwargs(kwargs: dict) -> dict:
