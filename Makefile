@@ -14,7 +14,7 @@ REQS := requirements.txt requirements-dev.txt requirements-policy.txt app/requir
 .PHONY: setup run test test-fast lint snapshot bench bench-image train release clean help
 
 help:
-	@echo "make run          serve the default model version at http://127.0.0.1:$(PORT)"
+	@echo "make run          serve MODEL_URI (digits/1; several: MODEL_URI=a,b) at http://127.0.0.1:$(PORT)"
 	@echo "make test         set up and run every test (container tests need Docker, browser tests Chromium)"
 	@echo "make lint         hadolint on the Dockerfile"
 	@echo "make snapshot     regenerate tests/infra/snapshots (the offline preview diff)"
@@ -25,7 +25,8 @@ help:
 	@echo "                  [VERSION=N] INPUT_MIN=.. INPUT_MAX=.. [SAMPLE=file] [LABELS=a,b,..] [ARGS=..]"
 	@echo "make preview      pulumi preview --diff of STACK=dev|staging|prod (output kept in a file)"
 	@echo "make deploy       pulumi up of STACK (what the pipeline's Deploy stage runs)"
-	@echo "make smoke        smoke-test STACK's service URL (or URL=...): readiness + one prediction"
+	@echo "make smoke        smoke-test STACK's service URL (or URL=...): readiness, each model's"
+	@echo "                  manifest, a prediction from each"
 
 setup: $(STAMP)
 
@@ -117,19 +118,20 @@ deploy: check-stack
 	$(PULUMI) install
 	$(PULUMI) up --yes --stack $(STACK) --diff --non-interactive
 
-# Readiness then one known prediction, bounded retries (ci/smoke.py). URL=... to test any
-# deployment; otherwise the stack's service URL and API key, and also that ECS runs the task
-# definition and the service the model version this deploy made (not a rolled-back one).
+# Readiness then a prediction from each model version, bounded retries (ci/smoke.py).
+# URL=... to test any deployment; otherwise the stack's service URL and API key, and also
+# that ECS runs the task definition and the service the model versions (the stack's models
+# output: each one's manifest) this deploy made (not a rolled-back one).
 smoke:
 	@url="$(URL)"; \
 	if [ -z "$$url" ]; then \
 	  case "$(STACK)" in dev|staging|prod) ;; *) echo "smoke: pass URL=... or STACK=dev|staging|prod" >&2; exit 2;; esac; \
 	  url="$$($(PULUMI) stack output $(SMOKE_URL_OUTPUT) --stack $(STACK))" || exit 1; \
 	  out() { $(PULUMI) stack output "$$1" --stack $(STACK); }; \
-	  SMOKE_MANIFEST_SHA256="$$(out modelManifestSha256)" || exit 1; \
+	  SMOKE_MODELS="$$(out models)" || exit 1; \
 	  SMOKE_ECS_CLUSTER="$$(out clusterName)" && SMOKE_ECS_SERVICE="$$(out serviceName)" || exit 1; \
 	  SMOKE_TASK_DEFINITION="$$(out taskDefinitionArn)" || exit 1; \
-	  export SMOKE_MANIFEST_SHA256 SMOKE_ECS_CLUSTER SMOKE_ECS_SERVICE SMOKE_TASK_DEFINITION; \
+	  export SMOKE_MODELS SMOKE_ECS_CLUSTER SMOKE_ECS_SERVICE SMOKE_TASK_DEFINITION; \
 	  secret="$$($(PULUMI) stack output $(SMOKE_API_KEY_OUTPUT) --stack $(STACK) 2>/dev/null || true)"; \
 	  if [ -z "$${API_KEY:-}" ] && [ -n "$$secret" ]; then \
 	    API_KEY="$$(aws secretsmanager get-secret-value --secret-id "$$secret" --query SecretString --output text)" || exit 1; \

@@ -46,7 +46,7 @@ network = Network(name, NetworkArgs(
     opts=use_provider)
 
 registry = ModelRegistry(name, ModelRegistryArgs(
-    kms_key_arn=key_arn, model=cfg.model, protect=cfg.protect_data), opts=use_provider)
+    kms_key_arn=key_arn, models=cfg.models, protect=cfg.protect_data), opts=use_provider)
 
 image = ContainerImage(name, ContainerImageArgs(
     kms_key_arn=key_arn, context=config.ROOT, protect=cfg.protect_data), opts=use_provider)
@@ -67,7 +67,7 @@ if cfg.waf_enabled:
 monitoring = Monitoring(name, MonitoringArgs(
     context=ctx, names=names, log_retention_days=cfg.log_retention_days, kms_key_arn=key_arn,
     alb_arn_suffix=lb.alb.arn_suffix, target_group_arn_suffix=lb.target_group.arn_suffix,
-    model=cfg.model, error_rate_percent=cfg.alarm_error_rate_percent,
+    models=cfg.models, error_rate_percent=cfg.alarm_error_rate_percent,
     latency_p99_ms=cfg.alarm_latency_p99_ms, alarm_email=cfg.alarm_email,
     extra_topic_publishers=TOPIC_PUBLISHERS), opts=use_provider)
 
@@ -110,8 +110,11 @@ pulumi.export("albDnsName", lb.alb.dns_name)
 pulumi.export("ecrRepositoryUrl", image.repository_url)
 pulumi.export("imageRef", image.image_ref)
 pulumi.export("imageTag", image.tag)
-pulumi.export("modelUri", registry.model_uri)
-pulumi.export("modelManifestSha256", cfg.model.manifest_sha256)
+# The deployed model versions, the default first: MODEL_URI and MODEL_SHA256 as the task gets
+# them, and ml-app:models's entries (what `make smoke` checks the service serves).
+pulumi.export("modelUri", pulumi.Output.all(*registry.model_uris).apply(",".join))
+pulumi.export("modelManifestSha256", ",".join(m.manifest_sha256 for m in cfg.models))
+pulumi.export("models", ",".join(m.entry for m in cfg.models))
 pulumi.export("modelBucket", registry.bucket_name)
 pulumi.export("clusterName", service.cluster_name)
 pulumi.export("serviceName", service.service_name)

@@ -135,9 +135,9 @@ class StackConfig:
     fargate_spot_weight: int
     scale_requests_per_target: int
     api_key_enabled: bool
-    # Model version to deploy.
-    model_name: str
-    model_version: str
+    # The model versions to deploy, the default model first: ml-app:models's pinned entries,
+    # each checked against its committed release (infra/releases.py).
+    models: tuple[ModelVersion, ...]
     # Monitoring.
     log_retention_days: int
     alarm_email: str | None
@@ -153,10 +153,8 @@ class StackConfig:
     pulumi_access_token_secret: str | None
     pulumi_state_bucket: str | None
     pulumi_secrets_key_arn: str | None
-    # Derived while validating (not config keys): the release of modelName/modelVersion.
-    model: ModelVersion | None = None
 
-    DERIVED = ("project", "stack", "region", "model")
+    DERIVED = ("project", "stack", "region")
 
     @property
     def names(self) -> StackNames:
@@ -336,7 +334,10 @@ TEXTS: dict[str, Text] = {
                  "secrets provider)", when=("pulumiBackend", "s3")),
 }
 TEXTS["costCentre"] = TEXTS["owner"]
-_MODEL_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Keys a deployed stack may still set, and what replaced them (config errors say what to
+# write instead; docs/configuration.md, "Model versions").
+RETIRED_MODEL_KEYS = ("modelName", "modelVersion")
+RETIRED_MODEL_DEFAULTS = {"modelName": "digits", "modelVersion": "1"}   # their old defaults
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
 
@@ -363,6 +364,8 @@ def parse(raw: Mapping[str, Any], *, stack: str, region: str | None,
     problems = _Problems(stack, frozenset(k for k, d in decls.items() if d.secret))
 
     for key in unknown_keys:
+        if key in RETIRED_MODEL_KEYS:
+            continue                         # _retired_model_keys says what replaced them
         hint = difflib.get_close_matches(key, sorted(decls), n=1)
         problems.add(key, raw.get(key), "not a key of this project (declared in Pulumi.yaml)"
                      + (f"; did you mean {project}:{hint[0]}?" if hint else ""))
@@ -388,17 +391,17 @@ def parse(raw: Mapping[str, Any], *, stack: str, region: str | None,
     elif not _REGION.match(region):
         problems.add("aws:region", region, "must be an AWS region name such as eu-west-1")
 
-    derived = _check(values, stack, region, problems)
+    _check(values, stack, region, problems)
+    _retired_model_keys(raw, problems)
     if problems.lines:
         raise ConfigError(stack, problems.lines)
     return StackConfig(project=project, stack=stack, region=region or "",
-                       **{decls[k].field: v for k, v in values.items()}, **derived)
+                       **{decls[k].field: v for k, v in values.items()})
 
 
-def _check(v: dict[str, Any], stack: str, region: str | None,
-           problems: _Problems) -> dict[str, Any]:
-    """The tables first, then rules across keys (each only when its keys parsed). Returns
-    what validation derives (the model version's release)."""
+def _check(v: dict[str, Any], stack: str, region: str | None, problems: _Problems) -> None:
+    """The tables first, then rules across keys (each only when its keys parsed). The
+    models' entries become their releases (``ModelVersion``)."""
     for key, text in TEXTS.items():
         if text.strip and isinstance(v.get(key), str):
             v[key] = v[key].strip() or None
@@ -418,9 +421,9 @@ def _check(v: dict[str, Any], stack: str, region: str | None,
                 problems.add(key, value or "", text.required)
         elif why := text_problem(value, text, region, v.get("awsAccountId")):
             problems.add(key, value, why)
-    for rule in (_check_network, _check_load_balancer, _check_capacity, _check_production):
+    for rule in (_check_network, _check_load_balancer, _check_capacity, _check_production,
+                 _check_models):
         rule(v, stack, problems)
-    return _check_model(v, problems) if _both(v, "modelName", "modelVersion") else {}
 
 
 def _both(v: Mapping[str, Any], *keys: str) -> bool:
@@ -518,18 +521,54 @@ def _check_production(v: dict[str, Any], stack: str, problems: _Problems) -> Non
                           "minimum capacity must not depend on Spot")
 
 
-def _check_model(v: dict[str, Any], problems: _Problems) -> dict[str, Any]:
-    """The version must exist, committed, and match its manifest (infra/releases.py)."""
-    pair = {"modelName": v["modelName"], "modelVersion": v["modelVersion"]}
-    for key, value in pair.items():
-        if not _MODEL_PART.match(value):
-            problems.add(key, value, "must be 1 to 64 characters of letters, digits, . _ - "
-                         "(a folder name under model/artifacts/)")
-            return {}
-    release, why = releases.find(*pair.values())
-    for rule in why:
-        problems.add_many(pair, rule)
-    return {"model": release}
+def _committed_entries() -> str:
+    entries = []
+    for manifest in sorted(releases.MODEL_ROOT.glob(f"*/*/{releases.MANIFEST_NAME}")):
+        release, problems = releases.find(manifest.parent.parent.name, manifest.parent.name)
+        if release is not None and not problems:
+            entries.append(release.entry)
+    return ", ".join(entries) or "none"
+
+
+def _check_models(v: dict[str, Any], stack: str, problems: _Problems) -> None:
+    """Every entry pins a committed release, each once; the first is the default model."""
+    entries = v.get("models")
+    if entries is None:
+        return
+    if not entries:
+        problems.add("models", entries, "is required: the model versions this stack deploys, "
+                     f"the default model first, one entry each as {releases.ENTRY_FORM} "
+                     f"(committed: {_committed_entries()})")
+        return
+    found: list[ModelVersion] = []
+    for entry in entries:
+        release, why = releases.pinned(entry)
+        for rule in why:
+            problems.add("models", entries, rule)
+        if release is None:
+            continue
+        if any((r.name, r.version) == (release.name, release.version) for r in found):
+            problems.add("models", entries, f"lists {release.name}/{release.version} more "
+                         "than once; list each model version once")
+        found.append(release)
+    v["models"] = tuple(found)
+
+
+def _retired_model_keys(raw: Mapping[str, Any], problems: _Problems) -> None:
+    """modelName/modelVersion became ml-app:models: say exactly what to write instead."""
+    given = {k: raw[k] for k in RETIRED_MODEL_KEYS if raw.get(k) is not None}
+    if not given:
+        return
+    name, version = (str(given.get(k, RETIRED_MODEL_DEFAULTS[k])) for k in RETIRED_MODEL_KEYS)
+    release, _ = releases.find(name, version) if releases.ENTRY.match(f"{name}/{version}") \
+        else (None, [])
+    entry = release.entry if release else f"{name}/{version}@sha256:<sha256 of " \
+        f"model/artifacts/{name}/{version}/{releases.MANIFEST_NAME}>"
+    problems.add_many(given, f"replaced by {PROJECT}:models (a list: several models, each "
+                      f"pinned by its manifest's sha256); write instead "
+                      f"`{PROJECT}:models: [\"{entry}\"]` and remove "
+                      f"{' and '.join(f'{PROJECT}:{k}' for k in given)} "
+                      "(docs/configuration.md, Model versions)")
 
 
 def _engine_config_keys() -> set[str]:
@@ -553,6 +592,9 @@ def load() -> StackConfig:
                  else cfg.get(key))
         if value is not None:
             raw[key] = value
+    for key in RETIRED_MODEL_KEYS:       # read to say what to write instead
+        if cfg.get(key) is not None:
+            raw[key] = cfg.get(key)
     unknown = tuple(sorted(k.split(":", 1)[1] for k in _engine_config_keys()
                            if k.startswith(f"{project}:") and k.split(":", 1)[1] not in decls))
     return parse(raw, stack=pulumi.get_stack(), region=pulumi.Config("aws").get("region"),

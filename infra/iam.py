@@ -2,7 +2,7 @@
 
 The execution role is what ECS itself uses to start the task (pull the image, write logs,
 read the API key secret); the task role is what the application's code uses (read its model
-version from S3). Each policy names the exact ARNs: this repository, this log group, this
+versions from S3). Each policy names the exact ARNs: this repository, this log group, this
 secret, this bucket prefix, this key. ``Resource: "*"`` appears only where AWS has no
 resource-level permission, and each such statement says so.
 """
@@ -106,7 +106,7 @@ class ServiceRolesArgs:
     repository_arn: pulumi.Input[str]
     log_group_arn: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
-    model_prefix: str                                   # models/<name>/<version>
+    model_prefixes: Sequence[str]                       # models/<name>/<version>, each deployed
     kms_key_arn: pulumi.Input[str]
     api_key_secret_arn: pulumi.Input[str] | None = None
 
@@ -157,22 +157,28 @@ def execution_statements(args: ServiceRolesArgs) -> list[Statement]:
 
 
 def task_statements(args: ServiceRolesArgs) -> list[Statement]:
-    """The application: read the deployed model version, and decrypt it through S3."""
+    """The application: read the deployed model versions, and decrypt them through S3."""
+    objects = [pulumi.Output.concat(args.bucket_arn, f"/{prefix}/*")
+               for prefix in args.model_prefixes]
     return [
         {
-            # Only the deployed version's objects; the app never lists the bucket.
-            "Sid": "ReadTheDeployedModelVersion",
+            # Only the deployed versions' objects; the app never lists the bucket.
+            "Sid": "ReadTheDeployedModelVersions",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": pulumi.Output.concat(args.bucket_arn, f"/{args.model_prefix}/*"),
+            "Resource": objects,
         },
         {
-            "Sid": "DecryptModelObjects",
+            # Through S3, and only objects under those prefixes: S3 names the object in the
+            # encryption context (model objects use no Bucket Key; infra/model_registry.py).
+            "Sid": "DecryptTheDeployedModelVersions",
             "Effect": "Allow",
             "Action": "kms:Decrypt",
             "Resource": args.kms_key_arn,
-            "Condition": {"StringEquals": {
-                "kms:ViaService": args.context.service_principal("s3")}},
+            "Condition": {
+                "StringEquals": {"kms:ViaService": args.context.service_principal("s3")},
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": objects},
+            },
         },
     ]
 

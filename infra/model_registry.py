@@ -1,10 +1,15 @@
 """The S3 model registry: the released model versions the service loads at start-up.
 
 A ``SecureBucket`` (versioned, SSE-KMS, private, TLS-only; see infra/storage.py) holding
-the stack's configured version, uploaded from ``model/artifacts/<name>/<version>/`` exactly
-as committed, under ``models/<name>/<version>/``. Old versions stay in the bucket (a model
-rollback is a config change, not a re-upload); replaced objects stay recoverable for
-``NONCURRENT_DAYS``.
+every version the stack's ``ml-app:models`` lists, each uploaded from
+``model/artifacts/<name>/<version>/`` exactly as committed, under
+``models/<name>/<version>/``. Old versions stay in the bucket (a model rollback is a config
+change, not a re-upload); replaced objects stay recoverable for ``NONCURRENT_DAYS``.
+
+The objects are encrypted without an S3 Bucket Key, so that each one's KMS encryption context
+is its own ARN (with a Bucket Key it is the bucket's): the task role's key grant can then
+name exactly the deployed versions' prefixes (infra/iam.py). A task decrypts a handful of
+objects at start-up, so the KMS requests a Bucket Key would save are a few per task.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from dataclasses import dataclass
+from typing import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -26,18 +32,18 @@ NONCURRENT_KEEP = 3           # ... and how many older versions are kept regardl
 @dataclass
 class ModelRegistryArgs:
     kms_key_arn: pulumi.Input[str]
-    model: ModelVersion              # the committed version to upload
+    models: Sequence[ModelVersion]   # the committed versions to upload, the default first
     protect: bool = True
 
 
 class ModelRegistry(pulumi.ComponentResource):
-    """The model bucket and the deployed model version's objects."""
+    """The model bucket and the deployed model versions' objects."""
 
     bucket: aws.s3.Bucket
     bucket_name: pulumi.Output[str]
     bucket_arn: pulumi.Output[str]
-    model: ModelVersion
-    model_uri: pulumi.Output[str]
+    models: tuple[ModelVersion, ...]
+    model_uris: list[pulumi.Output[str]]     # s3://<bucket>/models/<name>/<version>, in order
 
     def __init__(self, name: str, args: ModelRegistryArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -47,23 +53,29 @@ class ModelRegistry(pulumi.ComponentResource):
             keep_noncurrent=NONCURRENT_KEEP, protect=args.protect),
             opts=pulumi.ResourceOptions(parent=self))
 
-        model = args.model
-        for file_name in model.files:
-            path = model.folder / file_name
-            aws.s3.BucketObjectv2(
-                f"{name}-{model.prefix.replace('/', '-')}-{file_name}",
-                bucket=storage.bucket.id, key=f"{model.prefix}/{file_name}",
-                source=pulumi.FileAsset(str(path)),
-                # ETags of KMS-encrypted objects are not MD5s: the content hash drives updates.
-                source_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
-                content_type=mimetypes.guess_type(file_name)[0] or "application/octet-stream",
-                server_side_encryption="aws:kms", kms_key_id=args.kms_key_arn,
-                bucket_key_enabled=True,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=storage.ready))
+        for model in args.models:
+            for file_name in model.files:
+                self._upload(name, model, file_name, storage, args.kms_key_arn)
 
         self.bucket = storage.bucket
         self.bucket_name = storage.bucket_name
         self.bucket_arn = storage.arn
-        self.model = model
-        self.model_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{model.prefix}")
-        self.register_outputs({"bucket": self.bucket_name, "model_uri": self.model_uri})
+        self.models = tuple(args.models)
+        self.model_uris = [pulumi.Output.concat("s3://", self.bucket_name, f"/{m.prefix}")
+                           for m in self.models]
+        self.register_outputs({"bucket": self.bucket_name, "model_uris": self.model_uris})
+
+    def _upload(self, name: str, model: ModelVersion, file_name: str, storage: SecureBucket,
+                kms_key_arn: pulumi.Input[str]) -> aws.s3.BucketObjectv2:
+        path = model.folder / file_name
+        return aws.s3.BucketObjectv2(
+            f"{name}-{model.prefix.replace('/', '-')}-{file_name}",
+            bucket=storage.bucket.id, key=f"{model.prefix}/{file_name}",
+            source=pulumi.FileAsset(str(path)),
+            # ETags of KMS-encrypted objects are not MD5s: the content hash drives updates.
+            source_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
+            content_type=mimetypes.guess_type(file_name)[0] or "application/octet-stream",
+            server_side_encryption="aws:kms", kms_key_id=kms_key_arn,
+            # The object's own ARN as its encryption context (see the module docstring).
+            bucket_key_enabled=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=storage.ready))

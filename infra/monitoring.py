@@ -13,7 +13,7 @@ or none for the application's own namespace).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -29,6 +29,7 @@ CPU_MEMORY_ALARM_PERCENT = 85  # autoscaling targets 60/70 %: sustained 85 % mea
 ERROR_LINES_PER_5_MIN = 5
 ERROR_LINES_METRIC = "ErrorLogLines"
 ALB, ECS, INSIGHTS, APP = "AWS/ApplicationELB", "AWS/ECS", "ECS/ContainerInsights", "{app}"
+UNKNOWN_MODEL = "(none)"       # the app's Model/ModelVersion for a request naming no served model
 
 
 @dataclass
@@ -39,7 +40,7 @@ class MonitoringArgs:
     kms_key_arn: pulumi.Input[str]
     alb_arn_suffix: pulumi.Input[str]
     target_group_arn_suffix: pulumi.Input[str]
-    model: ModelVersion                  # the dashboard's model dimensions
+    models: Sequence[ModelVersion]       # the dashboard's model dimensions, one set per version
     error_rate_percent: int
     latency_p99_ms: int
     alarm_email: str | None = None
@@ -220,12 +221,16 @@ class Monitoring(pulumi.ComponentResource):
 
 def dashboard_body(args: MonitoringArgs,
                    alarm_arns: list[pulumi.Output[str]]) -> pulumi.Output[str]:
-    """Alarms on top; requests and errors, latency, tasks, CPU and memory, the model's own
-    metrics below."""
+    """Alarms on top; requests and errors, latency, tasks, CPU and memory, then each deployed
+    model version's own metrics (the app's Model and ModelVersion dimensions)."""
     region, ns = args.context.region, args.names.metrics_namespace
     lb, tg = args.alb_arn_suffix, args.target_group_arn_suffix
     svc = ["ClusterName", args.names.cluster, "ServiceName", args.names.service]
-    model = ["Model", args.model.name, "ModelVersion", args.model.version]
+
+    def by_model(metric: str, stat: str, what: str) -> list[list]:
+        """One line per deployed model version: the app's EMF dimensions (app/observability.py)."""
+        return [[ns, metric, "Model", m.name, "ModelVersion", m.version,
+                 {"stat": stat, "label": f"{m.name} v{m.version} {what}"}] for m in args.models]
 
     def widget(title: str, metrics: list, x: int, y: int) -> dict:
         return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
@@ -251,11 +256,14 @@ def dashboard_body(args: MonitoringArgs,
         widget("CPU and memory (%)", [
             [ECS, "CPUUtilization", *svc, {"stat": "Average"}],
             [ECS, "MemoryUtilization", *svc, {"stat": "Average"}]], 12, 9),
-        widget(f"Model {args.model.name} v{args.model.version}: predictions", [
-            [ns, "PredictionRequests", *model, {"stat": "Sum"}],
-            [ns, "PredictionErrors", *model, {"stat": "Sum"}],
+        widget("Predictions by model version", [
+            *by_model("PredictionRequests", "Sum", "requests"),
+            *by_model("PredictionErrors", "Sum", "errors"),
+            # requests naming no deployed model (404s) are counted apart by the app
+            [ns, "PredictionErrors", "Model", UNKNOWN_MODEL, "ModelVersion", UNKNOWN_MODEL,
+             {"stat": "Sum", "label": "naming no deployed model"}],
             [ns, ERROR_LINES_METRIC, {"stat": "Sum"}]], 0, 15),
-        widget("Model latency (ms)", [
-            [ns, "PredictionLatency", *model, {"stat": "p50"}],
-            [ns, "PredictionLatency", *model, {"stat": "p99"}]], 12, 15),
+        widget("Model latency by version (ms)", [
+            *by_model("PredictionLatency", "p50", "p50"),
+            *by_model("PredictionLatency", "p99", "p99")], 12, 15),
     ]})

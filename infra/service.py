@@ -3,7 +3,7 @@
 The task runs the image by digest as uid 10001 on a read-only root filesystem (the only
 writable path is an ephemeral volume on /tmp, where the model cache lives), with every Linux
 capability dropped, in private subnets without a public IP. It loads the stack's model
-version from S3 and verifies it against the manifest hash given here.
+versions from S3 and verifies each against the manifest hash given here.
 
 Deployments are guarded twice: the ECS circuit breaker rolls back when new tasks fail to
 start or to pass health checks, and the error-rate and latency alarms roll back a deployment
@@ -70,7 +70,7 @@ class ServiceArgs:
     names: StackNames                            # cluster, service, metrics namespace
     capacity: Capacity
     image: ContainerImage                        # runs its digest, pulls from its repository
-    registry: ModelRegistry                      # the model version to load, and its bucket
+    registry: ModelRegistry                      # the model versions to load, and their bucket
     kms_key_arn: pulumi.Input[str]
     log_group: aws.cloudwatch.LogGroup
     private_subnet_ids: Sequence[pulumi.Input[str]]
@@ -90,8 +90,9 @@ def container_definitions(args: ServiceArgs) -> pulumi.Output[str]:
         "LOG_LEVEL": "INFO",
         "METRICS_NAMESPACE": args.names.metrics_namespace,
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-        "MODEL_SHA256": args.registry.model.manifest_sha256,
-        "MODEL_URI": args.registry.model_uri,
+        # Every deployed version, the default model first, and the pin of each in that order.
+        "MODEL_SHA256": ",".join(m.manifest_sha256 for m in args.registry.models),
+        "MODEL_URI": pulumi.Output.all(*args.registry.model_uris).apply(",".join),
         # One sync worker per vCPU (design.md 6).
         "WEB_CONCURRENCY": str(max(1, args.capacity.cpu // 1024)),
     }
@@ -154,7 +155,8 @@ class Service(pulumi.ComponentResource):
         roles = ServiceRoles(f"{name}-roles", ServiceRolesArgs(
             context=args.context, repository_arn=args.image.repository_arn,
             log_group_arn=args.log_group.arn, bucket_arn=args.registry.bucket_arn,
-            model_prefix=args.registry.model.prefix, kms_key_arn=args.kms_key_arn,
+            model_prefixes=[m.prefix for m in args.registry.models],
+            kms_key_arn=args.kms_key_arn,
             api_key_secret_arn=args.api_key_secret_arn), opts=child)
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task", family=args.names.service,

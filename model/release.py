@@ -45,7 +45,7 @@ from model.sources import (TENSOR_NAME_RULE, InputSpec, load_source, quiet_nativ
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SCHEMA_VERSION = 2  # docs/model.md, "The manifest"; absent means schema 1 (digits/1)
 # A model or version name is a folder under model/artifacts/, an S3 prefix segment and a URL
-# segment: the same rule infra/config.py applies to modelName and modelVersion.
+# segment: the same rule infra/releases.py applies to the entries of ml-app:models.
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

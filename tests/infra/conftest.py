@@ -32,6 +32,7 @@ Harness API (tests.infra.harness):
     one(graph, type, component_type=None)  the single resource of a type (inside a component)
     within(graph, component_type, *types)  resources built inside a component, any depth
     config_value(graph, key), prefix(graph), stack_key_arn(graph), boundary_arn(graph)
+    deployed_models(graph)  ml-app:models as releases (ModelVersion), the default first
     policy_documents(graph, *kinds) -> [PolicyDoc(resource, kind, text, document,
                             .statements)]; kinds: identity, trust, key, resource
     role_named(graph, key), role_statements(graph, role), allowed_actions(statements)

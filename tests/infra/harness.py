@@ -219,6 +219,14 @@ def config_value(graph: Graph, key: str) -> str:
     return graph.config[f"{PROJECT}:{key}"]
 
 
+def deployed_models(graph: Graph) -> list:
+    """The stack's ``ml-app:models`` entries as releases (infra/releases.ModelVersion), in
+    order: the default model first."""
+    from infra import releases
+
+    return [releases.pinned(entry)[0] for entry in json.loads(config_value(graph, "models"))]
+
+
 def prefix(graph: Graph) -> str:
     """The physical-name prefix of the stack (infra/naming.py)."""
     return f"{PROJECT}-{graph.stack}"

@@ -12,6 +12,8 @@ import yaml
 from infra import config, releases
 from tests.infra.harness import PROJECT, ROOT, STACKS, run, stack_config
 
+DIGITS = releases.find("digits", "1")[0].entry          # digits/1@sha256:<its manifest's>
+
 
 def raw_for(stack: str, **overrides) -> dict[str, str]:
     """The stack's config as parse() receives it (project keys without namespace)."""
@@ -45,7 +47,8 @@ def test_pulumi_yaml_runtime_and_defaults_are_valid():
     assert doc["runtime"]["name"] == "python"
     assert doc["runtime"]["options"]["toolchain"] == "pip"
     # The declared defaults alone (plus what every stack must say) form a valid config.
-    cfg = config.parse({"owner": "team", "costCentre": "cc-1",
+    digits = releases.find("digits", "1")[0].entry
+    cfg = config.parse({"owner": "team", "costCentre": "cc-1", "models": f'["{digits}"]',
                         "githubRepository": "acme/ml-app"}, stack="sandbox",
                        region="us-east-1")
     assert cfg.protect_data is True and cfg.https is False
@@ -99,10 +102,25 @@ BAD_CONFIGS = [
     ({"natGateways": "none", "vpcEndpoints": False}, "vpcEndpoints", "VPC endpoints"),
     ({"logRetentionDays": 10}, "logRetentionDays", "retention CloudWatch Logs accepts"),
     ({"logRetentionDays": 0}, "logRetentionDays", "retention CloudWatch Logs accepts"),
-    ({"modelVersion": "99"}, "modelVersion", "no released version"),
-    ({"modelName": "nope"}, "modelName", "no released version"),
-    ({"modelName": "../app"}, "modelName", "folder name"),
-    ({"modelVersion": ""}, "modelVersion", "folder name"),
+    ({"models": ["digits/99@sha256:" + "0" * 64]}, "models",
+     "no released version at model/artifacts/digits/99/manifest.json (committed versions: "
+     "diabetes/1, digits/1)"),
+    ({"models": ["../app/1@sha256:" + "0" * 64]}, "models", "must be <name>/<version>@sha256:"),
+    ({"models": ["digits"]}, "models", "must be <name>/<version>@sha256:"),
+    ({"models": ["digits/1"]}, "models", f"is not pinned: write '{DIGITS}'"),
+    ({"models": ["digits/1@sha256:" + "0" * 64]}, "models",
+     f"has sha256 {DIGITS[-64:]}, not the pinned one"),
+    ({"models": [DIGITS, DIGITS]}, "models", "lists digits/1 more than once"),
+    ({"models": []}, "models", f"is required: the model versions this stack deploys, the "
+                               f"default model first, one entry each as <name>/<version>@sha256:"),
+    ({"models": "digits/1"}, "models", "list of strings"),
+    ({"modelName": "digits", "modelVersion": "1"}, "modelName",
+     f'replaced by ml-app:models (a list: several models, each pinned by its manifest\'s '
+     f'sha256); write instead `ml-app:models: ["{DIGITS}"]` and remove ml-app:modelName and '
+     f'ml-app:modelVersion'),
+    ({"modelVersion": "7"}, "modelVersion",
+     'write instead `ml-app:models: ["digits/7@sha256:<sha256 of '
+     'model/artifacts/digits/7/manifest.json>"]` and remove ml-app:modelVersion'),
     ({"owner": ""}, "owner", "is required"),
     ({"owner": "x" * 300}, "owner", "1 to 256 characters"),
     ({"costCentre": "cc<1>"}, "costCentre", "tag"),
@@ -178,13 +196,30 @@ def test_empty_strings_mean_unset_for_optional_keys():
     assert cfg.certificate_arn is None and cfg.domain_name is None and cfg.alarm_email is None
 
 
-def test_model_version_is_pinned_by_its_manifest_hash():
-    cfg = parse()
-    manifest = cfg.model.folder / "manifest.json"
+def test_models_are_the_pinned_releases_in_order():
+    cfg = parse("staging")
+    assert [(m.name, m.version) for m in cfg.models] == [("digits", "1"), ("diabetes", "1")]
     import hashlib
-    assert cfg.model.manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
-    assert "manifest.json" in cfg.model.files and "model.tflite" in cfg.model.files
-    assert re.fullmatch(r"models/digits/1", cfg.model.prefix)
+    for model in cfg.models:
+        manifest = model.folder / "manifest.json"
+        assert model.manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
+        assert {"manifest.json", "model.tflite"} <= set(model.files)
+        assert model.prefix == f"models/{model.name}/{model.version}"
+        assert model.entry == f"{model.name}/{model.version}@sha256:{model.manifest_sha256}"
+
+
+def test_two_versions_of_one_model_can_be_deployed_side_by_side(tmp_path, monkeypatch):
+    import shutil
+
+    from tests.conftest import another_version
+    root = tmp_path / "artifacts"
+    shutil.copytree(releases.MODEL_ROOT / "digits" / "1", root / "digits" / "1")
+    another_version(root / "digits" / "1", root, "2")
+    monkeypatch.setattr(releases, "MODEL_ROOT", root)
+    second = releases.find("digits", "2")[0]
+    cfg = parse(models=[second.entry, DIGITS])
+    assert [m.entry for m in cfg.models] == [second.entry, DIGITS]
+    assert second.manifest_sha256 != DIGITS[-64:]
 
 
 def test_a_tampered_model_file_is_refused(tmp_path, monkeypatch):
@@ -194,7 +229,19 @@ def test_a_tampered_model_file_is_refused(tmp_path, monkeypatch):
     (fake_root / "digits" / "1" / "model.tflite").write_bytes(b"not the model")
     monkeypatch.setattr(releases, "MODEL_ROOT", fake_root)
     with pytest.raises(config.ConfigError, match="model.tflite does not match its sha256"):
-        parse()
+        parse(models=[DIGITS])
+
+
+def test_the_old_scalar_keys_fail_with_the_line_to_write_through_the_program():
+    """A deployed stack's Pulumi.<stack>.yaml from before ml-app:models: the engine passes
+    modelName/modelVersion as undeclared keys; the error says what to write instead."""
+    graph = run("prod", {"models": None, "modelName": "digits", "modelVersion": "1"})
+    assert isinstance(graph.error, config.ConfigError)
+    message = str(graph.error)
+    assert f'write instead `ml-app:models: ["{DIGITS}"]`' in message
+    assert "not a key of this project" not in message        # not reported as a typo
+    assert "edit Pulumi.prod.yaml" in message
+    assert graph.resources == []
 
 
 # ------------------------------------------------------------- through the program --

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from tests.infra.harness import (AllowList, Graph, PolicyDoc, as_list, one, policy_documents,
-                                 policy_key, unexpected_findings, used_entries, within)
+from tests.infra.harness import (AllowList, Graph, PolicyDoc, as_list, deployed_models, one,
+                                 policy_documents, policy_key, unexpected_findings,
+                                 used_entries, within)
 
 
 # Parliament findings accepted for the service's policies, each with its reason (the
@@ -94,18 +95,23 @@ def _statements(graph: Graph, suffix: str) -> dict[str, dict]:
     return {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
 
 
-def test_task_role_reads_only_the_deployed_model_version(graph):
+def test_task_role_reads_and_decrypts_exactly_the_deployed_model_versions(graph):
     bucket = one(graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry").outputs["arn"]
     key = one(graph, "aws:kms/key:Key").outputs["arn"]
-    version = f"models/{graph.config['ml-app:modelName']}/{graph.config['ml-app:modelVersion']}"
+    versions = [f"{bucket}/{m.prefix}/*" for m in deployed_models(graph)]
+    assert len(versions) == len(json.loads(graph.config["ml-app:models"])) >= 1
     statements = _statements(graph, "-task")
-    assert set(statements) == {"ReadTheDeployedModelVersion", "DecryptModelObjects"}
-    read = statements["ReadTheDeployedModelVersion"]
-    assert read["Action"] == "s3:GetObject" and read["Resource"] == f"{bucket}/{version}/*"
-    decrypt = statements["DecryptModelObjects"]
+    assert set(statements) == {"ReadTheDeployedModelVersions", "DecryptTheDeployedModelVersions"}
+    read = statements["ReadTheDeployedModelVersions"]
+    assert read["Action"] == "s3:GetObject" and read["Resource"] == versions
+    decrypt = statements["DecryptTheDeployedModelVersions"]
     assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"] == key
-    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == \
-        f"s3.{graph.config['aws:region']}.amazonaws.com"
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": f"s3.{graph.config['aws:region']}.amazonaws.com"},
+        # S3 names the object in the encryption context when no Bucket Key is used
+        "StringLike": {"kms:EncryptionContext:aws:s3:arn": versions}}
+    objects = within(graph, "ml-app:infra:ModelRegistry", "aws:s3/bucketObjectv2:BucketObjectv2")
+    assert objects and all(o.inputs["bucketKeyEnabled"] is False for o in objects)
 
 
 def test_execution_role_touches_only_this_repository_log_group_and_secret(graph):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.infra.harness import ROOT, config_value, json_input, one
 
 
@@ -23,7 +25,7 @@ def test_resource_names_are_unique_per_type(graph):
     assert len(seen) == len(set(seen))
 
 
-EXPORTS = {"serviceUrl", "ecrRepositoryUrl", "imageRef", "modelUri", "modelBucket",
+EXPORTS = {"serviceUrl", "ecrRepositoryUrl", "imageRef", "modelUri", "models", "modelBucket",
            "clusterName", "serviceName", "logGroupName", "alarmTopicArn", "dashboardUrl",
            "taskDefinitionArn", "kmsKeyArn", "consoleLinks"}
 
@@ -41,6 +43,8 @@ def test_stack_outputs(graph):
     assert {"name": "MODEL_URI", "value": graph.exports["modelUri"]} in task["environment"]
     assert graph.exports["modelManifestSha256"] == \
         {e["name"]: e["value"] for e in task["environment"]}["MODEL_SHA256"]
+    # the entries of ml-app:models, in order: what `make smoke` checks the service serves
+    assert graph.exports["models"].split(",") == json.loads(config_value(graph, "models"))
     assert graph.exports["permissionsBoundaryArn"].endswith(
         f":policy/ml-app-{graph.stack}-permissions-boundary")
     assert ("apiKeySecretName" in graph.exports) == \

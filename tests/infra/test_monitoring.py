@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.infra.harness import config_value, one, resources_of_type, validate, within
+from tests.infra.harness import (config_value, deployed_models, one, resources_of_type, validate,
+                                 within)
 
 
 def test_alarms_cover_the_failure_modes_and_notify_the_topic(graph):
@@ -42,6 +43,24 @@ def test_error_log_lines_are_counted_and_charted(graph):
     assert len(alarm_arns) >= 7
     assert set(body["widgets"][0]["properties"]["alarms"]) == alarm_arns
     assert graph.exports["dashboardUrl"].endswith(f"#dashboards:name=ml-app-{graph.stack}")
+
+
+def test_the_dashboard_charts_each_deployed_model_version(graph):
+    """The app's EMF dimensions (Model, ModelVersion), one line per deployed version."""
+    body = json.loads(one(graph, "aws:cloudwatch/dashboard:Dashboard",
+                          "ml-app:infra:Monitoring").inputs["dashboardBody"])
+    namespace = f"ml-app/{graph.stack}"
+    lines = [m for w in body["widgets"] if w["type"] == "metric"
+             for m in w["properties"]["metrics"] if m[0] == namespace]
+    charted = {(m[1], m[3], m[5]) for m in lines if m[2:3] == ["Model"]}
+    for model in deployed_models(graph):
+        for metric in ("PredictionRequests", "PredictionErrors", "PredictionLatency"):
+            assert (metric, model.name, model.version) in charted, (metric, model.entry)
+    served = {(m.name, m.version) for m in deployed_models(graph)} | {("(none)", "(none)")}
+    assert {(name, version) for _, name, version in charted} == served
+    for line in lines:      # every line is a valid dashboard metric: dimensions in pairs
+        dims = [x for x in line[2:] if not isinstance(x, dict)]
+        assert len(dims) % 2 == 0, line
 
 
 def _alarm_request(i: dict) -> dict:

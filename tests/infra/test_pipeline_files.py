@@ -286,11 +286,25 @@ def serve(app) -> str:
 API_KEY = "smoke-test-key-0123456789"
 
 
+ARTIFACTS = ROOT / "model" / "artifacts"
+DEPLOYED = [("digits", "1"), ("diabetes", "1")]
+
+
+def entry(name: str, version: str) -> str:
+    manifest = ARTIFACTS / name / version / "manifest.json"
+    return f"{name}/{version}@sha256:" + __import__("hashlib").sha256(
+        manifest.read_bytes()).hexdigest()
+
+
+MODELS = ",".join(entry(*m) for m in DEPLOYED)      # the stack's models output
+
+
 @pytest.fixture(scope="module")
 def real_service():
-    """The real app and the committed model version, with an API key."""
+    """The real app and the committed model versions (digits, the default, and diabetes),
+    with an API key: as a stack with both deploys them."""
     from app import create_app
-    app = create_app({"MODEL_URI": str(ROOT / "model" / "artifacts" / "digits" / "1"),
+    app = create_app({"MODEL_URI": ",".join(str(ARTIFACTS / n / v) for n, v in DEPLOYED),
                       "METRICS_ENABLED": "false", "API_KEY": API_KEY, "LOG_LEVEL": "ERROR"})
     with serve(app) as url:
         yield url
@@ -298,8 +312,12 @@ def real_service():
 
 def test_smoke_passes_against_the_real_service(real_service):
     lines = []
-    smoke.run(real_service, api_key=API_KEY, attempts=2, delay=0, log=lines.append)
-    assert lines and lines[-1].startswith(f"smoke: OK {real_service}: ready")
+    smoke.run(real_service, api_key=API_KEY, attempts=2, delay=0, log=lines.append,
+              expect_models=smoke.parse_models(MODELS))
+    assert lines and lines[-1].startswith(f"smoke: OK {real_service}: ready, serves the "
+                                          "deployed model versions")
+    assert "digits/1 predicted the known '0'" in lines[-1]
+    assert "diabetes/1 answered a generated instance with shape [1]" in lines[-1]
 
 
 def test_smoke_fails_without_the_api_key(real_service, capsys):
@@ -308,8 +326,16 @@ def test_smoke_fails_without_the_api_key(real_service, capsys):
     assert "answered 401" in capsys.readouterr().err
 
 
+STUB_SHA = "ab" * 32
+STUB_MANIFEST = {"input": {"name": "pixels", "shape": [8, 8], "dtype": "float32", "min": 0,
+                           "max": 16},
+                 "output": {"name": "probabilities", "shape": [10], "dtype": "float32"},
+                 "labels": [str(d) for d in range(10)], "sha256": STUB_SHA}
+
+
 class _Stub(http.server.BaseHTTPRequestHandler):
-    """/readyz answers 503 for the first ``not_ready`` calls; predict answers ``body``."""
+    """/readyz answers 503 for the first ``not_ready`` calls, then serves digits/1 pinned by
+    STUB_SHA; metadata answers STUB_MANIFEST; predict answers ``body``."""
 
     not_ready = 0
     body = {"predictions": [[0.9] + [0.1 / 9] * 9]}
@@ -327,9 +353,12 @@ class _Stub(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        if self.path.endswith("/metadata"):
+            return self._answer(200, {"manifest": STUB_MANIFEST})
         type(self).calls["readyz"] += 1
         if self.path == "/readyz" and type(self).calls["readyz"] > type(self).not_ready:
-            self._answer(200, {"status": "ready"})
+            self._answer(200, {"status": "ready", "model": "digits", "version": "1",
+                               "models": [{"name": "digits", "version": "1", "sha256": STUB_SHA}]})
         else:
             self._answer(503, {"error": "loading"})
 
@@ -366,9 +395,10 @@ def test_smoke_waits_for_readiness_with_bounded_retries():
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"predictions": [[0.0] * 9 + [1.0]]}, "predicted as 9"),
+    ({"predictions": [[0.0] * 9 + [1.0]]}, "predicted as '9'"),
     ({"predictions": [[0.5] * 10]}, "sum to"),
-    ({"predictions": [[1.0]]}, "expected 10 probabilities"),
+    ({"predictions": [[1.0]]}, r"expected finite numbers of shape \[10\]"),
+    ({"predictions": [[None] * 10]}, r"expected finite numbers of shape \[10\]"),
     ({"outputs": [[1.0] + [0.0] * 9]}, "unexpected prediction body"),
 ])
 def test_smoke_fails_when_the_new_version_answers_wrongly(body, message):
@@ -385,18 +415,20 @@ def test_smoke_command_line_exit_codes(capsys):
     with pytest.raises(SystemExit) as exit_:
         smoke.main(["--url", "ftp://example.com"])
     assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        smoke.main(["--url", "http://127.0.0.1:9", "--expect-models", "digits/1"])
+    assert exit_.value.code == 2
+    assert "name/version@sha256:<64 hex>" in capsys.readouterr().err
 
 
 # ---------------------------------------------- `make smoke STACK=...` end to end, offline --
-MANIFEST_SHA256 = __import__("hashlib").sha256(
-    (ROOT / "model" / "artifacts" / "digits" / "1" / "manifest.json").read_bytes()).hexdigest()
 TASK_DEFINITION = "arn:aws:ecs:eu-west-1:123456789012:task-definition/ml-app-dev:7"
 
 
 def fake_tools(tmp_path: Path, url: str, running_task_definition: str) -> Path:
     """A `pulumi` that answers `stack output NAME --stack dev` and an `aws` that answers
     describe-services and get-secret-value, as the Deploy build would see them."""
-    outputs = {"serviceUrl": url, "modelManifestSha256": MANIFEST_SHA256,
+    outputs = {"serviceUrl": url, "models": MODELS,
                "clusterName": "ml-app-dev", "serviceName": "ml-app-dev",
                "taskDefinitionArn": TASK_DEFINITION, "apiKeySecretName": "ml-app-dev-api-key"}
     services = {"services": [{"deployments": [
@@ -433,7 +465,8 @@ def make_smoke(bin_dir: Path) -> subprocess.CompletedProcess:
 def test_make_smoke_checks_the_stacks_deployment_end_to_end(tmp_path, real_service):
     result = make_smoke(fake_tools(tmp_path, real_service, TASK_DEFINITION))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"smoke: OK {real_service}: ready" in result.stdout
+    assert f"smoke: OK {real_service}: ready, serves the deployed model versions" in result.stdout
+    assert "diabetes/1 answered" in result.stdout
 
 
 def test_make_smoke_fails_after_a_rolled_back_deployment(tmp_path, real_service):
@@ -445,12 +478,34 @@ def test_make_smoke_fails_after_a_rolled_back_deployment(tmp_path, real_service)
     assert "rolled back" in result.stderr
 
 
-def test_smoke_refuses_a_service_serving_another_model_version(real_service):
+@pytest.mark.parametrize("deployed", [
+    [("digits", "1", "0" * 64), ("diabetes", "1", entry("diabetes", "1")[-64:])],  # other bytes
+    [("digits", "1", entry("digits", "1")[-64:])],                 # diabetes still served
+    [("diabetes", "1", entry("diabetes", "1")[-64:]),              # another default
+     ("digits", "1", entry("digits", "1")[-64:])],
+    [*smoke.parse_models(MODELS), ("digits", "2", "0" * 64)],     # a version not served
+], ids=["other-manifest", "extra-model", "other-default", "missing-version"])
+def test_smoke_refuses_a_service_not_serving_the_deployed_versions(real_service, deployed):
     with pytest.raises(smoke.SmokeFailure, match="not the deployed"):
         smoke.run(real_service, api_key=API_KEY, attempts=2, delay=0, log=lambda _: None,
-                  expect_manifest_sha256="0" * 64)
-    smoke.run(real_service, api_key=API_KEY, attempts=1, delay=0, log=lambda _: None,
-              expect_manifest_sha256=MANIFEST_SHA256)
+                  expect_models=deployed)
+
+
+def test_smoke_checks_each_versions_own_manifest(real_service, monkeypatch):
+    """/readyz lists the right pins but a version's metadata reports others (a task of
+    another release answering the metadata)."""
+    real_get = smoke._get_json
+
+    def lying(url, **kwargs):
+        answer = real_get(url, **kwargs)
+        if url.endswith("/diabetes/versions/1/metadata"):
+            answer["manifest"]["sha256"] = "f" * 64
+        return answer
+
+    monkeypatch.setattr(smoke, "_get_json", lying)
+    with pytest.raises(smoke.SmokeFailure, match="diabetes version 1 reports manifest ffff"):
+        smoke.run(real_service, api_key=API_KEY, attempts=1, delay=0, log=lambda _: None,
+                  expect_models=smoke.parse_models(MODELS))
 
 
 @pytest.mark.parametrize("deployments, message", [

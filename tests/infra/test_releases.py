@@ -57,3 +57,28 @@ def test_a_manifest_of_another_version_or_without_files_is_refused(model_root):
     manifest.write_text(json.dumps({"name": "digits", "version": "1"}))
     release, [problem] = releases.find("digits", "1")
     assert release is None and problem.endswith("is not a valid manifest (needs a files map)")
+
+
+def test_an_entry_pins_a_release_by_its_manifest_hash(model_root):
+    release, _ = releases.find("digits", "1")
+    assert release.entry == f"digits/1@sha256:{release.manifest_sha256}"
+    assert releases.pinned(release.entry) == (release, [])
+    assert releases.pinned(f"  {release.entry} ") == (release, [])
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("digits/1", ["is not pinned: write 'digits/1@sha256:", "so the stack file says exactly"]),
+    ("digits/1@sha256:" + "0" * 64, ["manifest.json has sha256", "not the pinned one",
+                                     "write 'digits/1@sha256:"]),
+    ("digits/2@sha256:" + "0" * 64, ["no released version at model/artifacts/digits/2",
+                                     "committed versions: digits/1"]),
+    ("digits/1@sha256:ABC", ["must be <name>/<version>@sha256:"]),
+    ("digits@sha256:" + "0" * 64, ["must be <name>/<version>@sha256:"]),
+    ("../x/1", ["must be <name>/<version>@sha256:"]),
+    (7, ["must be <name>/<version>@sha256:"]),
+])
+def test_a_bad_entry_says_what_to_write(model_root, entry, words):
+    _, problems = releases.pinned(entry)
+    assert problems
+    for word in words:
+        assert any(word in p for p in problems), (word, problems)

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from infra import releases
-from tests.infra.harness import (Graph, config_value, json_input, one, resources_of_type,
-                                 validate, within)
+from tests.infra.harness import (Graph, config_value, deployed_models, json_input, one,
+                                 resources_of_type, validate, within)
 
 
 HEALTH_CHECK = ["CMD", "python", "-c",
@@ -72,15 +72,24 @@ def test_task_health_check_shutdown_and_logs(graph):
                                   "name": "http", "appProtocol": "http"}]
 
 
-def test_task_loads_the_configured_model_version_pinned_by_hash(graph):
+def test_task_loads_the_configured_model_versions_each_pinned_by_hash(graph):
     e = env(graph)
     bucket = one(graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry").outputs["bucket"]
-    name, version = config_value(graph, "modelName"), config_value(graph, "modelVersion")
-    assert e["MODEL_URI"] == f"s3://{bucket}/models/{name}/{version}"
-    manifest = releases.MODEL_ROOT / name / version / "manifest.json"
-    assert e["MODEL_SHA256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    models = deployed_models(graph)
+    # the order of ml-app:models (the default model first), one pin per URI (app/config.py)
+    assert e["MODEL_URI"].split(",") == [f"s3://{bucket}/models/{m.name}/{m.version}"
+                                         for m in models]
+    assert e["MODEL_SHA256"].split(",") == [
+        hashlib.sha256((releases.MODEL_ROOT / m.name / m.version / "manifest.json").read_bytes())
+        .hexdigest() for m in models]
     keys = {o.inputs["key"] for o in resources_of_type(graph, "aws:s3/bucketObjectv2:BucketObjectv2")}
-    assert f"models/{name}/{version}/manifest.json" in keys
+    assert {f"models/{m.name}/{m.version}/manifest.json" for m in models} <= keys
+    # and the service reads them as the same pairs (app/config.py parses the task's env)
+    from app.config import ModelSource, load_settings
+    app_keys = ("MODEL_URI", "MODEL_SHA256", "MODEL_CACHE_DIR", "LOG_LEVEL", "METRICS_NAMESPACE")
+    settings = load_settings({k: e[k] for k in app_keys})
+    assert settings.models == tuple(ModelSource(f"s3://{bucket}/{m.prefix}", m.manifest_sha256)
+                                    for m in models)
     assert e["WEB_CONCURRENCY"] == str(max(1, int(config_value(graph, "cpu")) // 1024))
     assert e["METRICS_NAMESPACE"] == f"ml-app/{graph.stack}"
     assert all(isinstance(v, str) and v for v in e.values()), "null or empty env values diff forever"
