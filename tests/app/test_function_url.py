@@ -12,9 +12,7 @@ payload 2.0 response shape.
 from __future__ import annotations
 
 import base64
-import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,13 +20,7 @@ from werkzeug.test import EnvironBuilder
 
 from app.function_url import FunctionUrlHandler, UnsupportedEvent, environ_from_event, response_from_wsgi
 from tests.app.test_bad_input import CASES
-
-EVENTS = Path(__file__).with_name("function_url_events")
-
-
-def event(name: str) -> dict:
-    return json.loads((EVENTS / f"{name}.json").read_text())
-
+from tests.function_url import as_event, event
 
 @pytest.fixture
 def handler(app):
@@ -102,25 +94,10 @@ def test_metadata_with_query_and_cookies_is_served(handler, client):
     assert handler(ev, None)["headers"]["X-Request-Id"] == "client-req-42"
 
 
-def _as_event(path: str, kwargs: dict) -> dict:
-    """A test-client request (tests/app/test_bad_input.py's CASES) as a Function URL event."""
-    ev = copy.deepcopy(event("iam_predict"))
-    data = kwargs.get("data", b"")
-    data = data.encode() if isinstance(data, str) else data
-    headers = {k: v for k, v in ev["headers"].items() if k != "content-type"}
-    if "content_type" in kwargs:
-        headers["content-type"] = kwargs["content_type"]
-    headers.update({k.lower(): v for k, v in kwargs.get("headers", {}).items()})
-    ev.update(rawPath=path, headers=headers, isBase64Encoded=True,
-              body=base64.b64encode(data).decode())
-    ev["requestContext"]["http"]["path"] = path
-    return ev
-
-
 @pytest.mark.parametrize("path, kwargs", [c[1:3] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_gets_the_same_4xx_through_the_adapter(handler, client, path, kwargs):
     expected = client.post(path, **kwargs)
-    result = handler(_as_event(path, kwargs), None)
+    result = handler(as_event(path, kwargs), None)
     assert result["statusCode"] == expected.status_code and 400 <= result["statusCode"] < 500
     assert result["headers"]["Content-Type"] == "application/json"
     assert json.loads(result["body"])["error"] == expected.json["error"]
