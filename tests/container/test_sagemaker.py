@@ -180,6 +180,26 @@ def test_ping_is_fast_under_load(sagemaker):
     assert max(times) < 0.5, times
 
 
+def test_ping_answers_200_from_the_first_answer_on(docker, image):
+    """From `docker run IMAGE serve`, /ping polled every 5 ms: the first answer is a 200 and
+    every one after it too. (The front used to accept before its app workers did: a few starts
+    in ten answered 503 for 10 s, as nginx counted the refused workers down; a race, so
+    several starts; tests/app/test_server.py checks the readiness wait itself.)"""
+    for _ in range(6):
+        port = free_port()
+        cid = _start(docker, image, *LOCKED_DOWN, network="host",
+                     env={"SAGEMAKER_BIND_TO_PORT": str(port)})
+        statuses: list[int] = []
+        t0 = time.monotonic()
+        while len(statuses) < 40 and time.monotonic() - t0 < 60:
+            try:
+                statuses.append(requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code)
+            except requests.ConnectionError:
+                time.sleep(0.005)
+        docker.remove(cid)
+        assert statuses and set(statuses) == {200}, statuses
+
+
 def _refused(docker, cid: str, timeout: float = 60) -> tuple[int, str]:
     code = docker.wait_exit(cid, timeout)
     return code, docker.logs(cid)
