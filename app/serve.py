@@ -15,7 +15,9 @@ SageMaker's conventions, each only where the setting is not given already:
 - model: ``/opt/ml/model`` when MODEL_URI is not set and that folder holds a model version
   (its manifest.json): SageMaker extracts the model's ``ModelDataUrl`` archive there;
 - body limit: MAX_BODY_BYTES defaults to 6 MiB, InvokeEndpoint's own payload limit, so any
-  body SageMaker delivers is read; the batch limit (MAX_BATCH_SIZE) still applies.
+  body SageMaker delivers is read; the batch limit (MAX_BATCH_SIZE) still applies;
+- no API_KEY: SageMaker strips every request header InvokeEndpoint does not define, so a
+  key could never arrive; callers are authenticated by IAM instead. Setting one is refused.
 
 Everything the image writes goes to $TMPDIR (/tmp): the rendered nginx config, the
 sockets, request bodies nginx buffers, an s3:// download. /opt/ml/model is only read.
@@ -53,6 +55,10 @@ def sagemaker_settings(environ, model_dir: Path = SAGEMAKER_MODEL_DIR) -> tuple[
             add["MODEL_URI"] = str(model_dir)
         else:
             problems.append(_no_model(model_dir))
+    if environ.get("API_KEY"):
+        problems.append("API_KEY is set, but InvokeEndpoint passes only its own headers to the "
+                        "container, never x-api-key: every invocation would get 401. Unset it; "
+                        "SageMaker's callers authenticate with IAM (sagemaker:InvokeEndpoint)")
     if "MAX_BODY_BYTES" not in environ:
         add["MAX_BODY_BYTES"] = str(PAYLOAD_LIMIT_BYTES)
     return add, problems

@@ -41,6 +41,12 @@ def test_given_settings_win_except_sagemakers_port(model_dir):
     assert add == {"BIND": "0.0.0.0:7001"}        # the platform's port wins over PORT/BIND
 
 
+def test_an_api_key_is_refused_since_invoke_endpoint_never_passes_it(model_dir):
+    _, problems = sagemaker_settings({"API_KEY": "k" * 32}, model_dir)
+    assert len(problems) == 1 and "API_KEY" in problems[0] and "401" in problems[0]
+    assert "sagemaker:InvokeEndpoint" in problems[0]
+
+
 @pytest.mark.parametrize("port", ["0", "65536", "80a", "", "-1"])
 def test_bad_sagemaker_port_is_named(model_dir, port):
     _, problems = sagemaker_settings({"SAGEMAKER_BIND_TO_PORT": port}, model_dir)
