@@ -14,7 +14,8 @@ import difflib
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 # Variables that belong to this service. Anything else with one of these prefixes is a typo.
@@ -44,7 +45,7 @@ class Settings:
     model_uri: str = DEFAULT_MODEL_URI
     model_sha256: str | None = None          # sha256 of manifest.json, pins the whole version
     # a factory: asked when settings are built, not at import (app/serve.py checks first)
-    model_cache_dir: str = field(
+    model_cache_dir: str = dataclasses.field(
         default_factory=lambda: os.path.join(tempfile.gettempdir(), "ml-app-models"))
     model_fetch_timeout: int = 20            # seconds for the whole S3 download, retries included
     api_key: str | None = None

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,11 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import report, targets  # noqa: E402
+from bench.targets import docker, free_port  # noqa: E402
 
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
 PREDICT = "/v1/models/digits:predict"
-DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "docker"
-ENV = {**os.environ, "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "1")}
 # Image tags ml-app:<TAG> and ml-app-seed:<TAG>. On a shared engine, ML_APP_TEST_IMAGE
 # (ml-app:test-<name>) gives each developer's run its own tags (test-<name>-bench).
 _TEST_TAG = os.environ.get("ML_APP_TEST_IMAGE", "").partition(":")[2]
@@ -57,20 +55,6 @@ BODY = json.dumps({"instances": [[0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15,
                                   15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0,
                                   9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0,
                                   0, 0, 6, 13, 10, 0, 0, 0]]}).encode()
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"docker {' '.join(args[:3])} ... failed ({proc.returncode}):\n"
-                         f"{(proc.stdout + proc.stderr)[-4000:]}")
-    return proc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Image:
