@@ -61,6 +61,7 @@ VARIANT = {
                              "11111111-2222-4333-8444-555555555555",
     "githubOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/"
                              "token.actions.githubusercontent.com",
+    "approvers": ["arn:aws:iam::123456789012:role/release-managers"],
 }
 
 from policy.rules import POLICY_PROPS  # noqa: E402 (needs ROOT on sys.path)
@@ -440,6 +441,9 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
         "arn": "arn:aws:codestar-connections:{region}:{account}:connection/"
                "{id:.8}-0000-4000-8000-000000000000", "connectionStatus": "PENDING"},
     "aws:ec2/eip:Eip": {"allocationId": "eipalloc-{id:.8}", "publicIp": "192.0.2.10"},
+    "aws:ec2/vpcEndpoint:VpcEndpoint": {"prefixListId": "pl-{id:.8}"},
+    "aws:cloudwatch/eventRule:EventRule": {
+        "arn": "arn:aws:events:{region}:{account}:rule/{name}"},
     "aws:ecr/repository:Repository": {
         "arn": "arn:aws:ecr:{region}:{account}:repository/{name}", "name": "{name}",
         "registryId": "{account}",
