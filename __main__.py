@@ -53,7 +53,8 @@ boundary = PermissionsBoundary(name, PermissionsBoundaryArgs(ctx, names, Outside
     keys=(cfg.pulumi_secrets_key_arn,) if backend.kind == "s3" else (),
     connection=cfg.codestar_connection_arn, hosted_zone_id=cfg.hosted_zone_id,
     groups=tuple(a for a in cfg.approvers if ":group/" in a),
-    promotes_to=(promotes_to.bucket, promotes_to.account) if promotes_to else None)),
+    promotes_to=(promotes_to.bucket, promotes_to.account) if promotes_to else None,
+    promoted=upstream is not None)),
     opts=use_provider)
 every_role_carries(boundary.arn)
 

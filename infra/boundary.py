@@ -145,6 +145,7 @@ class Outside:
     # Promotion: the next stack's bucket this stack's deploy role publishes to, and its
     # account (that bucket's policy lets the deploy role alone write).
     promotes_to: tuple[str, str] | None = None
+    promoted: bool = False                    # this stack's source is a promotion bucket
 
 
 def policy_name(names: StackNames) -> str:
@@ -337,17 +338,24 @@ def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
             "Resource": scope.s3(LOG_BUCKETS.format(prefix=scope.prefix) + "/*"),
         },
         {
-            # The artifact and promotion buckets: configured by an administrator; the
-            # promotion bucket written only by the previous stack's deploy role (its policy).
+            # The artifact and promotion buckets: configured by an administrator.
             "Sid": "NoChangingPipelineBuckets",
             "Effect": "Deny",
             "Action": ["s3:PutBucket*", "s3:DeleteBucket*", "s3:PutLifecycleConfiguration",
-                       "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration",
-                       "s3:PutObject*", "s3:DeleteObject*"],
-            "Resource": [*[scope.s3(p.format(prefix=scope.prefix)) for p in ADMIN_BUCKETS],
-                         scope.s3(f"{scope.prefix}-promotion-*/*")],
+                       "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration"],
+            "Resource": [scope.s3(p.format(prefix=scope.prefix))
+                         for p in ADMIN_BUCKETS[:2 if outside.promoted else 1]],
         },
     ]
+    if outside.promoted:
+        statements.append({
+            # The promotion bucket is written only by the previous stack's deploy role (its
+            # bucket policy); no role of this stack writes it.
+            "Sid": "NoWritingPromotionBucket",
+            "Effect": "Deny",
+            "Action": ["s3:PutObject*", "s3:DeleteObject*"],
+            "Resource": scope.s3(f"{scope.prefix}-promotion-*/*"),
+        })
     return statements
 
 

@@ -451,7 +451,7 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
      ["wafv2:AssociateWebACL", "wafv2:CreateWebACL", "wafv2:DeleteLoggingConfiguration",
       "wafv2:DeleteWebACL", "wafv2:DisassociateWebACL", "wafv2:PutLoggingConfiguration",
       "wafv2:TagResource", "wafv2:UntagResource", "wafv2:UpdateWebACL"],
-     ("arn:{partition}:wafv2:{region}:{account}:regional/webacl/{prefix}*/*",
+     ("arn:{partition}:wafv2:{region}:{account}:regional/webacl/{prefix}-*/*",
       "arn:{partition}:wafv2:{region}:{account}:regional/managedruleset/*/*",
       "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/app/{prefix}-*/*")),
     # The Deploy stage checks who approved this execution before it deploys (ci/approval.py).
@@ -581,7 +581,7 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
             "Sid": "KeyAliasOfThisStack",
             "Effect": "Allow",
             "Action": ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
-            "Resource": scope.arn("kms", f"alias/{scope.prefix}*"),
+            "Resource": scope.arn("kms", f"alias/{scope.prefix}"),
         },
     ]
 
@@ -654,7 +654,9 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
     """The stack's service roles and service policies (under ``/<project>/<stack>/service/``),
     each role carrying the permissions boundary; nothing else in IAM."""
     names, arn = scope.names, scope.context.arn
-    roles = arn("iam", f"role{names.service_path}*", region=False)
+    # Roles only under the path of a known kind of service role (boundary.SERVICE_ROLES).
+    roles = [arn("iam", f"role{names.service_role_path(kind)}*", region=False)
+             for kind in SERVICE_ROLES]
     policies = arn("iam", f"policy{names.service_path}*", region=False)
     boundary = {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}}
     statements: list[Statement] = [

@@ -438,6 +438,6 @@ def test_the_walk_finds_writes_to_prods_source_when_its_bucket_policy_is_weakene
         (pattern, [s for s in statements if s.get("Sid") != "NobodyElseWritesOrDeletes"])
         for pattern, statements in prod.policies], prod.account, prod.region, prod.boundary,
         prod.prefix)
-    _boundary_without(weakened, "NoChangingPipelineBuckets")
+    _boundary_without(weakened, "NoWritingPromotionBucket")
     assert any("ml-app-prod-deploy-build: writing the promoted revision" in f
                for f in walk(weakened))
