@@ -86,14 +86,16 @@ CEILING_ON_ANY_RESOURCE = (
     "elasticloadbalancing:Describe*", "kms:ListAliases", "logs:Describe*",
     "route53:GetChange", "secretsmanager:GetRandomPassword", "sns:Unsubscribe",
     # WAF's log delivery to CloudWatch Logs: account-level calls, "*" per AWS's guide.
-    "logs:*LogDeliver*", "logs:*ResourcePolic*")
+    # (The log group's resource policy is an administrator's: no role of the stack writes
+    # account-level CloudWatch Logs resource policies.)
+    "logs:*LogDeliver*")
 
 # Resources whose ARN holds a generated ID (vpc-..., key/...): created only with the
 # project and stack tags in the request (the deploy role's grants list the same actions).
+# The GitHub connection and the notification rule are the pipeline's: an administrator's.
 CREATE_WITH_STACK_TAG = [
     "acm:RequestCertificate", "application-autoscaling:RegisterScalableTarget",
-    "codestar-connections:CreateConnection",
-    "codestar-notifications:CreateNotificationRule", "ec2:AllocateAddress",
+    "ec2:AllocateAddress",
     "ec2:CreateFlowLogs", "ec2:CreateInternetGateway",
     "ec2:CreateNatGateway", "ec2:CreateRouteTable",
     "ec2:CreateSecurityGroup", "ec2:CreateSubnet", "ec2:CreateVpc",
@@ -177,7 +179,7 @@ def ceiling(scope: Scope, outside: Outside) -> list[Statement]:
             # Read-only calls and calls without resource-level permissions (listed above).
             "Sid": "MaxAnyResource",
             "Effect": "Allow",
-            "Action": list(CEILING_ON_ANY_RESOURCE),
+            "Action": [*CEILING_ON_ANY_RESOURCE],
             "Resource": "*",
         },
         {
@@ -272,10 +274,11 @@ def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
     iam = scope.context.arn
     statements: list[Statement] = [
         {
+            # A Deny on "*": no role of the account gets or keeps permissions without it.
             "Sid": "NoRoleWithoutThisBoundary",
             "Effect": "Deny",
             "Action": ROLE_PERMISSION_ACTIONS,
-            "Resource": "*",      # any role of the account
+            "Resource": "*",
             "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary_arn}},
         },
         {

@@ -482,15 +482,6 @@ CHANGE_WITH_STACK_TAG = [
     "application-autoscaling:PutScalingPolicy",
     "application-autoscaling:TagResource",
     "application-autoscaling:UntagResource",
-    "codestar-connections:DeleteConnection",
-    "codestar-connections:TagResource",
-    "codestar-connections:UntagResource",
-    "codestar-notifications:DeleteNotificationRule",
-    "codestar-notifications:Subscribe",
-    "codestar-notifications:TagResource",
-    "codestar-notifications:Unsubscribe",
-    "codestar-notifications:UntagResource",
-    "codestar-notifications:UpdateNotificationRule",
     "ec2:AssociateRouteTable", "ec2:AttachInternetGateway",
     "ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
     "ec2:CreateRoute", "ec2:CreateTags", "ec2:DeleteFlowLogs",
@@ -555,14 +546,14 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
         },
         {
             # WAF's log delivery to CloudWatch Logs: account-level calls without
-            # resource-level permissions (AWS's guide asks for "*"); the log group and its
-            # resource policy are the stack's (infra/waf.py).
+            # resource-level permissions (AWS's guide asks for "*"). The log group's
+            # resource policy (infra/waf.py) is an administrator's to write: account-level
+            # CloudWatch Logs policies are permissions management.
             "Sid": "WafLogDelivery",
             "Effect": "Allow",
             "Action": ["logs:CreateLogDelivery", "logs:DeleteLogDelivery",
-                       "logs:DeleteResourcePolicy", "logs:DescribeResourcePolicies",
-                       "logs:GetLogDelivery", "logs:ListLogDeliveries",
-                       "logs:PutResourcePolicy", "logs:UpdateLogDelivery"],
+                       "logs:DescribeResourcePolicies", "logs:GetLogDelivery",
+                       "logs:ListLogDeliveries", "logs:UpdateLogDelivery"],
             "Resource": "*",
         },
         {
@@ -690,9 +681,9 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
         {
             "Sid": "ServicePolicies",
             "Effect": "Allow",
+            # (An update is CreatePolicyVersion with SetAsDefault: no SetDefaultPolicyVersion.)
             "Action": ["iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy",
-                       "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion",
-                       "iam:TagPolicy", "iam:UntagPolicy"],
+                       "iam:DeletePolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"],
             "Resource": policies,
         },
         *[{
