@@ -185,14 +185,14 @@ def s3_endpoint_statements(args: NetworkArgs) -> list[Statement]:
     }]
 
 
-def interface_endpoint_statements(args: NetworkArgs) -> list[Statement]:
-    """An interface endpoint's policy: any call, by this account's principals only (no
-    credentials from elsewhere ride our endpoints out)."""
+def interface_endpoint_statements(args: NetworkArgs, service: str) -> list[Statement]:
+    """An interface endpoint's policy: the endpoint's service, for this account's principals
+    only (no credentials from elsewhere ride our endpoints out)."""
     return [{
         "Sid": "ThisAccountsPrincipalsOnly",
         "Effect": "Allow",
         "Principal": "*",
-        "Action": "*",
+        "Action": f"{service.split('.')[0]}:*",
         "Resource": "*",
         "Condition": {"StringEquals": {"aws:PrincipalAccount": args.context.account_id}},
     }]
@@ -214,7 +214,7 @@ def _interface_endpoints(name: str, args: NetworkArgs, vpc: aws.ec2.Vpc,
             vpc_endpoint_type="Interface",
             service_name=f"com.amazonaws.{args.context.region}.{service}",
             private_dns_enabled=True, subnet_ids=subnet_ids,
-            policy=policy_document(interface_endpoint_statements(args)),
+            policy=policy_document(interface_endpoint_statements(args, service)),
             security_group_ids=[sg.id], tags={"Name": f"{name}-{service}"}, opts=child)
     return sg.id
 

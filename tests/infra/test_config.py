@@ -45,9 +45,11 @@ def test_pulumi_yaml_runtime_and_defaults_are_valid():
     assert doc["runtime"]["name"] == "python"
     assert doc["runtime"]["options"]["toolchain"] == "pip"
     # The declared defaults alone (plus what every stack must say) form a valid config.
+    # (An approval, on by default, needs the approvers named.)
     cfg = config.parse({"owner": "team", "costCentre": "cc-1",
-                        "githubRepository": "acme/ml-app"}, stack="sandbox",
-                       region="us-east-1")
+                        "githubRepository": "acme/ml-app",
+                        "approvers": '["arn:aws:iam::123456789012:group/approvers"]'},
+                       stack="sandbox", region="us-east-1")
     assert cfg.protect_data is True and cfg.https is False
 
 
