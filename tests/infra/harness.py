@@ -277,12 +277,6 @@ def principals(graph: Graph) -> dict[str, Principal]:
     return found
 
 
-def trust_of(graph: Graph, role_arn: str) -> list[dict[str, Any]]:
-    [role] = [r for r in resources_of_type(graph, "aws:iam/role:Role")
-              if r.outputs["arn"] == role_arn]
-    return as_list(json_input(role, "assumeRolePolicy")["Statement"])
-
-
 def resource_policies(graph: Graph) -> list[tuple[str, list[dict[str, Any]]]]:
     """(ARN pattern of what the policy governs, its statements) for every resource-based
     policy of the graph: buckets (and their objects), the ECR repository, the KMS key."""
@@ -301,15 +295,6 @@ def resource_policies(graph: Graph) -> list[tuple[str, list[dict[str, Any]]]]:
     for key in resources_of_type(graph, "aws:kms/key:Key"):
         found.append((key.outputs["arn"], as_list(json_input(key, "policy")["Statement"])))
     return found
-
-
-def resource_policy_for(graph: Graph, resource: str) -> list[dict[str, Any]] | None:
-    """The resource-based policy that governs ``resource`` (an ARN), if the graph has one."""
-    import fnmatch
-    for pattern, statements in resource_policies(graph):
-        if fnmatch.fnmatchcase(resource, pattern):
-            return statements
-    return None
 
 
 # ----------------------------------------------------------------------------- linters --
