@@ -19,10 +19,12 @@ Two halves:
   given everything the boundary allows then still stays inside its stack.
 * **The invariants** (Deny statements): no role without this boundary; no IAM change outside
   the stack's service roles and service policies (so no role changes its own or a pipeline
-  role's policies, trust or boundary); attachments only of the stack's service policies;
-  service roles passed only to their own service; no users, groups or keys; nobody but the
-  named approvers' verification path approves (the boundary lets no role of the stack
-  approve); nobody changes the pipeline, feeds it a revision, or deletes audit logs.
+  role's policies, trust or boundary, and no users, groups or keys); attachments only of the
+  stack's service policies; no role of the stack approves a deploy (the named approvers do,
+  ci/approval.py); nobody changes the pipeline, starts it on revisions of its choosing, or
+  deletes audit logs. Which service a service role is passed to is the deploy role's own
+  grant (one per ``SERVICE_ROLES`` row): any service role is capped by this ceiling, so
+  passing it elsewhere would gain nothing.
 
 Built before any other component: ``every_role_carries(boundary.arn)`` then puts it on every
 ``aws.iam.Role`` the program creates after that call. The size limit of a managed policy

@@ -61,9 +61,10 @@ def test_approval_is_configurable_outside_prod(variant):
     assert [s["name"] for s in pipeline_of(graph).inputs["stages"]] == EXPECTED_STAGES
 
 
-def test_source_is_the_configured_branch_through_the_connection(graph):
-    if config_value(graph, "promotedFrom"):
-        pytest.skip("a promoted stack's source is the promotion bucket (test below)")
+@pytest.mark.parametrize("stack", ["dev", "staging"])   # prod's source: test_prods_source_...
+def test_source_is_the_configured_branch_through_the_connection(graphs, stack):
+    graph = graphs[stack]
+    assert not config_value(graph, "promotedFrom")
     p = pipeline_of(graph)
     [source] = p.inputs["stages"][0]["actions"]
     assert source["provider"] == "CodeStarSourceConnection" and source["owner"] == "AWS"
