@@ -319,56 +319,49 @@ def _allow(action, resource="*", **extra):
 
 
 IAM_OLD = ("iam:*",)    # the boundary before issue 8 allowed iam:* (and s3:*, kms:*...) on *
+PIPELINE_ROLES = "arn:aws:iam::{account}:role/{prefix}-*"
+PIPELINE_POLICIES = "arn:aws:iam::{account}:policy/{prefix}-*"
+
+
+def _old_iam(action: str, resource: str = "*", *also_without: str) -> Callable[[Stack], None]:
+    """What the stacks had before issue 8: a boundary allowing iam:* with no invariant
+    outside the stack's service roles (and without ``also_without``), and the deploy role
+    granted ``action`` on ``resource``."""
+    def weaken(s: Stack) -> None:
+        _boundary_without(s, "NoIamOutsideServiceRoles", *also_without, add=(_allow(IAM_OLD),))
+        _grant(s, "deploy-build", _allow(action, resource.format(account=s.account,
+                                                                 prefix=s.prefix)))
+    return weaken
+
+
 WEAKENINGS: dict[str, tuple[Callable[[Stack], None], str]] = {
-    "self-attach a managed policy": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", "AttachOnlyServicePolicies",
-                          add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:AttachRolePolicy", f"arn:aws:iam::{s.account}:"
-                                         f"role/{s.prefix}-*"))),
+    "self-attach a managed policy": (
+        _old_iam("iam:AttachRolePolicy", PIPELINE_ROLES, "AttachOnlyServicePolicies"),
         "deploy-build: attach AdministratorAccess to itself"),
-    "inline * on itself": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:PutRolePolicy", f"arn:aws:iam::{s.account}:"
-                                         f"role/{s.prefix}-*"))),
-        "deploy-build: inline * on itself"),
-    "inline * on another pipeline role": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:PutRolePolicy", f"arn:aws:iam::{s.account}:"
-                                         f"role/{s.prefix}-*"))),
+    "inline * on itself": (_old_iam("iam:PutRolePolicy", PIPELINE_ROLES),
+                           "deploy-build: inline * on itself"),
+    "inline * on another pipeline role": (
+        _old_iam("iam:PutRolePolicy", PIPELINE_ROLES),
         "deploy-build: inline * on ml-app-{stack}-preview-build"),
-    "new policy version": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:CreatePolicyVersion", f"arn:aws:iam::"
-                                         f"{s.account}:policy/{s.prefix}-*"))),
-        "deploy-build: new version of a managed policy"),
-    "default policy version": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:SetDefaultPolicyVersion", "*"))),
-        "deploy-build: default version of a managed policy"),
-    "boundary removal": (lambda s: (
-        _boundary_without(s, "NoRemovingBoundaries", "NoIamOutsideServiceRoles",
-                          add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:DeleteRolePermissionsBoundary"))),
-        "deploy-build: remove the boundary of itself"),
-    "boundary replacement": (lambda s: (
-        _boundary_without(s, "NoRoleWithoutThisBoundary", "NoIamOutsideServiceRoles",
-                          add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:PutRolePermissionsBoundary"))),
-        "deploy-build: replace the boundary of itself"),
+    "new policy version": (_old_iam("iam:CreatePolicyVersion", PIPELINE_POLICIES),
+                           "deploy-build: new version of a managed policy"),
+    "default policy version": (_old_iam("iam:SetDefaultPolicyVersion"),
+                               "deploy-build: default version of a managed policy"),
+    "boundary removal": (_old_iam("iam:DeleteRolePermissionsBoundary", "*",
+                                  "NoRemovingBoundaries"),
+                         "deploy-build: remove the boundary of itself"),
+    "boundary replacement": (_old_iam("iam:PutRolePermissionsBoundary", "*",
+                                      "NoRoleWithoutThisBoundary"),
+                             "deploy-build: replace the boundary of itself"),
     "role without the boundary": (lambda s: (
         _boundary_without(s, "NoRoleWithoutThisBoundary"),
         _grant(s, "deploy-build", _allow("iam:CreateRole", f"arn:aws:iam::{s.account}:"
                                          f"role/ml-app/{s.graph.stack}/service/*"))),
         "deploy-build: role without the boundary"),
-    "trust change": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::"
-                                         f"{s.account}:role/{s.prefix}-*"))),
-        "deploy-build: change the trust of ml-app-{stack}-pipeline"),
-    "PassRole of a pipeline role to CodeBuild": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow("iam:PassRole", f"arn:aws:iam::{s.account}:"
-                                         f"role/{s.prefix}-*"))),
+    "trust change": (_old_iam("iam:UpdateAssumeRolePolicy", PIPELINE_ROLES),
+                     "deploy-build: change the trust of ml-app-{stack}-pipeline"),
+    "PassRole of a pipeline role to CodeBuild": (
+        _old_iam("iam:PassRole", PIPELINE_ROLES),
         "deploy-build: pass ml-app-{stack}-pipeline to codebuild.amazonaws.com"),
     "CodeBuild project changed": (lambda s: (
         _boundary_without(s, "NoChangingThePipeline"),
@@ -378,10 +371,8 @@ WEAKENINGS: dict[str, tuple[Callable[[Stack], None], str]] = {
         _boundary_without(s, add=(_allow("lambda:*"),)),
         _grant(s, "deploy-build", _allow("lambda:CreateFunction"))),
         "deploy-build: Lambda with another role"),
-    "users and access keys": (lambda s: (
-        _boundary_without(s, "NoIamOutsideServiceRoles", add=(_allow(IAM_OLD),)),
-        _grant(s, "deploy-build", _allow(["iam:CreateUser", "iam:CreateAccessKey"]))),
-        "deploy-build: an access key"),
+    "users and access keys": (_old_iam("iam:CreateAccessKey"),
+                              "deploy-build: an access key"),
     "AssumeRole outside the stack": (lambda s: (
         _boundary_without(s, add=(_allow("sts:AssumeRole"),)),
         _grant(s, "deploy-build", _allow("sts:AssumeRole"))),
