@@ -11,7 +11,7 @@ import fnmatch
 import json
 
 from infra import pipeline_iam
-from infra.boundary import SERVICE_ROLES
+from infra.boundary import CREATE_WITH_STACK_TAG, SERVICE_ROLES
 from tests.infra.harness import (ROOT, VARIANT, AllowList, Graph, allowed_actions, as_list,
                                  boundary_arn, config_value, json_input, one, policy_documents,
                                  policy_key, prefix, principals, resources_of_type, role_named,
@@ -319,8 +319,11 @@ ALLOWED_FINDINGS: AllowList = {
         {"ecr:getauthorizationtoken"},
         "the program logs in to ECR (image push) even in a preview; AWS requires Resource *"),
     ("deploy-tagged", "RESOURCE_STAR"): (
-        None,  # every action of the tag-conditioned statements (checked by Sid above)
-        "created only with the stack tag in the request, changed only while it carries it"),
+        {a.lower() for a in [*CREATE_WITH_STACK_TAG, *pipeline_iam.CHANGE_WITH_STACK_TAG,
+                             "kms:CreateGrant", "kms:Decrypt", "kms:Encrypt",
+                             "kms:GenerateDataKey"]},
+        "created only with the project and stack tags in the request, changed only while it "
+        "carries both; the key used only through S3, Secrets Manager and ECR"),
     ("deploy-tagged", "PERMISSIONS_MANAGEMENT_ACTIONS"): (
         {"kms:createkey", "kms:putkeypolicy", "kms:creategrant", "kms:retiregrant"},
         "the stack's own KMS key and its key policy are part of the stack (tag-scoped); "
@@ -345,9 +348,14 @@ ALLOWED_FINDINGS: AllowList = {
         "parliament's ELBv2 data lists only the network-LB listener form (listener/net/...); "
         "this stack's ALB listener and rule ARNs (listener/app/...) are the ones AWS uses"),
     ("deploy-iam", "PERMISSIONS_MANAGEMENT_ACTIONS"): (
-        None,  # the statements are checked one by one in the tests above
-        "the deploy manages the stack's roles, policies and OIDC provider by name, and may "
-        "create or change a role only with the permissions boundary attached"),
+        {"iam:attachrolepolicy", "iam:createpolicy", "iam:createpolicyversion",
+         "iam:createrole", "iam:createservicelinkedrole", "iam:deletepolicy",
+         "iam:deletepolicyversion", "iam:deleterole", "iam:deleterolepolicy",
+         "iam:detachrolepolicy", "iam:passrole", "iam:putrolepermissionsboundary",
+         "iam:putrolepolicy", "iam:updateassumerolepolicy", "iam:updaterole",
+         "iam:updateroledescription"},
+        "the deploy manages the stack's service roles and service policies only (by kind path), "
+        "each role with the permissions boundary, each passed to its own service"),
     ("deploy-iam", "PRIVILEGE_ESCALATION"): (
         {"iam:createpolicyversion"},
         "on <prefix>-* policies only; the boundary denies editing itself and caps every "
