@@ -115,6 +115,8 @@ def key_statements(context: AwsContext, names: StackNames,
         "Resource": "*",            # in a key policy, "*" is this key
         "Condition": {
             **on_behalf_of_this_account(context, _notification_rules(context)),
+            # The key is used through SNS (the encrypted topic); IfExists: if the service
+            # calls KMS itself no ViaService is sent, and the source conditions still hold.
             "StringEqualsIfExists": {"kms:ViaService": context.service_principal("sns")},
         },
     }]

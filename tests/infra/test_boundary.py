@@ -160,3 +160,10 @@ def test_the_boundary_fits_a_managed_policy_with_room_for_more(graph):
     """6,144 characters without whitespace; keep room for new service-role kinds."""
     text = one(graph, "aws:iam/policy:Policy", BOUNDARY).inputs["policy"]
     assert len("".join(text.split())) <= 6144 - 300
+
+
+@pytest.mark.parametrize("key", PIPELINE_ROLES)
+def test_the_boundary_cuts_nothing_on_the_other_side_of_the_pipeline_choices(variant, key):
+    """The S3 state backend, its secrets key and an existing connection are outside the
+    stack: the ceiling names them (harness.VARIANT)."""
+    test_the_boundary_cuts_nothing_the_pipelines_roles_are_granted(variant, key)

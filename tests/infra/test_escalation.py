@@ -432,3 +432,10 @@ def test_the_walk_finds_writes_to_prods_source_when_its_bucket_policy_is_weakene
     _boundary_without(weakened, "NoWritingPromotionBucket")
     assert any("ml-app-prod-deploy-build: writing the promoted revision" in f
                for f in walk(weakened))
+
+
+def test_the_other_side_of_every_pipeline_choice_holds_too(variant):
+    """dev with an approval and approvers, the S3 state backend and its KMS key, an
+    existing connection and OIDC provider (harness.VARIANT)."""
+    stack = Stack.of(variant)
+    assert walk(stack) == []
