@@ -103,7 +103,9 @@ SMOKE_URL_OUTPUT ?= serviceUrl
 SMOKE_API_KEY_OUTPUT ?= apiKeySecretName
 URL ?=
 
-.PHONY: check-stack pulumi-cli preview deploy smoke
+.PHONY: check-stack pulumi-cli preview deploy smoke check-approval promote chromium
+# The pipeline of the stack (infra/pipeline.py names it after the stack).
+PIPELINE_NAME ?= ml-app-$(STACK)
 
 check-stack:
 	@case "$(STACK)" in dev|staging|prod) ;; \
@@ -144,3 +146,19 @@ smoke:
 	  fi; \
 	fi; \
 	$(PYTHON) ci/smoke.py --url "$$url"
+
+# Before a deploy that had an approval: was it given by one of the stack's approvers?
+# (ci/approval.py; APPROVERS and PIPELINE_EXECUTION_ID come from the Deploy stage.)
+check-approval: check-stack
+	@if [ -z "$${APPROVERS:-}" ]; then echo "check-approval: $(STACK) has no approval stage"; \
+	else $(PYTHON) ci/approval.py --pipeline "$(PIPELINE_NAME)"; fi
+
+# After a deploy and its smoke test: publish the deployed revision to the next stack's
+# pipeline (ci/promote.py; PROMOTE_TO comes from the Deploy stage, empty: nothing to do).
+promote: check-stack
+	$(PYTHON) ci/promote.py
+
+# A Chromium for the browser tests where Debian's is not at hand (ci/install-chromium.sh):
+# GitHub's runners and the pipeline's Test stage; set CHROMIUM to where it must be.
+chromium:
+	bash ci/install-chromium.sh
