@@ -11,7 +11,7 @@ MODEL_URI ?= model/artifacts/digits/1
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt requirements-policy.txt app/requirements.txt
 
-.PHONY: setup run test test-fast lint snapshot bench bench-image train release clean help
+.PHONY: setup run test test-fast lint snapshot bench bench-image bench-targets train release clean help
 
 help:
 	@echo "make run          serve MODEL_URI (digits/1; several: MODEL_URI=a,b) at http://127.0.0.1:$(PORT)"
@@ -20,6 +20,7 @@ help:
 	@echo "make snapshot     regenerate tests/infra/snapshots (the offline preview diff)"
 	@echo "make bench        serving benchmark: ours vs a Keras baseline; draws docs/figures/serving-*.svg"
 	@echo "make bench-image  image benchmark: ours vs a seed-style image; draws docs/figures/image.svg"
+	@echo "make bench-targets  the image's cold start per target: ECS, SageMaker serve, Lambda"
 	@echo "make train        train the digits model and release it (VERSION=N, default: next)"
 	@echo "make release      release any Keras model: MODEL=<.keras|.h5|SavedModel dir> NAME=<name>"
 	@echo "                  [VERSION=N] INPUT_MIN=.. INPUT_MAX=.. [SAMPLE=file] [LABELS=a,b,..] [ARGS=..]"
@@ -81,6 +82,12 @@ bench-image: $(STAMP)
 	@if [ -f ../shared/tools/docker-env.sh ]; then eval "$$(bash ../shared/tools/docker-env.sh)"; fi; \
 	$(PY) bench/image.py
 
+# The image started as ECS, SageMaker (`serve`) and Lambda (awslambdaric + a fake Runtime API)
+# start it: cold start to first answer per target (bench/targets.py; bench-image runs it too).
+bench-targets: $(STAMP)
+	@if [ -f ../shared/tools/docker-env.sh ]; then eval "$$(bash ../shared/tools/docker-env.sh)"; fi; \
+	$(PY) bench/targets.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.json test-results
 
@@ -97,7 +104,9 @@ SMOKE_URL_OUTPUT ?= serviceUrl
 SMOKE_API_KEY_OUTPUT ?= apiKeySecretName
 URL ?=
 
-.PHONY: check-stack pulumi-cli preview deploy smoke
+.PHONY: check-stack pulumi-cli preview deploy smoke check-approval promote chromium
+# The pipeline of the stack (infra/pipeline.py names it after the stack).
+PIPELINE_NAME ?= ml-app-$(STACK)
 
 check-stack:
 	@case "$(STACK)" in dev|staging|prod) ;; \
@@ -139,3 +148,19 @@ smoke:
 	  fi; \
 	fi; \
 	$(PYTHON) ci/smoke.py --url "$$url"
+
+# Before a deploy that had an approval: was it given by one of the stack's approvers?
+# (ci/approval.py; APPROVERS and PIPELINE_EXECUTION_ID come from the Deploy stage.)
+check-approval: check-stack
+	@if [ -z "$${APPROVERS:-}" ]; then echo "check-approval: $(STACK) has no approval stage"; \
+	else $(PYTHON) ci/approval.py --pipeline "$(PIPELINE_NAME)"; fi
+
+# After a deploy and its smoke test: publish the deployed revision to the next stack's
+# pipeline (ci/promote.py; PROMOTE_TO comes from the Deploy stage, empty: nothing to do).
+promote: check-stack
+	$(PYTHON) ci/promote.py
+
+# A Chromium for the browser tests where Debian's is not at hand (ci/install-chromium.sh):
+# GitHub's runners and the pipeline's Test stage; set CHROMIUM to where it must be.
+chromium:
+	bash ci/install-chromium.sh

@@ -7,20 +7,23 @@ the components in dependency order, export what operators and the pipeline need.
 import pulumi
 
 from infra import config
+from infra.audit_logs import AuditLogs, AuditLogsArgs
 from infra.autoscaling import Autoscaling, AutoscalingArgs
-from infra.boundary import PermissionsBoundary, PermissionsBoundaryArgs, every_role_carries
+from infra.boundary import (Outside, PermissionsBoundary, PermissionsBoundaryArgs,
+                            every_role_carries)
 from infra.encryption import Encryption, EncryptionArgs
 from infra.image import ContainerImage, ContainerImageArgs
 from infra.load_balancer import LoadBalancer, LoadBalancerArgs
 from infra.model_registry import ModelRegistry, ModelRegistryArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
-from infra.pipeline import (TOPIC_PUBLISHERS, Pipeline, PipelineArgs, StateBackend,
-                            key_statements)
+from infra.pipeline import (Pipeline, PipelineArgs, StateBackend, Upstream, key_statements,
+                            topic_publishers)
+from infra.pipeline_iam import Promotion
 from infra.provider import aws_context, tagged_provider
 from infra.secrets import ApiKey, ApiKeyArgs
 from infra.service import CONTAINER_PORT, Capacity, Service, ServiceArgs
-from infra.waf import Firewall, FirewallArgs
+from infra.waf import Firewall, FirewallArgs, WafLogging
 
 cfg = config.load()
 names = cfg.names                      # every physical name, log group and tag of the stack
@@ -30,14 +33,42 @@ ctx = aws_context(cfg, provider)
 use_provider = pulumi.ResourceOptions(providers=[provider])
 name = names.prefix
 
+backend = StateBackend(cfg.pulumi_backend, token_secret=cfg.pulumi_access_token_secret,
+                       state_bucket=cfg.pulumi_state_bucket,
+                       secrets_key_arn=cfg.pulumi_secrets_key_arn)
+# Promotion (docs/pipeline.md): this stack's source is what the upstream stack verified,
+# and/or it publishes what it verified to the downstream stack's bucket.
+upstream = Upstream(cfg.promoted_from, cfg.upstream_account_id) \
+    if cfg.promoted_from and cfg.upstream_account_id else None
+promotes_to = Promotion(names.of(cfg.promotes_to).promotion_bucket(cfg.downstream_account_id),
+                        cfg.downstream_account_id) \
+    if cfg.promotes_to and cfg.downstream_account_id else None
+
 # First: the permissions boundary that every IAM role of the stack carries (the pipeline's
 # deploy role may create no role without it). Applies to every role created after this line.
-boundary = PermissionsBoundary(name, PermissionsBoundaryArgs(ctx, names), opts=use_provider)
+boundary = PermissionsBoundary(name, PermissionsBoundaryArgs(ctx, names, Outside(
+    s3=tuple(ctx.partition.apply(lambda p, s=suffix: f"arn:{p}:s3:::{cfg.pulumi_state_bucket}{s}")
+             for suffix in ("", "/*")) if backend.kind == "s3" else (),
+    secrets=(backend.token_secret_arn(ctx),) if backend.kind == "cloud" else (),
+    keys=(cfg.pulumi_secrets_key_arn,) if backend.kind == "s3" else (),
+    connection=cfg.codestar_connection_arn, hosted_zone_id=cfg.hosted_zone_id,
+    groups=tuple(a for a in cfg.approvers if ":group/" in a),
+    promotes_to=(promotes_to.bucket, promotes_to.account) if promotes_to else None,
+    promoted=upstream is not None)),
+    opts=use_provider)
 every_role_carries(boundary.arn)
 
 key_arn = Encryption(name, EncryptionArgs(
-    context=ctx, names=names, protect=cfg.protect_data, additional_statements=key_statements()),
-    opts=use_provider).key_arn
+    context=ctx, names=names, protect=cfg.protect_data,
+    additional_statements=key_statements(ctx, names, upstream)), opts=use_provider).key_arn
+
+# Audit logs (staging and prod): ALB access logs and the buckets' S3 server access logs;
+# WAF's go to CloudWatch Logs (below).
+audit = AuditLogs(name, AuditLogsArgs(
+    context=ctx, names=names, retention_days=cfg.log_retention_days,
+    object_lock=cfg.production, alb_bucket_name=cfg.audit_log_bucket,
+    protect=cfg.protect_data), opts=use_provider) if cfg.audit_logs else None
+access_log_bucket = audit.access_log_bucket.bucket if audit else None
 
 network = Network(name, NetworkArgs(
     context=ctx, names=names, cidr=cfg.vpc_cidr, zone_count=cfg.availability_zones,
@@ -46,10 +77,13 @@ network = Network(name, NetworkArgs(
     opts=use_provider)
 
 registry = ModelRegistry(name, ModelRegistryArgs(
-    kms_key_arn=key_arn, models=cfg.models, protect=cfg.protect_data), opts=use_provider)
+    kms_key_arn=key_arn, models=cfg.models, protect=cfg.protect_data,
+    access_log_bucket=access_log_bucket), opts=use_provider)
 
 image = ContainerImage(name, ContainerImageArgs(
-    kms_key_arn=key_arn, context=config.ROOT, protect=cfg.protect_data), opts=use_provider)
+    kms_key_arn=key_arn, context=config.ROOT, protect=cfg.protect_data,
+    pusher_arn=ctx.arn("iam", f"role/{names.pipeline_role('deploy-build')}", region=False)),
+    opts=use_provider)
 
 api_key = ApiKey(name, ApiKeyArgs(kms_key_arn=key_arn), opts=use_provider) \
     if cfg.api_key_enabled else None
@@ -58,18 +92,22 @@ lb = LoadBalancer(name, LoadBalancerArgs(
     vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, public_subnet_ids=network.public_subnet_ids,
     allowed_cidrs=cfg.allowed_cidrs, container_port=CONTAINER_PORT,
     certificate_arn=cfg.certificate_arn, domain_name=cfg.domain_name,
-    hosted_zone_id=cfg.hosted_zone_id, deletion_protection=cfg.protect_data),
-    opts=use_provider)
+    hosted_zone_id=cfg.hosted_zone_id, deletion_protection=cfg.protect_data,
+    task_egress=network.task_egress,
+    access_log_bucket=audit.alb_bucket.bucket if audit else None,
+    access_log_ready=audit.ready if audit else ()), opts=use_provider)
 if cfg.waf_enabled:
-    Firewall(name, FirewallArgs(load_balancer_arn=lb.alb.arn, rate_limit=cfg.waf_rate_limit,
-                                metric_prefix=names.prefix), opts=use_provider)
+    Firewall(name, FirewallArgs(
+        load_balancer_arn=lb.alb.arn, rate_limit=cfg.waf_rate_limit, metric_prefix=names.prefix,
+        logging=WafLogging(ctx, names, key_arn, cfg.log_retention_days)
+        if cfg.audit_logs else None), opts=use_provider)
 
 monitoring = Monitoring(name, MonitoringArgs(
     context=ctx, names=names, log_retention_days=cfg.log_retention_days, kms_key_arn=key_arn,
     alb_arn_suffix=lb.alb.arn_suffix, target_group_arn_suffix=lb.target_group.arn_suffix,
     models=cfg.models, error_rate_percent=cfg.alarm_error_rate_percent,
     latency_p99_ms=cfg.alarm_latency_p99_ms, alarm_email=cfg.alarm_email,
-    extra_topic_publishers=TOPIC_PUBLISHERS), opts=use_provider)
+    extra_topic_publishers=topic_publishers(ctx)), opts=use_provider)
 
 service = Service(name, ServiceArgs(
     context=ctx, names=names, capacity=Capacity(
@@ -94,9 +132,8 @@ Autoscaling(name, AutoscalingArgs(
 delivery = Pipeline(name, PipelineArgs(
     context=ctx, names=names, kms_key_arn=key_arn, alarm_topic_arn=monitoring.topic_arn,
     boundary_arn=boundary.arn, repository=cfg.github_repository, branch=cfg.pipeline_branch,
-    approval_required=cfg.require_approval, backend=StateBackend(
-        cfg.pulumi_backend, token_secret=cfg.pulumi_access_token_secret,
-        state_bucket=cfg.pulumi_state_bucket, secrets_key_arn=cfg.pulumi_secrets_key_arn),
+    approval_required=cfg.require_approval, backend=backend, approvers=cfg.approvers,
+    upstream=upstream, promotes_to=promotes_to, access_log_bucket=access_log_bucket,
     connection_arn=cfg.codestar_connection_arn,
     github_oidc_provider_arn=cfg.github_oidc_provider_arn, domain_name=cfg.domain_name,
     hosted_zone_id=cfg.hosted_zone_id, log_retention_days=cfg.log_retention_days,
@@ -124,7 +161,13 @@ pulumi.export("alarmTopicArn", monitoring.topic_arn)
 pulumi.export("dashboardUrl", monitoring.dashboard_url)
 pulumi.export("kmsKeyArn", key_arn)
 pulumi.export("pipelineName", delivery.pipeline.name)
-pulumi.export("codestarConnectionArn", delivery.connection_arn)
+if delivery.connection_arn is not None:
+    pulumi.export("codestarConnectionArn", delivery.connection_arn)
+if delivery.promotion_bucket is not None:
+    pulumi.export("promotionBucket", delivery.promotion_bucket.bucket)
+if audit:
+    pulumi.export("auditLogBuckets", {"alb": audit.alb_bucket.bucket,
+                                      "s3AccessLogs": audit.access_log_bucket.bucket})
 pulumi.export("githubPreviewRoleArn", delivery.github_preview_role_arn)
 pulumi.export("permissionsBoundaryArn", boundary.arn)
 if api_key:

@@ -103,6 +103,7 @@ def _model_paths(models: "ModelSet", settings: "Settings", security: list) -> di
 
 def openapi_document(models: "ModelSet", settings: "Settings") -> dict:
     default = models.default
+    answer = _predict_response(default)
     security = [{"apiKey": []}] if settings.api_key else []
     simple_ok = {"200": {"description": "ok", "content": OBJECT}}
     served = "; ".join(f"'{m.name}' version {m.version} (manifest sha256 {m.sha256})"
@@ -119,10 +120,16 @@ def openapi_document(models: "ModelSet", settings: "Settings") -> dict:
                 "summary": f"SageMaker inference with the default model ({default.name} "
                            f"version {default.version}): JSON as for predict, or text/csv",
                 "security": security,
+                "parameters": [{"name": "Accept", "in": "header", "required": False,
+                                "description": "application/json (the default) or text/csv "
+                                               "(one line of outputs per instance); else 406",
+                                "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {
                     **_predict_body(default, settings),
                     "text/csv": {"schema": {"type": "string"}}}},
-                "responses": {"200": _predict_response(default), **CLIENT_ERRORS}}},
+                "responses": {"200": {**answer, "content": {
+                    **answer["content"], "text/csv": {"schema": {"type": "string"}}}},
+                    **CLIENT_ERRORS, "406": ERROR}}},
             "/ping": {"get": {"summary": "SageMaker health check", "responses": simple_ok}},
             "/healthz": {"get": {"summary": "Liveness", "responses": simple_ok}},
             "/readyz": {"get": {"summary": "Readiness: every model loaded",

@@ -17,7 +17,8 @@ Start-up, in order: settings are validated (exit 2 on a bad one); every model ve
 MODEL_URI lists is fetched, verified and loaded once here, with a bounded download (exit 3,
 one line naming the URI and the cause); then granian, then nginx, start. SIGTERM drains:
 nginx stops accepting and finishes the requests it holds, then granian stops; exit 0 well
-within ECS's and SageMaker's 30 s. If either child dies, the other is stopped and the exit code is 1.
+within ECS's and SageMaker's 30 s. If either child dies, the other is stopped and the exit
+code is 1.
 A second program (SageMaker's ``serve``) starts the same front by calling ``main()``.
 """
 
@@ -84,8 +85,8 @@ def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
         "keepalive": server.server_keepalive,
         "shutdown_timeout": max(1, server.server_graceful_timeout - 2),
         "max_body_bytes": settings.max_body_bytes,
-        # max_fails=0: a worker that refuses a connection once (starting, or restarting) is
-        # not taken out for nginx's default 10 s; with both out, every request was a 503.
+        # max_fails=0: a refused connection never takes a worker out of rotation for
+        # nginx's fail_timeout (10 s); app/server.py stops everything if a worker dies.
         "upstreams": "\n        ".join(f"server unix:{path} max_fails=0;"
                                         for path in sockets or [runtime / "app-0.sock"]),
     }
@@ -183,8 +184,9 @@ class GranianProcess:
 
 
 def _wait_for_socket(path: Path, proc, timeout: float) -> bool:
-    """Wait until granian accepts connections on ``path``: the file appears at bind(),
-    a moment before listen(), and a request nginx sends in between is refused."""
+    """True once the app server accepts connections on ``path``. The file appears before
+    granian listens on it: a request nginx passed on in between was refused, and nginx then
+    counted the worker down for 10 s (503s from a healthy server; SageMaker's first /ping)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():

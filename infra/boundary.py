@@ -2,19 +2,40 @@
 stack's IAM invariants.
 
 A pipeline that deploys IAM needs IAM powers (design.md 11), so what must hold whatever a
-role's own policies say is written here, as Deny statements of the managed policy
+role's own policies say is written here, in the managed policy
 ``<prefix>-permissions-boundary`` that every role of the stack carries: the roles of the
 service, of the pipeline and of its builds, and any role the deploy role creates (it may
 create none without this boundary). A role's effective permissions are its own policies
 intersected with this ceiling, and an explicit Deny here wins over any Allow.
 
+Two halves:
+
+* **The ceiling is the stack** (Allow statements). Every role the deploy role writes a policy
+  for, and then runs code as (an ECS task), can reach at most this: resources named
+  ``<prefix>-*`` by the stack's services, resources tagged with the project AND the stack,
+  read-only calls, and the few resources outside the stack that the configuration names
+  (the Pulumi state, a hosted zone, an existing connection, the next stack's promotion
+  bucket). No ``s3:*``, ``kms:*`` or ``secretsmanager:*`` on ``*``: a role that could be
+  given everything the boundary allows then still stays inside its stack.
+* **The invariants** (Deny statements): no role without this boundary; no IAM change outside
+  the stack's service roles and service policies (so no role changes its own or a pipeline
+  role's policies, trust or boundary, and no users, groups or keys); attachments only of the
+  stack's service policies; no role of the stack approves a deploy (the named approvers do,
+  ci/approval.py); nobody changes the pipeline, starts it on revisions of its choosing, or
+  deletes audit logs. Which service a service role is passed to is the deploy role's own
+  grant (one per ``SERVICE_ROLES`` row): any service role is capped by this ceiling, so
+  passing it elsewhere would gain nothing.
+
 Built before any other component: ``every_role_carries(boundary.arn)`` then puts it on every
-``aws.iam.Role`` the program creates after that call.
+``aws.iam.Role`` the program creates after that call. The size limit of a managed policy
+(6,144 characters without whitespace) is why the ceiling uses service wildcards and verb
+wildcards (``ec2:Delete*``) where the deploy role's own policies list exact actions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -23,77 +44,340 @@ from infra.iam import Scope, Statement, policy_document
 from infra.naming import StackNames
 from infra.provider import AwsContext
 
-# The services this stack's roles use (the service, the pipeline, the builds); every other
-# service is out of reach of every role, whatever its policies say.
-BOUNDARY_SERVICES = ("acm", "application-autoscaling", "cloudwatch", "codebuild",
-                     "codeconnections", "codepipeline", "codestar-connections",
-                     "codestar-notifications", "ec2",
-                     "ecr", "ecs", "elasticloadbalancing", "iam", "kms", "logs", "route53",
-                     "s3", "secretsmanager", "sns", "wafv2")
+# Service roles by the service they are passed to: IAM path segment (under
+# StackNames.service_path) -> service principal. A new kind of service role (a Lambda or
+# SageMaker execution role) is one row here; the deploy role may then create, change and
+# pass roles under that path to that service, and to nothing else.
+SERVICE_ROLES: dict[str, str] = {
+    "ecs-tasks": "ecs-tasks.amazonaws.com",
+    "vpc-flow-logs": "vpc-flow-logs.amazonaws.com",
+}
+
+# The stack's resources by name, per service: ARN patterns as AWS writes them
+# ({partition}, {region}, {account}, {prefix}, {logs}: Scope.arn_of). The deploy role's named
+# grants use these per service (pipeline_iam.BY_NAME).
+STACK_ARNS: dict[str, tuple[str, ...]] = {
+    "s3": ("arn:{partition}:s3:::{prefix}-*", "arn:{partition}:s3:::{prefix}-*/*"),
+    "logs": ("arn:{partition}:logs:{region}:{account}:log-group:{logs}/*",
+             "arn:{partition}:logs:{region}:{account}:log-group:aws-waf-logs-{prefix}*"),
+    "codepipeline": ("arn:{partition}:codepipeline:{region}:{account}:{prefix}",),
+}
+NAMED_SERVICES = ("cloudwatch", "codebuild", "codepipeline", "ecr", "ecs",
+                  "elasticloadbalancing", "events", "logs", "s3", "secretsmanager", "sns",
+                  "wafv2")
+# The same, for the ceiling, in fewer characters (the size limit): any of those services'
+# resources in the stack's region and account whose name is the prefix, starts with
+# "<prefix>-", or is a path element ("cluster/<prefix>", "task-definition/<prefix>:3",
+# "loadbalancer/app/<prefix>-alb-1/..."); alarms, secrets, log groups, the dashboard, the
+# buckets; and AWS's managed WAF rule groups (read by the web ACL). IAM wildcards are only
+# "*" and "?", hence one pattern per separator.
+_REGIONAL = "arn:{partition}:*:{region}:{account}:"
+CEILING_NAMED = (
+    *(_REGIONAL + p for p in ("{prefix}", "{prefix}-*", "{prefix}/*", "*/{prefix}",
+                              "*/{prefix}-*", "*/{prefix}/*", "*/{prefix}:*", "*:{prefix}-*")),
+    "arn:{partition}:cloudwatch::{account}:dashboard/{prefix}*",
+    "arn:{partition}:wafv2:{region}:{account}:regional/managedruleset/*/*",
+    *STACK_ARNS["s3"], *STACK_ARNS["logs"])
+
+# Read-only calls, and calls AWS authorises only on "*" (no resource-level permissions).
+# No data reads here: s3:GetObject, secretsmanager:GetSecretValue, logs:GetLogEvents are
+# granted by name only.
+CEILING_ON_ANY_RESOURCE = (
+    "application-autoscaling:Describe*", "cloudwatch:Describe*", "ec2:Describe*",
+    "ecr:GetAuthorizationToken", "ecs:DeregisterTaskDefinition", "ecs:Describe*",
+    "elasticloadbalancing:Describe*", "kms:ListAliases", "logs:Describe*",
+    "route53:GetChange", "secretsmanager:GetRandomPassword", "sns:Unsubscribe",
+    # WAF's log delivery to CloudWatch Logs: account-level calls, "*" per AWS's guide.
+    # (The log group's resource policy is an administrator's: no role of the stack writes
+    # account-level CloudWatch Logs resource policies.)
+    "logs:*LogDeliver*")
+
+# Resources whose ARN holds a generated ID (vpc-..., key/...): created only with the
+# project and stack tags in the request (the deploy role's grants list the same actions).
+# The GitHub connection and the notification rule are the pipeline's: an administrator's.
+CREATE_WITH_STACK_TAG = [
+    "acm:RequestCertificate", "application-autoscaling:RegisterScalableTarget",
+    "ec2:AllocateAddress",
+    "ec2:CreateFlowLogs", "ec2:CreateInternetGateway",
+    "ec2:CreateNatGateway", "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup", "ec2:CreateSubnet", "ec2:CreateVpc",
+    "ec2:CreateVpcEndpoint", "kms:CreateKey"]
+# ... and everything else of these services only on resources that carry both tags.
+# Creating something in a foreign VPC authorises the new resource (request tags) and not
+# the VPC's tags: it stays possible, and changes nothing that exists (docs/pipeline.md,
+# what the boundary cannot do).
+TAGGED_SERVICES = ("acm", "application-autoscaling", "codestar-connections",
+                   "codestar-notifications", "ec2", "kms")
 
 # Creating a role or changing what it may do: allowed to the deploy role only with the
 # boundary (pipeline_iam.deploy_iam), denied to every bounded role without it (below).
 ROLE_PERMISSION_ACTIONS = ["iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRolePolicy",
                            "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary",
                            "iam:PutRolePolicy"]
+# Every IAM call that changes something (verbs): denied outside the service roles.
+IAM_WRITES = ["iam:Add*", "iam:Attach*", "iam:Change*", "iam:Create*", "iam:Deactivate*",
+              "iam:Delete*", "iam:Detach*", "iam:Enable*", "iam:PassRole", "iam:Put*",
+              "iam:Remove*", "iam:Reset*", "iam:Resync*", "iam:Set*", "iam:Tag*",
+              "iam:Untag*", "iam:Update*", "iam:Upload*"]
+# The pipeline is changed by an administrator only (docs/pipeline.md, bootstrap): no role of
+# the stack creates, changes or deletes a build or the pipeline, injects a source revision
+# or starts an execution with revisions of its choosing.
+PIPELINE_CHANGES = ["codebuild:*Project", "codebuild:*Webhook",
+                    "codebuild:ImportSourceCredentials", "codepipeline:Create*",
+                    "codepipeline:Delete*", "codepipeline:Update*",
+                    "codepipeline:PutActionRevision", "codepipeline:Put*Job*",
+                    "codepipeline:PutWebhook"]
+# Audit logs are written by AWS's log delivery and expire by lifecycle; no role deletes them.
+LOG_TAMPERING = ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention",
+                 "s3:PutObjectLegalHold", "s3:BypassGovernanceRetention"]
+# Buckets of the stack that only an administrator (and AWS's log delivery) configures.
+ADMIN_BUCKETS = ("{prefix}-artifacts-*", "{prefix}-promotion-*")
+LOG_BUCKETS = "{prefix}-*-logs-*"          # <prefix>-audit-logs-*, <prefix>-access-logs-*
+
+
+@dataclass(frozen=True)
+class Outside:
+    """What the stack's roles use that the stack does not own, named by its configuration:
+    nothing else outside the stack is within reach of any role."""
+
+    s3: tuple[pulumi.Input[str], ...] = ()    # ARNs: the S3 state backend's bucket, objects
+    secrets: tuple[pulumi.Input[str], ...] = ()  # the Pulumi Cloud token's secret
+    keys: tuple[str, ...] = ()                # the awskms:// secrets provider's key
+    connection: str | None = None             # an existing GitHub connection
+    hosted_zone_id: str | None = None         # the zone of domainName
+    groups: tuple[str, ...] = ()              # approver groups (read to verify an approval)
+    # Promotion: the next stack's bucket this stack's deploy role publishes to, and its
+    # account (that bucket's policy lets the deploy role alone write).
+    promotes_to: tuple[str, str] | None = None
+    promoted: bool = False                    # this stack's source is a promotion bucket
 
 
 def policy_name(names: StackNames) -> str:
     return names.name("permissions-boundary")
 
 
-def statements(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
-    """The boundary's document: a ceiling, never a grant."""
-    roles = scope.arn("iam", "role/*", region=False)
-    return [
+def _arns(scope: Scope, patterns: Sequence[str]) -> list[pulumi.Input[str]]:
+    return [scope.arn_of(p) for p in patterns]
+
+
+def ceiling(scope: Scope, outside: Outside) -> list[Statement]:
+    """Allow statements: the most any role of the stack can ever do."""
+    names = scope.names
+    iam = scope.context.arn
+    # Roles only under the path of a known kind (SERVICE_ROLES): nothing else can be created,
+    # so every service role is passable to exactly one service (the invariants below).
+    service_roles = [iam("iam", f"role{names.service_role_path(kind)}*", region=False)
+                     for kind in SERVICE_ROLES]
+    service_policies = iam("iam", f"policy{names.service_path}*", region=False)
+    statements: list[Statement] = [
         {
-            # A boundary only caps: "*" here grants nothing by itself. The services are the
-            # ones this stack (service, pipeline, builds) uses; everything else is out.
-            "Sid": "CeilingServicesOfThisStack",
+            # (KMS aliases carry no tags: alias/<prefix> by name, the key side by its tags.)
+            "Sid": "MaxNamed",
             "Effect": "Allow",
-            "Action": [f"{service}:*" for service in BOUNDARY_SERVICES],
+            "Action": [f"{service}:*" for service in NAMED_SERVICES] + ["kms:*Alias"],
+            "Resource": _arns(scope, CEILING_NAMED),
+        },
+        {
+            # Read-only calls and calls without resource-level permissions (listed above).
+            "Sid": "MaxAnyResource",
+            "Effect": "Allow",
+            "Action": [*CEILING_ON_ANY_RESOURCE],
             "Resource": "*",
         },
         {
+            # Resource "*": created only with the project and stack tags in the request.
+            "Sid": "MaxCreateTagged",
+            "Effect": "Allow",
+            "Action": CREATE_WITH_STACK_TAG,
+            "Resource": "*",
+            "Condition": scope.request_tag,
+        },
+        {
+            # Resource "*": anything else only on resources that carry both tags (a new
+            # resource carries none yet: creating is the statement above).
+            "Sid": "MaxTagged",
+            "Effect": "Allow",
+            "Action": [f"{service}:*" for service in TAGGED_SERVICES],
+            "Resource": "*",
+            "Condition": scope.resource_tag,
+        },
+        {
+            # Resource "*": EC2 writes the tags of a new resource within its create call.
+            "Sid": "MaxTagOnCreate",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": "*",
+            "Condition": {"Null": {"ec2:CreateAction": "false"}},
+        },
+        {
+            "Sid": "MaxServiceRoles",
+            "Effect": "Allow",
+            "Action": ["iam:*"],
+            "Resource": [*service_roles, service_policies],
+        },
+        {
+            "Sid": "MaxReadIam",
+            "Effect": "Allow",
+            "Action": ["iam:Get*", "iam:List*"],
+            "Resource": [iam("iam", f"*/{scope.prefix}-*", region=False),
+                         iam("iam", "oidc-provider/token.actions.githubusercontent.com",
+                             region=False), *outside.groups],
+        },
+        {
+            "Sid": "MaxServiceLinkedRoles",
+            "Effect": "Allow",
+            "Action": "iam:CreateServiceLinkedRole",
+            "Resource": iam("iam", "role/aws-service-role/*", region=False),
+        },
+    ]
+    statements += _ceiling_outside(scope, outside)
+    return statements
+
+
+def _ceiling_outside(scope: Scope, outside: Outside) -> list[Statement]:
+    """The resources outside the stack that its configuration names."""
+    found: list[Statement] = []
+    if outside.s3:
+        found.append({"Sid": "MaxStateBucket", "Effect": "Allow",
+                      "Action": "s3:*", "Resource": list(outside.s3)})
+    if outside.secrets:
+        found.append({"Sid": "MaxStateToken", "Effect": "Allow",
+                      "Action": "secretsmanager:GetSecretValue",
+                      "Resource": list(outside.secrets)})
+    if outside.keys:
+        found.append({"Sid": "MaxSecretsKey", "Effect": "Allow",
+                      "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                      "Resource": list(outside.keys)})
+    if outside.connection:
+        found.append({"Sid": "MaxConnection", "Effect": "Allow",
+                      "Action": ["codestar-connections:*", "codeconnections:*"],
+                      "Resource": outside.connection})
+    if outside.hosted_zone_id:
+        found.append({"Sid": "MaxHostedZone", "Effect": "Allow",
+                      "Action": "route53:*",
+                      "Resource": scope.context.arn("route53",
+                                                    f"hostedzone/{outside.hosted_zone_id}",
+                                                    region=False, account=False)})
+    if outside.promotes_to:
+        bucket, account = outside.promotes_to
+        found.append({"Sid": "MaxPromote", "Effect": "Allow",
+                      "Action": ["s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"],
+                      "Resource": [scope.s3(f"{bucket}/*"),
+                                   scope.context.partition.apply(
+                                       lambda p: f"arn:{p}:kms:{scope.context.region}:"
+                                                 f"{account}:key/*")]})
+    return found
+
+
+def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
+               ) -> list[Statement]:
+    """Deny statements: what holds for every role of the stack, whatever it is granted."""
+    names = scope.names
+    iam = scope.context.arn
+    statements: list[Statement] = [
+        {
+            # A Deny on "*": no role of the account gets or keeps permissions without it.
             "Sid": "NoRoleWithoutThisBoundary",
             "Effect": "Deny",
             "Action": ROLE_PERMISSION_ACTIONS,
-            "Resource": roles,
+            "Resource": "*",
             "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary_arn}},
         },
         {
             # A Deny on "*": no role or user of the account loses its boundary through us.
             "Sid": "NoRemovingBoundaries",
             "Effect": "Deny",
-            "Action": ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"],
+            "Action": "iam:Delete*PermissionsBoundary",
             "Resource": "*",
         },
         {
-            "Sid": "NoEditingThisBoundary",
+            # Everything in IAM outside the stack's service roles and service policies:
+            # the pipeline's roles (this one's too), their policies, this boundary, other
+            # stacks, users, groups, providers. Service-linked roles are AWS's.
+            "Sid": "NoIamOutsideServiceRoles",
             "Effect": "Deny",
-            "Action": ["iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
-                       "iam:SetDefaultPolicyVersion"],
-            "Resource": boundary_arn,
+            "Action": IAM_WRITES,
+            "NotResource": [iam("iam", f"role{names.service_path}*", region=False),
+                            iam("iam", f"policy{names.service_path}*", region=False),
+                            iam("iam", "role/aws-service-role/*", region=False)],
         },
         {
-            # A Deny on "*": the stack has no users, groups or access keys, ever.
-            "Sid": "NoUsersGroupsOrKeys",
+            # Even on a service role: only the stack's own service policies are attached
+            # (never AdministratorAccess or another stack's).
+            "Sid": "AttachOnlyServicePolicies",
             "Effect": "Deny",
-            "Action": ["iam:AddUserToGroup", "iam:AttachGroupPolicy", "iam:AttachUserPolicy",
-                       "iam:CreateAccessKey", "iam:CreateGroup", "iam:CreateLoginProfile",
-                       "iam:CreateUser", "iam:PutGroupPolicy", "iam:PutUserPolicy",
-                       "iam:UpdateLoginProfile"],
+            "Action": "iam:AttachRolePolicy",
             "Resource": "*",
+            "Condition": {"ArnNotLike": {"iam:PolicyARN": iam(
+                "iam", f"policy{names.service_path}*", region=False)}},
+        },
+        {
+            # A Deny on "*": approvals come from the named approvers, never from a role of
+            # the stack (the Deploy stage verifies who approved, ci/approval.py).
+            "Sid": "NoRoleApproves",
+            "Effect": "Deny",
+            "Action": "codepipeline:PutApprovalResult",
+            "Resource": "*",
+        },
+        {
+            # Executions start from the pipeline's source only (the promotion trigger for a
+            # promoted stack): no role picks the revisions an execution runs.
+            "Sid": "NoStartWithOtherRevisions",
+            "Effect": "Deny",
+            "Action": "codepipeline:StartPipelineExecution",
+            "Resource": "*",
+            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": iam(
+                "iam", f"role/{names.pipeline_role('promotion-trigger')}", region=False)}},
+        },
+        {
+            # A Deny on "*": the pipeline and its builds are the administrator's.
+            "Sid": "NoChangingThePipeline",
+            "Effect": "Deny",
+            "Action": PIPELINE_CHANGES,
+            "Resource": "*",
+        },
+        {
+            "Sid": "NoDeletingAuditLogs",
+            "Effect": "Deny",
+            "Action": LOG_TAMPERING,
+            "Resource": scope.s3(LOG_BUCKETS.format(prefix=scope.prefix) + "/*"),
+        },
+        {
+            # The artifact and promotion buckets: configured by an administrator.
+            "Sid": "NoChangingPipelineBuckets",
+            "Effect": "Deny",
+            "Action": ["s3:PutBucket*", "s3:DeleteBucket*", "s3:PutLifecycleConfiguration",
+                       "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration"],
+            "Resource": [scope.s3(p.format(prefix=scope.prefix))
+                         for p in ADMIN_BUCKETS[:2 if outside.promoted else 1]],
         },
     ]
+    if outside.promoted:
+        statements.append({
+            # The promotion bucket is written only by the previous stack's deploy role (its
+            # bucket policy); no role of this stack writes it.
+            "Sid": "NoWritingPromotionBucket",
+            "Effect": "Deny",
+            "Action": ["s3:PutObject*", "s3:DeleteObject*"],
+            "Resource": scope.s3(f"{scope.prefix}-promotion-*/*"),
+        })
+    return statements
+
+
+def statements(scope: Scope, boundary_arn: pulumi.Input[str],
+               outside: Outside = Outside()) -> list[Statement]:
+    """The boundary's document: the ceiling, then the invariants."""
+    return ceiling(scope, outside) + invariants(scope, boundary_arn, outside)
 
 
 @dataclass
 class PermissionsBoundaryArgs:
-    """Where the boundary applies: the stack's account and its names, log groups and tag."""
+    """Where the boundary applies: the stack's account and its names, log groups and tag,
+    and what outside the stack its configuration names."""
 
     context: AwsContext
     names: StackNames
+    outside: Outside = field(default_factory=Outside)
 
 
 class PermissionsBoundary(pulumi.ComponentResource):
@@ -111,8 +395,9 @@ class PermissionsBoundary(pulumi.ComponentResource):
         own_arn = args.context.arn("iam", f"policy/{own_name}", region=False)
         self.policy = aws.iam.Policy(
             f"{name}-permissions-boundary", name=own_name,
-            description="Ceiling of every role of this stack: its services only, no way out",
-            policy=policy_document(statements(Scope(args.context, args.names), own_arn)),
+            description="Ceiling of every role of this stack: the stack, and no way out",
+            policy=policy_document(statements(Scope(args.context, args.names), own_arn,
+                                              args.outside)),
             opts=pulumi.ResourceOptions(parent=self))
         self.arn = self.policy.arn
         self.register_outputs({"arn": self.arn})

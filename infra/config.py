@@ -143,18 +143,27 @@ class StackConfig:
     alarm_email: str | None
     alarm_error_rate_percent: int
     alarm_latency_p99_ms: int
+    audit_logs: bool
+    audit_log_bucket: str | None
     # Delivery pipeline (infra/pipeline.py).
     github_repository: str
     pipeline_branch: str
     require_approval: bool
+    approvers: tuple[str, ...]
+    promoted_from: str | None
+    promotes_to: str | None
     codestar_connection_arn: str | None
     github_oidc_provider_arn: str | None
     pulumi_backend: str
     pulumi_access_token_secret: str | None
     pulumi_state_bucket: str | None
     pulumi_secrets_key_arn: str | None
+    # Derived while validating (not config keys): the accounts of the stacks this one is
+    # promoted from and to (their stack files).
+    upstream_account_id: str | None = None
+    downstream_account_id: str | None = None
 
-    DERIVED = ("project", "stack", "region")
+    DERIVED = ("project", "stack", "region", "upstream_account_id", "downstream_account_id")
 
     @property
     def names(self) -> StackNames:
@@ -338,6 +347,15 @@ TEXTS["costCentre"] = TEXTS["owner"]
 # write instead; docs/configuration.md, "Model versions").
 RETIRED_MODEL_KEYS = ("modelName", "modelVersion")
 RETIRED_MODEL_DEFAULTS = {"modelName": "digits", "modelVersion": "1"}   # their old defaults
+TEXTS["promotedFrom"] = TEXTS["promotesTo"] = Text(
+    "must be the name of another stack of this project (a Pulumi.<stack>.yaml beside this "
+    "one), e.g. staging", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"))
+TEXTS["auditLogBucket"] = Text(
+    "must be an S3 bucket name (3 to 63 lower-case letters, digits, . and -)",
+    re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))
+# An approver: a role or a group of this account (users approve through their groups).
+APPROVER = re.compile(_ARN + r"iam::(?P<account>\d{12}):(?P<kind>role|group)/"
+                      r"(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,128}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
 
@@ -357,9 +375,12 @@ def text_problem(value: str, text: Text, region: str | None, account: str | None
 
 def parse(raw: Mapping[str, Any], *, stack: str, region: str | None,
           project: str = PROJECT, unknown_keys: tuple[str, ...] = (),
-          project_file: Path = PROJECT_FILE) -> StackConfig:
+          project_file: Path = PROJECT_FILE,
+          stack_file: Callable[[str], Mapping[str, Any] | None] | None = None) -> StackConfig:
     """Validate ``raw`` (key without namespace -> value as the engine passes it) into a
-    StackConfig, or raise ConfigError listing every problem."""
+    StackConfig, or raise ConfigError listing every problem. ``stack_file(name)`` reads
+    another stack's settings (``Pulumi.<name>.yaml``'s config block, or None when there is
+    none): promotion is checked from both ends."""
     decls = declarations(project_file)
     problems = _Problems(stack, frozenset(k for k, d in decls.items() if d.secret))
 
@@ -391,17 +412,20 @@ def parse(raw: Mapping[str, Any], *, stack: str, region: str | None,
     elif not _REGION.match(region):
         problems.add("aws:region", region, "must be an AWS region name such as eu-west-1")
 
-    _check(values, stack, region, problems)
+    derived = _check(values, stack, region, problems, stack_file or _stack_file)
     _retired_model_keys(raw, problems)
     if problems.lines:
         raise ConfigError(stack, problems.lines)
     return StackConfig(project=project, stack=stack, region=region or "",
-                       **{decls[k].field: v for k, v in values.items()})
+                       **{decls[k].field: v for k, v in values.items()}, **derived)
 
 
-def _check(v: dict[str, Any], stack: str, region: str | None, problems: _Problems) -> None:
-    """The tables first, then rules across keys (each only when its keys parsed). The
-    models' entries become their releases (``ModelVersion``)."""
+def _check(v: dict[str, Any], stack: str, region: str | None,
+           problems: _Problems,
+           stack_file: Callable[[str], Mapping[str, Any] | None]) -> dict[str, Any]:
+    """The tables first, then rules across keys (each only when its keys parsed); the
+    models' entries become their releases (``ModelVersion``). Returns what validation
+    derives (the accounts of the stacks this one is promoted from and to)."""
     for key, text in TEXTS.items():
         if text.strip and isinstance(v.get(key), str):
             v[key] = v[key].strip() or None
@@ -422,8 +446,9 @@ def _check(v: dict[str, Any], stack: str, region: str | None, problems: _Problem
         elif why := text_problem(value, text, region, v.get("awsAccountId")):
             problems.add(key, value, why)
     for rule in (_check_network, _check_load_balancer, _check_capacity, _check_production,
-                 _check_models):
+                 _check_approvers, _check_audit_logs, _check_models):
         rule(v, stack, problems)
+    return _check_promotion(v, stack, region, problems, stack_file)
 
 
 def _both(v: Mapping[str, Any], *keys: str) -> bool:
@@ -492,6 +517,7 @@ PRODUCTION_REQUIRES = {
     "protectData": (True, "protected data (bucket, key, ALB)"),
     "wafEnabled": (True, "the WAF web ACL"),
     "requireApproval": (True, "a manual approval before deploy"),
+    "auditLogs": (True, "the audit logs (ALB, WAF, S3 access logs)"),
 }
 
 
@@ -519,6 +545,98 @@ def _check_production(v: dict[str, Any], stack: str, problems: _Problems) -> Non
         problems.add_many({"fargateBase": v["fargateBase"], "minCount": v["minCount"]},
                           "fargateBase >= minCount is required when production is true: the "
                           "minimum capacity must not depend on Spot")
+
+
+def _check_approvers(v: dict[str, Any], stack: str, problems: _Problems) -> None:
+    """Approvers are IAM roles or groups of this account, named when an approval exists."""
+    approvers = v.get("approvers")
+    if approvers is None:
+        return
+    account = v.get("awsAccountId")
+    for arn in approvers:
+        found = APPROVER.match(arn.strip())
+        if not found:
+            problems.add("approvers", approvers, f"{arn!r} is not an IAM role or group ARN "
+                         "(arn:aws:iam::<account>:role/<name> or ...:group/<name>)")
+        elif account and found.group("account") != account:
+            problems.add("approvers", approvers, f"{arn!r} must belong to awsAccountId "
+                         f"{account}: approvals are given in the pipeline's account")
+    if len(set(approvers)) != len(approvers):
+        problems.add("approvers", approvers, "lists an approver twice")
+    if v.get("requireApproval") and not approvers:
+        problems.add_many({"requireApproval": True, "approvers": []},
+                          "a manual approval needs approvers: list the IAM roles or groups "
+                          "whose members may approve (the Deploy stage refuses anyone else)")
+    if v.get("requireApproval") is False and approvers:
+        problems.add("approvers", approvers, "approvers need requireApproval: true (without "
+                     "an approval stage they would approve nothing)")
+
+
+def _check_audit_logs(v: dict[str, Any], stack: str, problems: _Problems) -> None:
+    """The ALB's log bucket name: within the stack's names, and no other bucket's."""
+    bucket = v.get("auditLogBucket")
+    if not bucket:
+        return
+    prefix = f"{PROJECT}-{stack}-audit-logs-"
+    if not bucket.startswith(prefix):
+        problems.add("auditLogBucket", bucket, f"must start with {prefix} (the deploy role "
+                     "and the boundary recognise the stack's log bucket by that prefix)")
+    clash = {"pulumiStateBucket": v.get("pulumiStateBucket")}
+    for key, other in clash.items():
+        if other and other == bucket:
+            problems.add_many({"auditLogBucket": bucket, key: other},
+                              "the log bucket cannot be another bucket of the stack: choose "
+                              "a name of its own for auditLogBucket")
+    if v.get("auditLogs") is False:
+        problems.add("auditLogBucket", bucket, "names a log bucket but auditLogs is false")
+
+
+def _stack_file(stack: str) -> Mapping[str, Any] | None:
+    """Another stack's config block (``Pulumi.<stack>.yaml`` beside Pulumi.yaml)."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return None
+    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+
+
+def _check_promotion(v: dict[str, Any], stack: str, region: str | None, problems: _Problems,
+                     stack_file: Callable[[str], Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Promotion is a pair: the upstream says promotesTo, the downstream promotedFrom, both
+    in known accounts of one region. Returns the other stacks' accounts."""
+    derived: dict[str, Any] = {}
+    for key, other_key, derived_key in (("promotedFrom", "promotesTo", "upstream_account_id"),
+                                        ("promotesTo", "promotedFrom",
+                                         "downstream_account_id")):
+        other = v.get(key)
+        if not other:
+            continue
+        if other == stack:
+            problems.add(key, other, "must name another stack, not this one")
+            continue
+        settings = stack_file(other)
+        if settings is None:
+            problems.add(key, other, f"there is no Pulumi.{other}.yaml: name an existing "
+                         f"stack, or leave {key} empty")
+            continue
+        back = str(settings.get(f"{PROJECT}:{other_key}") or "").strip()
+        if back != stack:
+            problems.add(key, other, f"Pulumi.{other}.yaml must set {PROJECT}:{other_key}: "
+                         f"{stack} (promotion needs both ends; without it this stack's "
+                         f"pipeline would wait for a revision nobody publishes)")
+        other_account = str(settings.get(f"{PROJECT}:awsAccountId") or "").strip()
+        if not v.get("awsAccountId") or not other_account:
+            problems.add(key, other, f"needs awsAccountId in Pulumi.{stack}.yaml and in "
+                         f"Pulumi.{other}.yaml (the promotion bucket's policy names the "
+                         "other account's deploy role)")
+        if str(settings.get("aws:region") or region) != region:
+            problems.add(key, other, f"Pulumi.{other}.yaml is in another region: promotion "
+                         "works within one region")
+        derived[derived_key] = other_account or None
+    if v.get("promotedFrom") and v.get("promotesTo") == v.get("promotedFrom"):
+        problems.add_many({"promotedFrom": v["promotedFrom"], "promotesTo": v["promotesTo"]},
+                          "a stack cannot be promoted from and to the same stack")
+    return derived
+
 
 
 def _committed_entries() -> str:

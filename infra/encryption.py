@@ -4,8 +4,10 @@ One key per stack (not per resource) keeps the key policy readable and the cost 
 per-stack (not shared) means destroying dev can never touch prod's data. The key policy lets
 IAM policies in this account grant use of the key (which is how the task roles and Secrets
 Manager get it), and lets the two AWS services that act without an IAM principal of ours use
-it: CloudWatch Logs for this stack's log groups only, and CloudWatch alarms publishing to
-the encrypted alarm topic.
+it: CloudWatch Logs for this stack's log groups only (the encryption context names the log
+group, so the account), and CloudWatch alarms publishing to the encrypted alarm topic, for
+this account's alarms of this stack only (``aws:SourceAccount`` and ``aws:SourceArn``:
+the confused-deputy protection).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.iam import policy_document
+from infra.iam import on_behalf_of_this_account, policy_document
 from infra.naming import StackNames
 from infra.provider import AwsContext
 
@@ -52,23 +54,29 @@ class Encryption(pulumi.ComponentResource):
                 "Resource": "*",
             },
             {
+                # The encryption context is the log group's ARN: this account's, this
+                # stack's groups (and WAF's, which must be named aws-waf-logs-...).
                 "Sid": "CloudWatchLogsForThisStacksLogGroups",
                 "Effect": "Allow",
                 "Principal": {"Service": ctx.service_principal("logs")},
                 "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*",
                            "kms:GenerateDataKey*", "kms:Describe*"],
                 "Resource": "*",
-                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn(
-                    "logs", f"log-group:{names.log_group_prefix}/*")}},
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+                    ctx.arn("logs", f"log-group:{names.log_group_prefix}/*"),
+                    ctx.arn("logs", f"log-group:{names.waf_log_group}")]}},
             },
             {
                 # CloudWatch alarms publish to the KMS-encrypted alarm topic as the service
-                # itself, so the service needs the key (AWS's documented statement).
+                # itself, so the service needs the key (AWS's documented statement), for
+                # this stack's alarms only.
                 "Sid": "CloudWatchAlarmsPublishToEncryptedTopic",
                 "Effect": "Allow",
                 "Principal": {"Service": "cloudwatch.amazonaws.com"},
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                 "Resource": "*",
+                "Condition": on_behalf_of_this_account(
+                    ctx, ctx.arn("cloudwatch", f"alarm:{names.prefix}-*")),
             },
             *args.additional_statements,
         ]

@@ -46,28 +46,46 @@ class Scope:
 
     def arn_of(self, pattern: str) -> pulumi.Input[str]:
         """An ARN pattern as AWS writes it, with ``{partition}``, ``{region}``,
-        ``{account}``, ``{prefix}`` and ``{logs}`` (the log-group path) filled in; "*" stays."""
+        ``{account}``, ``{prefix}``, ``{logs}`` (the log-group path), ``{project}`` and
+        ``{stack}`` filled in; "*" stays."""
         if pattern == "*":
             return pattern
-        ctx = self.context
+        ctx, names = self.context, self.names
         return pulumi.Output.all(ctx.partition, ctx.account_id).apply(
             lambda pa: pattern.format(partition=pa[0], account=pa[1], region=ctx.region,
-                                      prefix=self.prefix, logs=self.log_group_prefix))
+                                      prefix=self.prefix, logs=self.log_group_prefix,
+                                      project=names.project, stack=names.stack))
 
     @property
     def request_tag(self) -> dict[str, Any]:
-        """Condition: the request tags the new resource with the stack."""
-        return {"StringEquals": {f"aws:RequestTag/{self.names.tag_key}": self.names.tag_value}}
+        """Condition: the request tags the new resource with the project and the stack."""
+        return {"StringEquals": {f"aws:RequestTag/{k}": v
+                                 for k, v in self.names.scope_tags.items()}}
 
     @property
     def resource_tag(self) -> dict[str, Any]:
-        """Condition: the resource carries the stack's tag."""
-        return {"StringEquals": {f"aws:ResourceTag/{self.names.tag_key}": self.names.tag_value}}
+        """Condition: the resource carries the project's and the stack's tags (both: keys in
+        one operator must all match)."""
+        return {"StringEquals": {f"aws:ResourceTag/{k}": v
+                                 for k, v in self.names.scope_tags.items()}}
+
+    def via(self, *services: str) -> dict[str, Any]:
+        """Condition: the key is used by these AWS services on the caller's behalf
+        (``kms:ViaService``), never directly."""
+        return {"StringEquals": {"kms:ViaService": [self.context.service_principal(s)
+                                                    for s in services]}}
 
 
 def policy_document(statements: Sequence[dict[str, Any]]) -> pulumi.Output[str]:
     """A policy document as JSON; statements may hold Outputs (ARNs of other resources)."""
     return pulumi.Output.json_dumps({"Version": POLICY_VERSION, "Statement": list(statements)})
+
+
+def on_behalf_of_this_account(ctx: AwsContext, source_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """Condition for a service principal in a resource or key policy: it acts only for this
+    account and for the given source (the confused-deputy protection AWS recommends)."""
+    return {"StringEquals": {"aws:SourceAccount": ctx.account_id},
+            "ArnLike": {"aws:SourceArn": source_arn}}
 
 
 def service_trust_policy(service: str, ctx: AwsContext,
@@ -78,10 +96,7 @@ def service_trust_policy(service: str, ctx: AwsContext,
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sts:AssumeRole",
-        "Condition": {
-            "StringEquals": {"aws:SourceAccount": ctx.account_id},
-            "ArnLike": {"aws:SourceArn": source_arn},
-        },
+        "Condition": on_behalf_of_this_account(ctx, source_arn),
     }])
 
 
@@ -103,6 +118,7 @@ class ServiceRolesArgs:
     """What the two task roles may touch, by exact ARN."""
 
     context: AwsContext
+    names: StackNames                                   # the service roles' IAM path
     repository_arn: pulumi.Input[str]
     log_group_arn: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
@@ -197,14 +213,17 @@ class ServiceRoles(pulumi.ComponentResource):
         # ECS assumes both roles on behalf of task definitions of this account and region.
         trust = service_trust_policy("ecs-tasks.amazonaws.com", ctx, ctx.arn("ecs", "*"))
 
+        # Under the service-role path for ECS tasks: the only roles the deploy role may
+        # change, and only passable to ECS tasks (infra/boundary.py).
+        path = args.names.service_role_path("ecs-tasks")
         self.execution_role = aws.iam.Role(
             f"{name}-execution", description="ECS pulls the image, writes logs, reads secrets",
-            assume_role_policy=trust, opts=child)
+            path=path, assume_role_policy=trust, opts=child)
         aws.iam.RolePolicy(f"{name}-execution", role=self.execution_role.id,
                            policy=policy_document(execution_statements(args)), opts=child)
         self.task_role = aws.iam.Role(
             f"{name}-task", description="The application: read its model version",
-            assume_role_policy=trust, opts=child)
+            path=path, assume_role_policy=trust, opts=child)
         aws.iam.RolePolicy(f"{name}-task", role=self.task_role.id,
                            policy=policy_document(task_statements(args)), opts=child)
 

@@ -6,6 +6,12 @@ explicitly (an ARM laptop otherwise produces an image Fargate cannot run: ``exec
 error``), tagged with a hash of its build inputs, pushed with short-lived ECR credentials
 (or, when the tag is already there, reused without a push), and the service references the
 digest, never the tag.
+
+The repository's policy lets only the pipeline's deploy role push (and delete) images: a
+content-hash tag that anyone else planted would otherwise be reused by a deploy without a
+build. The policy is set after the image is pushed, so a stack's first ``pulumi up`` (an
+administrator's, docs/pipeline.md) can push the first image; every later image comes from
+the pipeline. ``pull_statements`` add who else may pull (another AWS service).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import pulumi_docker as docker
 from infra.build_context import build_inputs_hash
 
 PLATFORM = "linux/amd64"
+# Writing or removing an image or a tag (ECR authorises a push layer by layer).
+PUSH_ACTIONS = ["ecr:BatchDeleteImage", "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload",
+                "ecr:PutImage", "ecr:UploadLayerPart"]
 KEEP_IMAGES = 30            # images kept in the repository (rollback targets)
 UNTAGGED_DAYS = 7           # untagged layers (failed or superseded pushes) expire after
 LIFECYCLE_POLICY = json.dumps({"rules": [
@@ -49,6 +58,8 @@ class ContainerImageArgs:
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
     protect: bool = True
+    pusher_arn: pulumi.Input[str] | None = None   # the only principal that may push
+    pull_statements: list[dict] = field(default_factory=list)  # more repository statements
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -103,6 +114,20 @@ class ContainerImage(pulumi.ComponentResource):
                                          password=pulumi.Output.secret(creds.password)),
             opts=pulumi.ResourceOptions(parent=self))
 
+        if args.pusher_arn is not None:
+            aws.ecr.RepositoryPolicy(
+                f"{name}-repo-policy", repository=self.repository.name,
+                policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
+                    {
+                        "Sid": "OnlyTheDeployRolePushes",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": PUSH_ACTIONS,
+                        "Condition": {"ArnNotEquals": {"aws:PrincipalArn": args.pusher_arn}},
+                    },
+                    *args.pull_statements,
+                ]}),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[image]))
         self.repository_url = self.repository.repository_url
         self.repository_arn = self.repository.arn
         self.image_ref = pulumi.Output.all(existing_digest, self.repository.repository_url,

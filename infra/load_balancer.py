@@ -8,7 +8,11 @@ tasks on the app's readiness endpoint.
 
 Security groups: the ALB accepts the configured client networks on 80 and 443 only and may
 only talk to the tasks' group on the container port; the tasks accept only the ALB's group
-on that port and may only leave on 443 (AWS APIs, through the NAT or the VPC endpoints).
+on that port and may only leave on 443: to the VPC endpoints' group and S3's prefix list when
+the interface endpoints exist, else to any address (AWS APIs through the NAT).
+
+With audit logs on, the ALB writes its access logs to the stack's log bucket
+(infra/audit_logs.py) under ``alb/``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from typing import Sequence
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.audit_logs import ALB_LOG_PREFIX
+from infra.network import TaskEgress
 
 # TLS 1.2 and 1.3 with forward-secret AEAD ciphers and post-quantum key exchange: AWS's
 # current console default. Old clients without TLS 1.2 cannot connect, which is intended.
@@ -39,6 +46,9 @@ class LoadBalancerArgs:
     domain_name: str | None = None
     hosted_zone_id: str | None = None
     deletion_protection: bool = True
+    task_egress: TaskEgress | None = None          # None: HTTPS anywhere (NAT)
+    access_log_bucket: pulumi.Input[str] | None = None
+    access_log_ready: Sequence[pulumi.Resource] = ()   # the log bucket's policy
 
 
 def _cidr_args(cidr: str) -> dict[str, str]:
@@ -70,7 +80,11 @@ class LoadBalancer(pulumi.ComponentResource):
             drop_invalid_header_fields=True, desync_mitigation_mode="defensive",
             enable_http2=True, idle_timeout=IDLE_TIMEOUT,
             enable_deletion_protection=args.deletion_protection,
-            opts=child)
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(
+                bucket=args.access_log_bucket, prefix=ALB_LOG_PREFIX, enabled=True)
+            if args.access_log_bucket is not None else None,
+            # ALB writes a test object when logging is enabled: the policy must be there.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.access_log_ready)))
         self.target_group = aws.lb.TargetGroup(
             f"{name}-tg", target_type="ip", vpc_id=args.vpc_id, port=args.container_port,
             protocol="HTTP", deregistration_delay=DEREGISTRATION_DELAY,
@@ -129,11 +143,28 @@ def _security_groups(name: str, args: LoadBalancerArgs, https: bool,
         f"{name}-tasks-from-alb", security_group_id=task_sg.id,
         description="from the load balancer only", ip_protocol="tcp",
         from_port=port, to_port=port, referenced_security_group_id=alb_sg.id, opts=child)
-    aws.vpc.SecurityGroupEgressRule(
-        f"{name}-tasks-https-out", security_group_id=task_sg.id,
-        description="HTTPS to AWS APIs (ECR, S3, Logs, Secrets Manager)",
-        ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0", opts=child)
+    _task_egress(name, task_sg, args.task_egress, child)
     return alb_sg, task_sg
+
+
+def _task_egress(name: str, task_sg: aws.ec2.SecurityGroup, egress: TaskEgress | None,
+                 child: pulumi.ResourceOptions) -> None:
+    """HTTPS out: to the endpoints and S3 when the stack has interface endpoints, else to
+    the AWS APIs through the NAT (any address)."""
+    https = {"ip_protocol": "tcp", "from_port": 443, "to_port": 443,
+             "security_group_id": task_sg.id, "opts": child}
+    if egress is None:
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-tasks-https-out", description="HTTPS to AWS APIs through the NAT",
+            cidr_ipv4="0.0.0.0/0", **https)
+        return
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-tasks-to-endpoints", description="HTTPS to the VPC endpoints (ECR, Logs, "
+        "Secrets Manager)", referenced_security_group_id=egress.endpoint_security_group_id,
+        **https)
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-tasks-to-s3", description="HTTPS to S3 through the gateway endpoint",
+        prefix_list_id=egress.s3_prefix_list_id, **https)
 
 
 def _listeners(name: str, alb: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup,

@@ -34,6 +34,7 @@ class ModelRegistryArgs:
     kms_key_arn: pulumi.Input[str]
     models: Sequence[ModelVersion]   # the committed versions to upload, the default first
     protect: bool = True
+    access_log_bucket: pulumi.Input[str] | None = None   # S3 server access logs go there
 
 
 class ModelRegistry(pulumi.ComponentResource):
@@ -50,7 +51,8 @@ class ModelRegistry(pulumi.ComponentResource):
         super().__init__("ml-app:infra:ModelRegistry", name, None, opts)
         storage = SecureBucket(f"{name}-models", SecureBucketArgs(
             kms_key_arn=args.kms_key_arn, noncurrent_days=NONCURRENT_DAYS,
-            keep_noncurrent=NONCURRENT_KEEP, protect=args.protect),
+            keep_noncurrent=NONCURRENT_KEEP, protect=args.protect,
+            access_log_bucket=args.access_log_bucket),
             opts=pulumi.ResourceOptions(parent=self))
 
         for model in args.models:

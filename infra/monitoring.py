@@ -12,14 +12,14 @@ or none for the application's own namespace).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.releases import ModelVersion
-from infra.iam import deny_insecure_transport, policy_document
+from infra.iam import deny_insecure_transport, on_behalf_of_this_account, policy_document
 from infra.naming import StackNames
 from infra.provider import AwsContext
 
@@ -45,8 +45,8 @@ class MonitoringArgs:
     latency_p99_ms: int
     alarm_email: str | None = None
     # Service principals (besides CloudWatch) allowed to publish to the topic, e.g. for
-    # the delivery pipeline's notifications.
-    extra_topic_publishers: tuple[str, ...] = ()
+    # the delivery pipeline's notifications: service -> the ARN pattern of its sources.
+    extra_topic_publishers: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,16 +201,19 @@ class Monitoring(pulumi.ComponentResource):
         account publish over TLS; the on-call address subscribes."""
         child = pulumi.ResourceOptions(parent=self)
         topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=args.kms_key_arn, opts=child)
-        publishers = ("cloudwatch.amazonaws.com", *args.extra_topic_publishers)
+        publishers = {"cloudwatch.amazonaws.com": args.context.arn(
+            "cloudwatch", f"alarm:{args.names.prefix}-*"), **args.extra_topic_publishers}
         aws.sns.TopicPolicy(f"{name}-alarms", arn=topic.arn, policy=policy_document([
-            {
-                "Sid": "AwsServicesOfThisAccountPublish",
+            *[{
+                # Each service only for this account's sources of this stack.
+                "Sid": "Publish" + "".join(p.title() for p in
+                                           service.split(".")[0].split("-")),
                 "Effect": "Allow",
-                "Principal": {"Service": list(publishers)},
+                "Principal": {"Service": service},
                 "Action": "sns:Publish",
                 "Resource": topic.arn,
-                "Condition": {"StringEquals": {"aws:SourceAccount": args.context.account_id}},
-            },
+                "Condition": on_behalf_of_this_account(args.context, source),
+            } for service, source in publishers.items()],
             deny_insecure_transport([topic.arn], actions="sns:Publish"),
         ]), opts=child)
         if args.alarm_email:

@@ -46,6 +46,13 @@ class StackNames:
         return self.stack
 
     @property
+    def scope_tags(self) -> dict[str, str]:
+        """The tags a resource must carry, together, to be this stack's: tag-scoped grants
+        and the boundary's tag rules require both (a ``stack: dev`` tag alone could be any
+        project's)."""
+        return {"project": self.project, self.tag_key: self.tag_value}
+
+    @property
     def tags(self) -> dict[str, str]:
         """Default tags for every taggable resource (applied by the stack's AWS provider)."""
         return {"project": self.project, self.tag_key: self.tag_value, "owner": self.owner,
@@ -55,6 +62,39 @@ class StackNames:
     def metrics_namespace(self) -> str:
         """The CloudWatch namespace of the application's metrics (EMF) and of its log metrics."""
         return f"{self.project}/{self.stack}"
+
+    # ---------------------------------------------------------------- IAM, by role kind --
+    # The deploy role manages the stack's *service* roles (ECS tasks, flow logs...) and
+    # nothing else in IAM: they live under their own path, by the service they are passed
+    # to, so that IAM can tell them apart from the pipeline's roles by ARN alone
+    # (infra/boundary.py). The pipeline's roles keep plain names <prefix>-<key>.
+    @property
+    def service_path(self) -> str:
+        """IAM path of every service role and service policy of the stack."""
+        return f"/{self.project}/{self.stack}/service/"
+
+    def service_role_path(self, kind: str) -> str:
+        """IAM path of the service roles passed to ``kind`` (``boundary.SERVICE_ROLES``)."""
+        return f"{self.service_path}{kind}/"
+
+    def pipeline_role(self, key: str) -> str:
+        """A role of the delivery pipeline (managed by an administrator, never by the deploy)."""
+        return self.name(key)
+
+    @property
+    def waf_log_group(self) -> str:
+        """WAF requires its CloudWatch Logs destination to be named ``aws-waf-logs-...``."""
+        return f"aws-waf-logs-{self.prefix}"
+
+    def promotion_bucket(self, account: str) -> str:
+        """The bucket this stack's pipeline takes its source from when it is promoted to:
+        a fixed name (the upstream stack writes to it from another account), made unique
+        by the account."""
+        return f"{self.prefix}-promotion-{account}"
+
+    def of(self, stack: str) -> "StackNames":
+        """The names of another stack of the same project (promotion)."""
+        return StackNames(self.project, stack, self.owner, self.cost_centre, self.tag_key)
 
     @property
     def cluster(self) -> str:

@@ -8,6 +8,12 @@ Layout: the VPC range is cut into eight equal blocks; zone ``i`` gets public blo
 private block ``4 + i``. NAT gateways follow the stack's strategy (one per zone, a single one,
 or none when VPC endpoints carry all of the tasks' AWS traffic). The S3 gateway endpoint is
 always there (it is free, and image layers and model files then never cross a NAT).
+
+Endpoint policies: through the S3 gateway endpoint only the stack's buckets and ECR's layer
+bucket can be read (the private subnets' route sends all S3 traffic there, so a task cannot
+reach any other bucket, NAT or not); the interface endpoints serve this account's
+principals only. With interface endpoints on, the tasks' security group leaves only to the
+endpoints' group and the S3 prefix list (infra/load_balancer.py).
 """
 
 from __future__ import annotations
@@ -18,13 +24,23 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.iam import policy_document, service_trust_policy
+from infra.iam import Statement, policy_document, service_trust_policy
 from infra.naming import StackNames
 from infra.provider import AwsContext
 
 # Interface endpoints the tasks need to start without NAT: image pull (ECR API and registry;
 # layers come from S3 through the gateway endpoint), logs, and the API key secret.
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
+# ECR keeps image layers in this AWS-owned bucket; pulls fetch them through S3.
+ECR_LAYER_BUCKET = "prod-{region}-starport-layer-bucket"
+
+
+@dataclass(frozen=True)
+class TaskEgress:
+    """Where the tasks may send HTTPS when the interface endpoints are on."""
+
+    endpoint_security_group_id: pulumi.Output[str]
+    s3_prefix_list_id: pulumi.Output[str]
 
 
 @dataclass
@@ -46,6 +62,7 @@ class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
+    task_egress: TaskEgress | None       # None: HTTPS anywhere (through the NAT)
 
     def __init__(self, name: str, args: NetworkArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -78,17 +95,21 @@ class Network(pulumi.ComponentResource):
                               destination_cidr_block="0.0.0.0/0",
                               nat_gateway_id=nat_ids[min(i, len(nat_ids) - 1)], opts=child)
 
-        aws.ec2.VpcEndpoint(
+        s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
             service_name=f"com.amazonaws.{args.context.region}.s3",
             route_table_ids=[rt.id for rt in private_route_tables],
+            policy=policy_document(s3_endpoint_statements(args)),
             tags={"Name": f"{name}-s3"}, opts=child)
+        self.task_egress = None
         if args.interface_endpoints:
-            _interface_endpoints(name, args, vpc, self.private_subnet_ids, child)
+            endpoints_sg = _interface_endpoints(name, args, vpc, self.private_subnet_ids, child)
+            self.task_egress = TaskEgress(endpoints_sg, s3_endpoint.prefix_list_id)
         if args.flow_logs:
             _flow_logs(name, args, vpc, child)
 
         self.register_outputs({"vpc_id": self.vpc_id,
+                               "endpoints": args.interface_endpoints,
                                "public_subnet_ids": self.public_subnet_ids,
                                "private_subnet_ids": self.private_subnet_ids})
 
@@ -147,9 +168,39 @@ def _nat_gateway(name: str, i: int, public: aws.ec2.Subnet, igw: aws.ec2.Interne
                                   child, pulumi.ResourceOptions(depends_on=[igw]))).id
 
 
+def s3_endpoint_statements(args: NetworkArgs) -> list[Statement]:
+    """The S3 gateway endpoint's policy: reads of the stack's buckets (the model) and of
+    ECR's layer bucket (image pulls), nothing else."""
+    partition = args.context.partition
+    return [{
+        "Sid": "TheStacksBucketsAndEcrLayers",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": [
+            partition.apply(lambda p: f"arn:{p}:s3:::{args.names.prefix}-*/*"),
+            partition.apply(lambda p: f"arn:{p}:s3:::"
+                            f"{ECR_LAYER_BUCKET.format(region=args.context.region)}/*"),
+        ],
+    }]
+
+
+def interface_endpoint_statements(args: NetworkArgs, service: str) -> list[Statement]:
+    """An interface endpoint's policy: the endpoint's service, for this account's principals
+    only (no credentials from elsewhere ride our endpoints out)."""
+    return [{
+        "Sid": "ThisAccountsPrincipalsOnly",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": f"{service.split('.')[0]}:*",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalAccount": args.context.account_id}},
+    }]
+
+
 def _interface_endpoints(name: str, args: NetworkArgs, vpc: aws.ec2.Vpc,
                          subnet_ids: list[pulumi.Output[str]],
-                         child: pulumi.ResourceOptions) -> None:
+                         child: pulumi.ResourceOptions) -> pulumi.Output[str]:
     sg = aws.ec2.SecurityGroup(f"{name}-endpoints", vpc_id=vpc.id,
                                description="HTTPS from inside the VPC to the AWS endpoints",
                                tags={"Name": f"{name}-endpoints"}, opts=child)
@@ -163,7 +214,9 @@ def _interface_endpoints(name: str, args: NetworkArgs, vpc: aws.ec2.Vpc,
             vpc_endpoint_type="Interface",
             service_name=f"com.amazonaws.{args.context.region}.{service}",
             private_dns_enabled=True, subnet_ids=subnet_ids,
+            policy=policy_document(interface_endpoint_statements(args, service)),
             security_group_ids=[sg.id], tags={"Name": f"{name}-{service}"}, opts=child)
+    return sg.id
 
 
 def _flow_logs(name: str, args: NetworkArgs, vpc: aws.ec2.Vpc,
@@ -175,6 +228,7 @@ def _flow_logs(name: str, args: NetworkArgs, vpc: aws.ec2.Vpc,
                                     kms_key_id=args.kms_key_arn, opts=child)
     role = aws.iam.Role(f"{name}-flow-logs",
                         description="VPC flow logs write to their log group",
+                        path=args.names.service_role_path("vpc-flow-logs"),
                         assume_role_policy=service_trust_policy(
                             "vpc-flow-logs.amazonaws.com", ctx,
                             ctx.arn("ec2", "vpc-flow-log/*")),

@@ -8,8 +8,11 @@ Four kinds of principal, least privilege first:
   stack's configuration (read-only, no data) and the Pulumi state;
 * the GitHub pull-request preview role: the same read-only access, through OIDC;
 * the Deploy build: what ``pulumi up`` of this stack needs, scoped to the stack's resources
-  by name (every physical name starts with ``<project>-<stack>``), by the stack tag that the
-  provider's default tags put on every resource, and for IAM by the permissions boundary.
+  by name (every physical name starts with ``<project>-<stack>``), by the project and stack
+  tags that the provider's default tags put on every resource, and in IAM to the stack's
+  service roles and service policies (under ``/<project>/<stack>/service/``). The pipeline
+  itself (its roles, policies, builds and buckets) is an administrator's: the deploy role
+  cannot change the machinery that runs it (docs/pipeline.md, bootstrap).
 
 The permissions boundary (infra/boundary.py) is the ceiling of every one of these roles and
 of every role the deploy creates; the invariants that must hold whatever a policy here says
@@ -26,7 +29,8 @@ from typing import Any, Callable, Sequence
 
 import pulumi
 
-from infra.boundary import ROLE_PERMISSION_ACTIONS
+from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, SERVICE_ROLES,
+                            STACK_ARNS)
 from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
@@ -59,11 +63,11 @@ def connection_service(connection_arn: str | None) -> str:
 
 
 # ------------------------------------------------------ the pipeline and its previews ----
-def pipeline_service(*, artifact_bucket_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[str],
-                     connection_arn: pulumi.Input[str], configured_connection: str | None,
+def pipeline_service(scope: Scope, *, artifact_bucket_arn: pulumi.Input[str],
+                     kms_key_arn: pulumi.Input[str], source: list[Statement],
                      project_arns: Sequence[pulumi.Input[str]],
                      alarm_topic_arn: pulumi.Input[str]) -> list[Statement]:
-    """The CodePipeline service role: artifacts, the source connection, its builds, approvals."""
+    """The CodePipeline service role: artifacts, its source, its builds, approvals."""
     return [
         {
             "Sid": "Artifacts",
@@ -83,13 +87,9 @@ def pipeline_service(*, artifact_bucket_arn: pulumi.Input[str], kms_key_arn: pul
             "Effect": "Allow",
             "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": kms_key_arn,
+            "Condition": scope.via("s3"),
         },
-        {
-            "Sid": "GithubSource",
-            "Effect": "Allow",
-            "Action": f"{connection_service(configured_connection)}:UseConnection",
-            "Resource": connection_arn,
-        },
+        *source,
         {
             "Sid": "RunTheStageBuilds",
             "Effect": "Allow",
@@ -105,19 +105,89 @@ def pipeline_service(*, artifact_bucket_arn: pulumi.Input[str], kms_key_arn: pul
     ]
 
 
-def github_pull_requests_trust(provider_arn: pulumi.Input[str], repository: str) -> list[Statement]:
-    """Trust of the preview role: only this repository's pull requests, through GitHub's OIDC
-    provider, for AWS's STS audience."""
+def github_source(connection_arn: pulumi.Input[str],
+                  configured_connection: str | None) -> list[Statement]:
+    """The pipeline's source when it is the stack's branch: the GitHub connection."""
     return [{
-        "Sid": "ThisRepositorysPullRequests",
+        "Sid": "GithubSource",
+        "Effect": "Allow",
+        "Action": f"{connection_service(configured_connection)}:UseConnection",
+        "Resource": connection_arn,
+    }]
+
+
+def promotion_source(bucket_arn: pulumi.Input[str]) -> list[Statement]:
+    """The pipeline's source when the stack is promoted to: the object the previous stack's
+    deploy role published, and its versions (CodePipeline records the version it ran)."""
+    return [
+        {
+            "Sid": "PromotedSource",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": pulumi.Output.concat(bucket_arn, "/*"),
+        },
+        {
+            "Sid": "PromotedSourceBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketVersioning", "s3:GetBucketLocation", "s3:ListBucket"],
+            "Resource": bucket_arn,
+        },
+    ]
+
+
+def github_environment_trust(provider_arn: pulumi.Input[str], repository: str,
+                             environment: str) -> list[Statement]:
+    """Trust of the GitHub preview role: only jobs of this repository that run in the GitHub
+    environment named after the stack (its protection rules, e.g. required reviewers, run
+    before GitHub issues the token), through GitHub's OIDC provider, for STS's audience.
+    A pull request's own workflow file cannot get this token without that environment."""
+    return [{
+        "Sid": "ThisRepositorysEnvironment",
         "Effect": "Allow",
         "Principal": {"Federated": provider_arn},
         "Action": "sts:AssumeRoleWithWebIdentity",
         "Condition": {"StringEquals": {
             f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
-            f"{GITHUB_OIDC_HOST}:sub": f"repo:{repository}:pull_request",
+            f"{GITHUB_OIDC_HOST}:sub": f"repo:{repository}:environment:{environment}",
         }},
     }]
+
+
+def approver_statements(scope: Scope, pipeline_arn: pulumi.Input[str],
+                        artifact_bucket_arn: pulumi.Input[str],
+                        kms_key_arn: pulumi.Input[str]) -> list[Statement]:
+    """The managed policy ``<prefix>-approve`` for the named approvers (an administrator
+    attaches it to them): approve or reject this pipeline's approval only, after reading
+    the preview artifact."""
+    return [
+        {
+            "Sid": "ApproveThisPipeline",
+            "Effect": "Allow",
+            "Action": "codepipeline:PutApprovalResult",
+            "Resource": pulumi.Output.concat(pipeline_arn, "/Approval/Approve"),
+        },
+        {
+            "Sid": "ReadThisPipeline",
+            "Effect": "Allow",
+            "Action": ["codepipeline:GetPipeline", "codepipeline:GetPipelineExecution",
+                       "codepipeline:GetPipelineState", "codepipeline:ListActionExecutions",
+                       "codepipeline:ListPipelineExecutions"],
+            "Resource": pipeline_arn,
+        },
+        {
+            "Sid": "ReadThePreview",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": pulumi.Output.concat(artifact_bucket_arn, "/*"),
+        },
+        {
+            "Sid": "DecryptThePreview",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": kms_key_arn,
+            "Condition": scope.via("s3"),
+        },
+    ]
 
 
 # --------------------------------------------------------------------------- shared parts --
@@ -142,10 +212,11 @@ def build_basics(scope: Scope, log_group_arn: pulumi.Input[str],
             "Resource": pulumi.Output.concat(artifact_bucket_arn, "/*"),
         },
         {
-            "Sid": "ArtifactAndLogKey",
+            "Sid": "ArtifactKey",
             "Effect": "Allow",
             "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": kms_key_arn,
+            "Condition": scope.via("s3"),
         },
     ]
 
@@ -297,13 +368,14 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
      ["s3:CreateBucket", "s3:DeleteBucket", "s3:DeleteBucketPolicy",
       "s3:ListBucket", "s3:ListBucketVersions", "s3:PutBucketOwnershipControls",
       "s3:PutBucketPolicy", "s3:PutBucketPublicAccessBlock",
+      "s3:PutBucketLogging", "s3:PutBucketObjectLockConfiguration",
       "s3:PutBucketTagging", "s3:PutBucketVersioning",
       "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration"],
-     ("arn:{partition}:s3:::{prefix}-*",)),
+     STACK_ARNS["s3"][:1]),
     ("S3ObjectsOfThisStack",
      ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject",
       "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"],
-     ("arn:{partition}:s3:::{prefix}-*/*",)),
+     STACK_ARNS["s3"][1:]),
     ("EcrRepositoryAndPush",
      ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
       "ecr:CompleteLayerUpload", "ecr:CreateRepository",
@@ -319,7 +391,7 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
       "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
       "logs:DisassociateKmsKey", "logs:PutMetricFilter",
       "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"],
-     ("arn:{partition}:logs:{region}:{account}:log-group:{logs}/*",)),
+     STACK_ARNS["logs"]),
     ("AlarmTopicOfThisStack",
      ["sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes",
       "sns:Subscribe", "sns:TagResource", "sns:UntagResource"],
@@ -376,19 +448,16 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
     # definition) and sns:Unsubscribe (the alarm e-mail) require "*".
     ("NoResourceLevelPermissions", ["ecs:DeregisterTaskDefinition", "sns:Unsubscribe"], ("*",)),
     ("WebAclOfThisStack",
-     ["wafv2:AssociateWebACL", "wafv2:CreateWebACL", "wafv2:DeleteWebACL",
-      "wafv2:DisassociateWebACL", "wafv2:TagResource", "wafv2:UntagResource",
-      "wafv2:UpdateWebACL"],
-     ("arn:{partition}:wafv2:{region}:{account}:regional/webacl/{prefix}*/*",
+     ["wafv2:AssociateWebACL", "wafv2:CreateWebACL", "wafv2:DeleteLoggingConfiguration",
+      "wafv2:DeleteWebACL", "wafv2:DisassociateWebACL", "wafv2:PutLoggingConfiguration",
+      "wafv2:TagResource", "wafv2:UntagResource", "wafv2:UpdateWebACL"],
+     ("arn:{partition}:wafv2:{region}:{account}:regional/webacl/{prefix}-*/*",
       "arn:{partition}:wafv2:{region}:{account}:regional/managedruleset/*/*",
       "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/app/{prefix}-*/*")),
-    ("PipelineOfThisStack",
-     ["codebuild:CreateProject", "codebuild:DeleteProject",
-      "codebuild:UpdateProject", "codepipeline:CreatePipeline",
-      "codepipeline:DeletePipeline", "codepipeline:TagResource",
-      "codepipeline:UntagResource", "codepipeline:UpdatePipeline"],
-     ("arn:{partition}:codebuild:{region}:{account}:project/{prefix}-*",
-      "arn:{partition}:codepipeline:{region}:{account}:{prefix}")),
+    # The Deploy stage checks who approved this execution before it deploys (ci/approval.py).
+    ("ReadWhoApprovedThisExecution",
+     ["codepipeline:GetPipelineExecution", "codepipeline:ListActionExecutions"],
+     STACK_ARNS["codepipeline"][:1]),
 )
 
 
@@ -402,16 +471,9 @@ def deploy_by_name(scope: Scope) -> list[Statement]:
     return statements
 
 
-# Resources whose ARN holds a generated ID (vpc-..., key/...): created only with the stack
-# tag in the request, changed or deleted only while they carry it.
-CREATE_WITH_STACK_TAG = [
-    "acm:RequestCertificate", "application-autoscaling:RegisterScalableTarget",
-    "codestar-connections:CreateConnection",
-    "codestar-notifications:CreateNotificationRule", "ec2:AllocateAddress",
-    "ec2:CreateFlowLogs", "ec2:CreateInternetGateway",
-    "ec2:CreateNatGateway", "ec2:CreateRouteTable",
-    "ec2:CreateSecurityGroup", "ec2:CreateSubnet", "ec2:CreateVpc",
-    "ec2:CreateVpcEndpoint", "kms:CreateKey"]
+# Resources whose ARN holds a generated ID (vpc-..., key/...): created only with the project
+# and stack tags in the request (boundary.CREATE_WITH_STACK_TAG), changed or deleted only
+# while they carry both.
 CHANGE_WITH_STACK_TAG = [
     "acm:AddTagsToCertificate", "acm:DeleteCertificate",
     "acm:RemoveTagsFromCertificate",
@@ -420,16 +482,6 @@ CHANGE_WITH_STACK_TAG = [
     "application-autoscaling:PutScalingPolicy",
     "application-autoscaling:TagResource",
     "application-autoscaling:UntagResource",
-    "codestar-connections:DeleteConnection",
-    "codestar-connections:PassConnection",
-    "codestar-connections:TagResource",
-    "codestar-connections:UntagResource",
-    "codestar-notifications:DeleteNotificationRule",
-    "codestar-notifications:Subscribe",
-    "codestar-notifications:TagResource",
-    "codestar-notifications:Unsubscribe",
-    "codestar-notifications:UntagResource",
-    "codestar-notifications:UpdateNotificationRule",
     "ec2:AssociateRouteTable", "ec2:AttachInternetGateway",
     "ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
     "ec2:CreateRoute", "ec2:CreateTags", "ec2:DeleteFlowLogs",
@@ -443,9 +495,8 @@ CHANGE_WITH_STACK_TAG = [
     "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
     "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
     "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
-    "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:Decrypt",
-    "kms:DeleteAlias", "kms:EnableKeyRotation", "kms:Encrypt",
-    "kms:GenerateDataKey", "kms:PutKeyPolicy", "kms:RetireGrant",
+    "kms:CancelKeyDeletion", "kms:CreateAlias",
+    "kms:DeleteAlias", "kms:EnableKeyRotation", "kms:PutKeyPolicy", "kms:RetireGrant",
     "kms:ScheduleKeyDeletion",
     "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias",
     "kms:UpdateKeyDescription"]
@@ -453,11 +504,11 @@ CHANGE_WITH_STACK_TAG = [
 
 def deploy_by_tag(scope: Scope) -> list[Statement]:
     """Resources whose ARN is not known before they exist (generated IDs): created only with
-    the stack tag, changed or deleted only while they carry it."""
+    the project and stack tags, changed or deleted only while they carry both."""
     return [
         {
             # Resource "*": the ARN of a resource being created is not known; the request
-            # must carry the stack tag (the provider's default tags always do).
+            # must carry both tags (the provider's default tags always do).
             "Sid": "CreateOnlyWithStackTag",
             "Effect": "Allow",
             "Action": CREATE_WITH_STACK_TAG,
@@ -474,12 +525,36 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
                 a.removeprefix("ec2:") for a in CREATE_WITH_STACK_TAG if a.startswith("ec2:")]}},
         },
         {
-            # Resource "*" with the stack tag condition: generated IDs (vpc-..., key/...).
+            # Resource "*" with both tags as the condition: generated IDs (vpc-..., key/...).
             "Sid": "ChangeOnlyStackTaggedResources",
             "Effect": "Allow",
             "Action": CHANGE_WITH_STACK_TAG,
             "Resource": "*",
             "Condition": scope.resource_tag,
+        },
+        {
+            # Resource "*" with both tags: the stack's key, used only by the services that
+            # encrypt for the deploy (model objects in S3, the API key in Secrets Manager,
+            # image layers in ECR), never directly.
+            "Sid": "UseTheStackKeyThroughItsServices",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {**scope.resource_tag["StringEquals"],
+                                           **scope.via("s3", "secretsmanager", "ecr")[
+                                               "StringEquals"]}},
+        },
+        {
+            # WAF's log delivery to CloudWatch Logs: account-level calls without
+            # resource-level permissions (AWS's guide asks for "*"). The log group's
+            # resource policy (infra/waf.py) is an administrator's to write: account-level
+            # CloudWatch Logs policies are permissions management.
+            "Sid": "WafLogDelivery",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogDelivery", "logs:DeleteLogDelivery",
+                       "logs:DescribeResourcePolicies", "logs:GetLogDelivery",
+                       "logs:ListLogDeliveries", "logs:UpdateLogDelivery"],
+            "Resource": "*",
         },
         {
             # Resource "*" with the stack tag: ECR (a KMS-encrypted repository) and Secrets
@@ -497,29 +572,29 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
             "Sid": "KeyAliasOfThisStack",
             "Effect": "Allow",
             "Action": ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
-            "Resource": scope.arn("kms", f"alias/{scope.prefix}*"),
+            "Resource": scope.arn("kms", f"alias/{scope.prefix}"),
         },
     ]
 
 
-def deploy_outside_the_stack(scope: Scope, *, connection_arn: str | None,
-                             hosted_zone_id: str | None,
-                             domain_name: str | None) -> list[Statement]:
+@dataclass(frozen=True)
+class Promotion:
+    """Where this stack's verified revision goes (staging -> prod): the next stack's
+    promotion bucket and the account it lives in."""
+
+    bucket: str
+    account: str
+    key: str = "source.zip"
+
+
+def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
+                             domain_name: str | None, approver_groups: Sequence[str] = (),
+                             promotes_to: Promotion | None = None) -> list[Statement]:
     """What the deploy uses that the stack does not own, so neither its name prefix nor its
-    tag reaches it: an existing GitHub connection (passed to the pipeline on every
-    CreatePipeline/UpdatePipeline) and, in a hosted zone, the records of ``domainName``
-    (the alias and the certificate's validation record)."""
+    tags reach it: in a hosted zone, the records of ``domainName`` (the alias and the
+    certificate's validation record); the approver groups (read, to verify an approval);
+    the next stack's promotion object (written after the smoke test passed)."""
     statements: list[Statement] = []
-    if connection_arn:
-        service = connection_service(connection_arn)
-        statements.append({
-            "Sid": "PassTheExistingConnection",
-            "Effect": "Allow",
-            "Action": f"{service}:PassConnection",
-            "Resource": connection_arn,
-            "Condition": {"StringEquals": {
-                f"{service}:PassedToService": "codepipeline.amazonaws.com"}},
-        })
     if hosted_zone_id and domain_name:
         statements.append({
             "Sid": "RecordsOfTheDomainName",
@@ -532,32 +607,71 @@ def deploy_outside_the_stack(scope: Scope, *, connection_arn: str | None,
                 "route53:ChangeResourceRecordSetsNormalizedRecordNames":
                     [domain_name, f"*.{domain_name}"]}},
         })
+    if approver_groups:
+        statements.append({
+            "Sid": "ReadTheApproverGroups",
+            "Effect": "Allow",
+            "Action": "iam:GetGroup",
+            "Resource": list(approver_groups),
+        })
+    if promotes_to:
+        bucket_arn = scope.s3(promotes_to.bucket)
+        statements += [
+            {
+                "Sid": "PublishTheVerifiedRevision",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": scope.s3(f"{promotes_to.bucket}/{promotes_to.key}"),
+            },
+            {
+                # The next stack's key (its account's, its ID unknown here): only through S3
+                # and only for that bucket (multipart uploads also decrypt).
+                "Sid": "EncryptForTheNextStack",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": scope.context.partition.apply(
+                    lambda p: f"arn:{p}:kms:{scope.context.region}:{promotes_to.account}:key/*"),
+                "Condition": {
+                    **scope.via("s3"),
+                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
+                        bucket_arn, pulumi.Output.concat(bucket_arn, "/*")]},
+                },
+            },
+        ]
     return statements
 
 
-# The services the stack's roles are passed to, and the service-linked roles its services
-# need (each created by AWS once per account, on the first use).
-PASSED_TO_SERVICES = ["codebuild.amazonaws.com", "codepipeline.amazonaws.com",
-                      "ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"]
-SERVICE_LINKED_ROLES = ["ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
-                        "ecs.application-autoscaling.amazonaws.com"]
-
-
 def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
-    """Roles and policies of this stack, each role carrying the permissions boundary."""
-    roles = scope.arn("iam", f"role/{scope.prefix}-*", region=False)
-    return [
+    """The stack's service roles and service policies (under ``/<project>/<stack>/service/``),
+    each role carrying the permissions boundary; nothing else in IAM."""
+    names, arn = scope.names, scope.context.arn
+    # Roles only under the path of a known kind of service role (boundary.SERVICE_ROLES).
+    roles = [arn("iam", f"role{names.service_role_path(kind)}*", region=False)
+             for kind in SERVICE_ROLES]
+    policies = arn("iam", f"policy{names.service_path}*", region=False)
+    boundary = {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}}
+    statements: list[Statement] = [
         {
-            # Creating a role, or changing its permissions, is allowed only with the
-            # boundary attached: nothing the deploy creates can exceed it.
-            "Sid": "RolesOnlyWithTheBoundary",
+            # Creating a service role, or changing its permissions, only with the boundary
+            # attached: nothing the deploy creates can exceed it.
+            "Sid": "ServiceRolesOnlyWithTheBoundary",
             "Effect": "Allow",
-            "Action": ROLE_PERMISSION_ACTIONS,
+            "Action": [a for a in ROLE_PERMISSION_ACTIONS
+                       if a not in ("iam:AttachRolePolicy", "iam:DetachRolePolicy")],
             "Resource": roles,
-            "Condition": {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}},
+            "Condition": boundary,
         },
         {
-            "Sid": "ManageRolesOfThisStack",
+            # Attach only the stack's own service policies (never AdministratorAccess).
+            "Sid": "AttachOnlyTheStacksServicePolicies",
+            "Effect": "Allow",
+            "Action": ["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
+            "Resource": roles,
+            "Condition": {**boundary, "ArnLike": {"iam:PolicyARN": policies}},
+        },
+        {
+            # Their trust and description; the boundary keeps every other role out of reach.
+            "Sid": "ManageServiceRoles",
             "Effect": "Allow",
             "Action": ["iam:DeleteRole", "iam:TagRole", "iam:UntagRole",
                        "iam:UpdateAssumeRolePolicy", "iam:UpdateRole",
@@ -565,37 +679,36 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
             "Resource": roles,
         },
         {
-            "Sid": "PassRolesOfThisStackToTheirServices",
+            "Sid": "ServicePolicies",
             "Effect": "Allow",
-            "Action": "iam:PassRole",
-            "Resource": roles,
-            "Condition": {"StringEquals": {"iam:PassedToService": PASSED_TO_SERVICES}},
-        },
-        {
-            # The boundary itself is excluded by a Deny in the boundary (which this role has).
-            "Sid": "ManagedPoliciesOfThisStack",
-            "Effect": "Allow",
+            # (An update is CreatePolicyVersion with SetAsDefault: no SetDefaultPolicyVersion.)
             "Action": ["iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy",
                        "iam:DeletePolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"],
-            "Resource": scope.arn("iam", f"policy/{scope.prefix}-*", region=False),
+            "Resource": policies,
         },
-        {
-            "Sid": "GithubOidcProvider",
+        *[{
+            # One statement per kind of service role (boundary.SERVICE_ROLES).
+            "Sid": f"Pass{''.join(p.title() for p in kind.split('-'))}RolesToTheirService",
             "Effect": "Allow",
-            "Action": ["iam:AddClientIDToOpenIDConnectProvider",
-                       "iam:CreateOpenIDConnectProvider", "iam:DeleteOpenIDConnectProvider",
-                       "iam:TagOpenIDConnectProvider", "iam:UntagOpenIDConnectProvider",
-                       "iam:UpdateOpenIDConnectProviderThumbprint"],
-            "Resource": scope.arn("iam", f"oidc-provider/{GITHUB_OIDC_HOST}", region=False),
-        },
+            "Action": "iam:PassRole",
+            "Resource": arn("iam", f"role{names.service_role_path(kind)}*", region=False),
+            "Condition": {"StringEquals": {"iam:PassedToService": service}},
+        } for kind, service in SERVICE_ROLES.items()],
         {
             "Sid": "ServiceLinkedRolesTheStackNeeds",
             "Effect": "Allow",
             "Action": "iam:CreateServiceLinkedRole",
-            "Resource": scope.arn("iam", "role/aws-service-role/*", region=False),
+            "Resource": arn("iam", "role/aws-service-role/*", region=False),
             "Condition": {"StringEquals": {"iam:AWSServiceName": SERVICE_LINKED_ROLES}},
         },
     ]
+    return statements
+
+
+# The service-linked roles the stack's services need (each created by AWS once per account,
+# on the first use).
+SERVICE_LINKED_ROLES = ["ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
+                        "ecs.application-autoscaling.amazonaws.com"]
 
 
 # The managed policies the pipeline's roles share (each holds at most 6,144 characters, so
@@ -606,7 +719,7 @@ MANAGED_POLICIES: dict[str, tuple[str, Callable[[Scope, Any], list[Statement]]]]
                    lambda scope, boundary_arn: read_stack(scope)),
     "deploy-named": ("pulumi up: resources named <prefix>-*",
                      lambda scope, boundary_arn: deploy_by_name(scope)),
-    "deploy-tagged": ("pulumi up: resources tagged with the stack",
+    "deploy-tagged": ("pulumi up: resources tagged with the project and the stack",
                       lambda scope, boundary_arn: deploy_by_tag(scope)),
-    "deploy-iam": ("pulumi up: roles under the boundary", deploy_iam),
+    "deploy-iam": ("pulumi up: the stack's service roles, under the boundary", deploy_iam),
 }

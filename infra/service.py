@@ -153,7 +153,7 @@ class Service(pulumi.ComponentResource):
                 for s in args.capacity.strategy],
             opts=child)
         roles = ServiceRoles(f"{name}-roles", ServiceRolesArgs(
-            context=args.context, repository_arn=args.image.repository_arn,
+            context=args.context, names=args.names, repository_arn=args.image.repository_arn,
             log_group_arn=args.log_group.arn, bucket_arn=args.registry.bucket_arn,
             model_prefixes=[m.prefix for m in args.registry.models],
             kms_key_arn=args.kms_key_arn,

@@ -29,6 +29,10 @@ class SecureBucketArgs:
     protect: bool = True
     # More statements for the bucket policy (grants to other accounts or services).
     policy_statements: list[dict[str, Any]] = field(default_factory=list)
+    bucket_name: pulumi.Input[str] | None = None  # a fixed physical name (else auto-named)
+    # S3 server access logs of this bucket go to this bucket (infra/audit_logs.py), under
+    # the prefix "<this bucket's logical name>/".
+    access_log_bucket: pulumi.Input[str] | None = None
 
 
 class SecureBucket(pulumi.ComponentResource):
@@ -45,11 +49,15 @@ class SecureBucket(pulumi.ComponentResource):
         super().__init__("ml-app:infra:SecureBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.bucket = s3.Bucket(
-            name,
+            name, bucket=args.bucket_name,
             # force_destroy empties the bucket on destroy: only where data is not protected.
             force_destroy=not args.protect,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
         bucket_id = self.bucket.id
+        if args.access_log_bucket is not None:
+            s3.BucketLogging(f"{name}-access-logs", bucket=bucket_id,
+                             target_bucket=args.access_log_bucket, target_prefix=f"{name}/",
+                             opts=child)
 
         s3.BucketOwnershipControls(
             f"{name}-ownership", bucket=bucket_id,

@@ -4,6 +4,12 @@ Rules, in order: block an IP above the configured request rate; AWS's IP reputat
 the common rule set (OWASP-style protections); known bad inputs (Log4Shell and the like).
 The common rule set's 8 KB body-size rule is switched to count-only: a prediction batch is
 legitimately larger (the app itself caps bodies at MAX_BODY_BYTES, 1 MiB by default).
+
+With audit logs on, every request WAF inspects is logged to CloudWatch Logs, in a log group
+WAF requires to be named ``aws-waf-logs-...`` (so it lives outside the stack's ``/<project>/
+<stack>`` path, and the key policy names it), encrypted with the stack's key, with the API
+key header redacted. The log group's resource policy lets CloudWatch Logs' delivery service
+write for this account's web ACLs only (WAF would otherwise write one itself).
 """
 
 from __future__ import annotations
@@ -13,7 +19,25 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.iam import on_behalf_of_this_account, policy_document
+from infra.naming import StackNames
+from infra.provider import AwsContext
+
 wafv2 = aws.wafv2
+
+
+REDACTED_HEADERS = ("x-api-key",)      # never in the logs: the API key itself
+LOG_DELIVERY = "delivery.logs.amazonaws.com"
+
+
+@dataclass
+class WafLogging:
+    """Where WAF logs every request it inspects (auditLogs)."""
+
+    context: AwsContext
+    names: StackNames
+    kms_key_arn: pulumi.Input[str]
+    retention_days: int
 
 
 @dataclass
@@ -21,6 +45,7 @@ class FirewallArgs:
     load_balancer_arn: pulumi.Input[str]
     rate_limit: int                      # requests per 5 minutes per IP
     metric_prefix: str
+    logging: WafLogging | None = None
 
 
 def _visibility(metric: str) -> wafv2.WebAclVisibilityConfigArgs:
@@ -77,5 +102,31 @@ class Firewall(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         wafv2.WebAclAssociation(f"{name}-waf", resource_arn=args.load_balancer_arn,
                                 web_acl_arn=acl.arn, opts=pulumi.ResourceOptions(parent=self))
+        if args.logging:
+            _logging(name, args.logging, acl, parent=self)
         self.web_acl_arn = acl.arn
         self.register_outputs({"web_acl_arn": acl.arn})
+
+
+def _logging(name: str, args: WafLogging, acl: wafv2.WebAcl, parent: pulumi.Resource) -> None:
+    """The aws-waf-logs-<prefix> log group, its delivery policy, WAF's logging config."""
+    ctx, child = args.context, pulumi.ResourceOptions(parent=parent)
+    group = aws.cloudwatch.LogGroup(f"{name}-waf-logs", name=args.names.waf_log_group,
+                                    retention_in_days=args.retention_days,
+                                    kms_key_id=args.kms_key_arn, opts=child)
+    policy = aws.cloudwatch.LogResourcePolicy(
+        f"{name}-waf-logs", policy_name=args.names.name("waf-logs"),
+        policy_document=policy_document([{
+            "Sid": "WafLogDeliveryForThisAccount",
+            "Effect": "Allow",
+            "Principal": {"Service": LOG_DELIVERY},
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": pulumi.Output.concat(group.arn, ":log-stream:*"),
+            "Condition": on_behalf_of_this_account(ctx, ctx.arn("logs", "*")),
+        }]), opts=child)
+    wafv2.WebAclLoggingConfiguration(
+        f"{name}-waf-logs", resource_arn=acl.arn, log_destination_configs=[group.arn],
+        redacted_fields=[wafv2.WebAclLoggingConfigurationRedactedFieldArgs(
+            single_header=wafv2.WebAclLoggingConfigurationRedactedFieldSingleHeaderArgs(
+                name=header)) for header in REDACTED_HEADERS],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy]))

@@ -29,7 +29,11 @@ MODERN_TLS_POLICIES = (
 )
 # Actions that have no resource-level permissions: "Resource": "*" is the only option.
 STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken", "ecs:DeregisterTaskDefinition",
-                                   "secretsmanager:GetRandomPassword", "sns:Unsubscribe"})
+                                   "secretsmanager:GetRandomPassword", "sns:Unsubscribe",
+                                   # CloudWatch Logs' vended-log delivery (WAF's logs)
+                                   "logs:CreateLogDelivery", "logs:DeleteLogDelivery",
+                                   "logs:GetLogDelivery", "logs:ListLogDeliveries",
+                                   "logs:UpdateLogDelivery"})
 # Read actions that return data rather than configuration: never on "*".
 DATA_READ_ACTIONS = frozenset({
     "s3:GetObject", "s3:GetObjectVersion", "secretsmanager:GetSecretValue", "ssm:GetParameter",
@@ -52,7 +56,14 @@ POLICY_PROPS: dict[str, tuple[str, str]] = {
     "aws:ecr/repositoryPolicy:RepositoryPolicy": ("policy", "resource"),
     "aws:secretsmanager/secretPolicy:SecretPolicy": ("policy", "resource"),
     "aws:ec2/vpcEndpoint:VpcEndpoint": ("policy", "resource"),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("policyDocument", "resource"),
 }
+GITHUB_OIDC = "token.actions.githubusercontent.com"
+# Where AWS's log delivery writes a bucket's logs: (resource type, property, key of the
+# bucket name). These buckets must use SSE-S3: neither ALB nor S3 server access logging
+# delivers to an SSE-KMS bucket.
+LOG_TARGETS = (("aws:lb/loadBalancer:LoadBalancer", "accessLogs", "bucket"),
+               ("aws:s3/bucketLogging:BucketLogging", None, "targetBucket"))
 
 
 def _seq(value: Any) -> list:
@@ -80,15 +91,38 @@ def s3_public_access_blocked(t: str, props: Mapping) -> list[str]:
     return [f"{flag} must be true" for flag in flags if props.get(flag) is not True]
 
 
-def s3_kms_encryption(t: str, props: Mapping) -> list[str]:
-    if t != ("aws:s3/bucketServerSideEncryptionConfiguration:"
-             "BucketServerSideEncryptionConfiguration"):
-        return []
-    rules = _seq(props.get("rules"))
-    ok = rules and all(
-        (r.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")
-        in ("aws:kms", "aws:kms:dsse") for r in rules)
-    return [] if ok else ["default encryption must be SSE-KMS with a customer key"]
+def _log_targets(resources: Sequence[tuple[str, Mapping]]) -> set[Any]:
+    found = set()
+    for t, p in resources:
+        for type_, prop, key in LOG_TARGETS:
+            if t == type_:
+                holder = (p.get(prop) or {}) if prop else p
+                if holder.get("enabled", True) and holder.get(key):
+                    found.add(holder.get(key))
+    return found
+
+
+def s3_encryption(resources: Sequence[tuple[str, Mapping]]) -> list[str]:
+    """SSE-KMS with a customer key; SSE-S3 only for a bucket AWS's log delivery writes to."""
+    names = {p.get("id"): p.get("bucket") for t, p in resources if t == "aws:s3/bucket:Bucket"}
+    targets = _log_targets(resources)
+    found = []
+    for t, props in resources:
+        if t != ("aws:s3/bucketServerSideEncryptionConfiguration:"
+                 "BucketServerSideEncryptionConfiguration"):
+            continue
+        algorithms = {(r.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")
+                      for r in _seq(props.get("rules"))}
+        bucket = names.get(props.get("bucket"), props.get("bucket"))
+        if bucket in targets:
+            if algorithms != {"AES256"}:
+                found.append(f"bucket {bucket} receives AWS log delivery: its default "
+                             "encryption must be SSE-S3 (AES256), which ALB and S3 access "
+                             "logging deliver to")
+        elif not algorithms or not algorithms <= {"aws:kms", "aws:kms:dsse"}:
+            found.append(f"bucket {bucket}: default encryption must be SSE-KMS with a "
+                         "customer key")
+    return found
 
 
 def s3_versioning(t: str, props: Mapping) -> list[str]:
@@ -316,6 +350,55 @@ def identity_star_resource_only_where_required(resources: Sequence[tuple[str, Ma
     return found
 
 
+def service_principals_act_for_this_account(t: str, props: Mapping) -> list[str]:
+    """Confused deputy: a service principal allowed in a key, topic or log-group policy is
+    pinned to this account (aws:SourceAccount, or for CloudWatch Logs the log group in the
+    encryption context)."""
+    if t not in ("aws:kms/key:Key", "aws:sns/topicPolicy:TopicPolicy",
+                 "aws:cloudwatch/logResourcePolicy:LogResourcePolicy"):
+        return []
+    found = []
+    for s in _statements(props.get(POLICY_PROPS[t][0]) or "{}"):
+        principal = s.get("Principal")
+        if s.get("Effect") != "Allow" or not isinstance(principal, Mapping) \
+                or "Service" not in principal:
+            continue
+        condition = json.dumps(s.get("Condition") or {})
+        if "aws:SourceAccount" not in condition and \
+                "kms:EncryptionContext:aws:logs:arn" not in condition:
+            found.append(f"statement {s.get('Sid', '?')}: the service principal "
+                         f"{principal['Service']} needs aws:SourceAccount (and aws:SourceArn)")
+    return found
+
+
+def github_trust_pinned_to_an_environment(t: str, props: Mapping) -> list[str]:
+    """A role GitHub Actions may assume is pinned to one repository's environment (whose
+    protection rules run before GitHub issues the token), never to pull requests."""
+    if t != "aws:iam/role:Role" or not props.get("assumeRolePolicy"):
+        return []
+    found = []
+    for s in _statements(props.get("assumeRolePolicy")):
+        federated = _seq((s.get("Principal") or {}).get("Federated")
+                         if isinstance(s.get("Principal"), Mapping) else None)
+        if not any(GITHUB_OIDC in str(f) for f in federated):
+            continue
+        equals = (s.get("Condition") or {}).get("StringEquals") or {}
+        subjects = _seq(equals.get(f"{GITHUB_OIDC}:sub"))
+        if equals.get(f"{GITHUB_OIDC}:aud") != "sts.amazonaws.com":
+            found.append("GitHub OIDC trust without the sts.amazonaws.com audience")
+        if not subjects or any(":environment:" not in str(x) or "*" in str(x)
+                               for x in subjects):
+            found.append(f"GitHub OIDC trust must pin the subject to "
+                         f"repo:<owner>/<repo>:environment:<name> (StringEquals), not {subjects}")
+    return found
+
+
+def vpc_endpoint_has_a_policy(t: str, props: Mapping) -> list[str]:
+    if t == "aws:ec2/vpcEndpoint:VpcEndpoint" and not props.get("policy"):
+        return ["VPC endpoints need a policy (the default allows any call by anyone)"]
+    return []
+
+
 # ------------------------------------------------------------------------ stack rules --
 def buckets_fully_configured(resources: Sequence[tuple[str, Mapping]]) -> list[str]:
     """Every bucket has versioning, SSE-KMS, a public access block and a TLS-only policy.
@@ -337,6 +420,30 @@ def buckets_fully_configured(resources: Sequence[tuple[str, Mapping]]) -> list[s
     return found
 
 
+def roles_carry_a_boundary(resources: Sequence[tuple[str, Mapping]]) -> list[str]:
+    """Every role carries a permissions boundary that is a policy of this stack."""
+    policies = {p.get("arn") for t, p in resources if t == "aws:iam/policy:Policy"}
+    return [f"role {p.get('name') or '?'} has no permissions boundary of this stack"
+            for t, p in resources if t == "aws:iam/role:Role"
+            and p.get("permissionsBoundary") not in policies]
+
+
+def ecr_push_only_by_one_role(resources: Sequence[tuple[str, Mapping]]) -> list[str]:
+    """Each ECR repository's policy denies pushes by any principal but one (the deploy
+    role): a planted tag would otherwise be deployed without a build."""
+    denied = set()
+    for t, p in resources:
+        if t != "aws:ecr/repositoryPolicy:RepositoryPolicy":
+            continue
+        for s in _statements(p.get("policy") or "{}"):
+            if s.get("Effect") == "Deny" and "ecr:PutImage" in _seq(s.get("Action")) and \
+                    "aws:PrincipalArn" in json.dumps(s.get("Condition") or {}):
+                denied.add(p.get("repository"))
+    return [f"repository {p.get('name')} lets any principal with ECR rights push"
+            for t, p in resources if t == "aws:ecr/repository:Repository"
+            and p.get("name") not in denied]
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -349,7 +456,8 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("s3-public-access-blocked", "S3 public access blocks enable all four settings.",
          s3_public_access_blocked),
-    Rule("s3-kms-encryption", "S3 default encryption uses SSE-KMS.", s3_kms_encryption),
+    Rule("s3-kms-encryption", "S3 default encryption uses SSE-KMS (SSE-S3 only where AWS's "
+         "log delivery requires it).", s3_encryption, stack=True),
     Rule("s3-versioning", "S3 buckets are versioned.", s3_versioning),
     Rule("s3-tls-only", "S3 bucket policies deny plain HTTP.", s3_tls_only),
     Rule("s3-buckets-fully-configured", "Every bucket has versioning, SSE-KMS, a public "
@@ -376,6 +484,16 @@ RULES: tuple[Rule, ...] = (
          secret_encrypted_with_cmk),
     Rule("no-wildcard-actions", "No policy allows Action \"*\" or NotAction.",
          no_wildcard_actions),
+    Rule("service-principals-act-for-this-account", "Service principals in key, topic and "
+         "log-group policies carry aws:SourceAccount (confused deputy).",
+         service_principals_act_for_this_account),
+    Rule("github-trust-pinned-to-an-environment", "GitHub OIDC roles trust one repository's "
+         "environment only.", github_trust_pinned_to_an_environment),
+    Rule("vpc-endpoint-has-a-policy", "VPC endpoints have policies.", vpc_endpoint_has_a_policy),
+    Rule("roles-carry-a-boundary", "Every IAM role carries the stack's permissions boundary.",
+         roles_carry_a_boundary, stack=True),
+    Rule("ecr-push-only-by-one-role", "ECR repositories deny pushes by all but one role.",
+         ecr_push_only_by_one_role, stack=True),
     Rule("iam-star-resource-only-where-required", "Identity policies name exact ARNs; "
          "Resource \"*\" only for actions without resource-level permissions, configuration "
          "reads, or under a narrowing Condition (permissions boundaries are ceilings: skipped).",

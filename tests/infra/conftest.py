@@ -1,8 +1,9 @@
 """Fixtures for the infrastructure tests (offline: Pulumi mocks, no CLI, no AWS).
 
 One test module per module of the program (test_<module>.py for infra/<module>.py,
-test_main.py for __main__.py), plus whole-graph properties (test_security.py), the
-snapshots, the policy pack and the pipeline's files. Test modules share helpers through
+test_main.py for __main__.py), plus whole-graph properties (test_security.py, and
+test_escalation.py: IAM evaluated over every role), the snapshots, the policy pack and the
+pipeline's files. Test modules share helpers through
 the harness only, never by importing each other.
 
 Harness API (tests.infra.harness):
@@ -36,6 +37,14 @@ Harness API (tests.infra.harness):
     policy_documents(graph, *kinds) -> [PolicyDoc(resource, kind, text, document,
                             .statements)]; kinds: identity, trust, key, resource
     role_named(graph, key), role_statements(graph, role), allowed_actions(statements)
+    principals(graph) -> {role ARN: iam_eval.Principal}: every role with its policies and
+                            boundary, for the IAM evaluator
+    resource_policies(graph) -> [(ARN pattern, statements)]: buckets, repository, key
+
+  IAM evaluation (tests.infra.iam_eval, unit-tested in test_iam_eval.py)
+    Request(action, resource, context), Principal(arn, identity, boundary),
+    evaluate(principal, request, resource_policy=None, resource_account=None) -> Decision,
+    effects(statements, request), trust_allows(trust, ..., context=...)
 
   checks
     lint(text), unexpected_findings(key, text, allow_list), used_entries(...),

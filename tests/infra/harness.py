@@ -61,9 +61,11 @@ VARIANT = {
                              "11111111-2222-4333-8444-555555555555",
     "githubOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/"
                              "token.actions.githubusercontent.com",
+    "approvers": ["arn:aws:iam::123456789012:role/release-managers"],
 }
 
 from policy.rules import POLICY_PROPS  # noqa: E402 (needs ROOT on sys.path)
+from tests.infra.iam_eval import Principal  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ records --
@@ -269,6 +271,40 @@ def allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
     return {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
 
 
+def principals(graph: Graph) -> dict[str, Principal]:
+    """Every role of the graph as the IAM evaluator sees it (tests/infra/iam_eval.py), by
+    role ARN: its inline and attached policies, and its permissions boundary's document."""
+    boundaries = {p.outputs["arn"]: tuple(as_list(json_input(p, "policy")["Statement"]))
+                  for p in resources_of_type(graph, "aws:iam/policy:Policy")}
+    found = {}
+    for role in resources_of_type(graph, "aws:iam/role:Role"):
+        boundary = role.inputs.get("permissionsBoundary")
+        found[role.outputs["arn"]] = Principal(
+            role.outputs["arn"], tuple(role_statements(graph, role)),
+            boundaries[boundary] if boundary else None)
+    return found
+
+
+def resource_policies(graph: Graph) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(ARN pattern of what the policy governs, its statements) for every resource-based
+    policy of the graph: buckets (and their objects), the ECR repository, the KMS key."""
+    found = []
+    buckets = {b.outputs["id"]: b.outputs["arn"]
+               for b in resources_of_type(graph, "aws:s3/bucket:Bucket")}
+    for p in resources_of_type(graph, "aws:s3/bucketPolicy:BucketPolicy"):
+        arn = buckets[p.inputs["bucket"]]
+        statements = as_list(json_input(p, "policy")["Statement"])
+        found += [(arn, statements), (f"{arn}/*", statements)]
+    repositories = {r.outputs["name"]: r.outputs["arn"]
+                    for r in resources_of_type(graph, "aws:ecr/repository:Repository")}
+    for p in resources_of_type(graph, "aws:ecr/repositoryPolicy:RepositoryPolicy"):
+        found.append((repositories[p.inputs["repository"]],
+                      as_list(json_input(p, "policy")["Statement"])))
+    for key in resources_of_type(graph, "aws:kms/key:Key"):
+        found.append((key.outputs["arn"], as_list(json_input(key, "policy")["Statement"])))
+    return found
+
+
 # ----------------------------------------------------------------------------- linters --
 # Parliament findings a test accepts, in one format: (policy name without the stack prefix,
 # e.g. "deploy-named" or "roles-execution"; parliament's issue) -> (the actions, lower case,
@@ -448,6 +484,9 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
         "arn": "arn:aws:codestar-connections:{region}:{account}:connection/"
                "{id:.8}-0000-4000-8000-000000000000", "connectionStatus": "PENDING"},
     "aws:ec2/eip:Eip": {"allocationId": "eipalloc-{id:.8}", "publicIp": "192.0.2.10"},
+    "aws:ec2/vpcEndpoint:VpcEndpoint": {"prefixListId": "pl-{id:.8}"},
+    "aws:cloudwatch/eventRule:EventRule": {
+        "arn": "arn:aws:events:{region}:{account}:rule/{name}"},
     "aws:ecr/repository:Repository": {
         "arn": "arn:aws:ecr:{region}:{account}:repository/{name}", "name": "{name}",
         "registryId": "{account}",
@@ -459,8 +498,9 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
         "revision": 1},
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": {
         "arn": "arn:aws:iam::{account}:oidc-provider/{url_host}"},
-    "aws:iam/policy:Policy": {"arn": "arn:aws:iam::{account}:policy/{name}", "name": "{name}"},
-    "aws:iam/role:Role": {"arn": "arn:aws:iam::{account}:role/{name}", "name": "{name}"},
+    "aws:iam/policy:Policy": {"arn": "arn:aws:iam::{account}:policy{path}{name}",
+                              "name": "{name}"},
+    "aws:iam/role:Role": {"arn": "arn:aws:iam::{account}:role{path}{name}", "name": "{name}"},
     "aws:kms/key:Key": {"arn": "arn:aws:kms:{region}:{account}:key/mrk-{id:.32}",
                         "keyId": "mrk-{id:.32}"},
     "aws:lb/loadBalancer:LoadBalancer": {
@@ -477,6 +517,10 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
         "arn": "arn:aws:secretsmanager:{region}:{account}:secret:{name}-AbCdEf", "name": "{name}"},
     "aws:sns/topic:Topic": {"arn": "arn:aws:sns:{region}:{account}:{name}", "name": "{name}"},
 }
+
+
+# The input that holds a resource's physical name, where it is not "name".
+NAME_INPUTS = {"aws:s3/bucket:Bucket": "bucket"}
 
 
 def _mock_id(type_: str, logical: str, physical: str, fields: Mapping[str, Any]) -> str:
@@ -542,11 +586,12 @@ class AwsMocks(pulumi_mocks.Mocks):
         t, inputs = args.typ, dict(args.inputs)
         if t.startswith("pulumi:providers:"):
             return f"{args.name}-id", inputs
-        physical = inputs["name"] if isinstance(inputs.get("name"), str) else \
-            f"{args.name}-{_hash(args.name)[:7]}"
+        given = inputs.get(NAME_INPUTS.get(t, "name"))
+        physical = given if isinstance(given, str) else f"{args.name}-{_hash(args.name)[:7]}"
         fields = {"name": physical, "region": self.region, "account": self.account,
                   "id": _hash(args.name), "name_id": _hash(physical), "inputs": inputs,
-                  "url_host": str(inputs.get("url", "")).removeprefix("https://")}
+                  "url_host": str(inputs.get("url", "")).removeprefix("https://"),
+                  "path": inputs.get("path") or "/"}
         service, _, kind = t.partition(":")[2].partition("/")
         outputs = {"arn": f"arn:aws:{service}:{self.region}:{self.account}:"
                           f"{kind.split(':')[0]}/{physical}", **inputs}

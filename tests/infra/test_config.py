@@ -47,10 +47,12 @@ def test_pulumi_yaml_runtime_and_defaults_are_valid():
     assert doc["runtime"]["name"] == "python"
     assert doc["runtime"]["options"]["toolchain"] == "pip"
     # The declared defaults alone (plus what every stack must say) form a valid config.
+    # (An approval, on by default, needs the approvers named.)
     digits = releases.find("digits", "1")[0].entry
     cfg = config.parse({"owner": "team", "costCentre": "cc-1", "models": f'["{digits}"]',
-                        "githubRepository": "acme/ml-app"}, stack="sandbox",
-                       region="us-east-1")
+                        "githubRepository": "acme/ml-app",
+                        "approvers": '["arn:aws:iam::123456789012:group/approvers"]'},
+                       stack="sandbox", region="us-east-1")
     assert cfg.protect_data is True and cfg.https is False
 
 
@@ -150,6 +152,36 @@ BAD_CONFIGS = [
     ({"stack": "prod", "wafEnabled": False}, "wafEnabled", "WAF"),
     ({"stack": "prod", "fargateBase": 1}, "fargateBase", "must not depend on Spot"),
     ({"stack": "prod", "production": False}, "production", "looks like production"),
+    ({"stack": "prod", "auditLogs": False}, "auditLogs", "audit logs"),
+    # approvers
+    ({"stack": "prod", "approvers": ["alice"]}, "approvers", "not an IAM role or group ARN"),
+    ({"stack": "prod", "approvers": ["arn:aws:iam::333333333333:user/alice"]}, "approvers",
+     "not an IAM role or group ARN"),
+    ({"stack": "prod", "approvers": ["arn:aws:iam::111111111111:role/x"]}, "approvers",
+     "must belong to awsAccountId 333333333333"),
+    ({"stack": "prod", "approvers": []}, "approvers", "a manual approval needs approvers"),
+    ({"approvers": ["arn:aws:iam::123456789012:role/x"]}, "approvers",
+     "need requireApproval: true"),
+    ({"stack": "prod", "approvers": ["arn:aws:iam::333333333333:role/x"] * 2}, "approvers",
+     "lists an approver twice"),
+    # audit logs
+    ({"stack": "staging", "auditLogBucket": "acme-logs"}, "auditLogBucket",
+     "must start with ml-app-staging-audit-logs-"),
+    ({"stack": "staging", "auditLogBucket": "ml-app-staging-audit-logs-1",
+      "pulumiBackend": "s3", "pulumiStateBucket": "ml-app-staging-audit-logs-1",
+      "pulumiSecretsKeyArn": "arn:aws:kms:eu-west-1:222222222222:key/"
+                             "0b6e1c3a-5d2f-4e8b-9a7c-1f2e3d4c5b6a"},
+     "auditLogBucket", "cannot be another bucket of the stack"),
+    ({"stack": "staging", "auditLogBucket": "Not_A_Bucket"}, "auditLogBucket", "S3 bucket name"),
+    ({"auditLogBucket": "ml-app-dev-audit-logs-1"}, "auditLogBucket", "auditLogs is false"),
+    # promotion
+    ({"promotedFrom": "staging"}, "promotedFrom", "must set ml-app:promotesTo: dev"),
+    ({"stack": "staging", "promotesTo": "dev"}, "promotesTo", "must set ml-app:promotedFrom"),
+    ({"promotedFrom": "qa"}, "promotedFrom", "there is no Pulumi.qa.yaml"),
+    ({"promotedFrom": "dev"}, "promotedFrom", "must name another stack"),
+    ({"stack": "prod", "awsAccountId": None}, "promotedFrom", "needs awsAccountId"),
+    ({"promotesTo": "prod"}, "promotesTo", "needs awsAccountId"),
+    ({"stack": "prod", "promotedFrom": "not a stack!"}, "promotedFrom", "another stack of"),
 ]
 
 
@@ -318,3 +350,26 @@ def test_the_stack_files_name_the_repository_and_the_branches():
     assert parsed["staging"].pipeline_branch == parsed["prod"].pipeline_branch == "main"
     assert parsed["prod"].require_approval is True
     assert (ROOT / "Pulumi.yaml").read_text().count("githubRepository:") == 1
+
+
+def test_promotion_is_checked_from_both_ends_and_across_regions():
+    """The other stack's file is read: its promotesTo/promotedFrom must point back, both
+    need an account, and they must share a region."""
+    files = {"up": {"ml-app:promotesTo": "down", "ml-app:awsAccountId": "111111111111",
+                    "aws:region": "eu-west-1"},
+             "elsewhere": {"ml-app:promotesTo": "down", "ml-app:awsAccountId": "111111111111",
+                           "aws:region": "us-east-1"}}
+    raw = raw_for("prod", promotedFrom="up", approvers=None)
+    raw["approvers"] = '["arn:aws:iam::333333333333:role/x"]'
+    cfg = config.parse(raw, stack="down", region="eu-west-1", stack_file=files.get)
+    assert cfg.upstream_account_id == "111111111111"
+    raw["promotedFrom"] = "elsewhere"
+    with pytest.raises(config.ConfigError, match="another region: promotion works within one"):
+        config.parse(raw, stack="down", region="eu-west-1", stack_file=files.get)
+
+
+def test_a_promotion_without_its_upstream_stops_the_program_before_any_resource():
+    graph = run("dev", {"promotedFrom": "staging"})
+    assert isinstance(graph.error, config.ConfigError)
+    assert "ml-app:promotedFrom = 'staging'" in str(graph.error)
+    assert not [r for r in graph.resources if r.custom and not r.type.startswith("pulumi:")]

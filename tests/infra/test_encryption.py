@@ -16,7 +16,9 @@ def test_one_rotating_key_encrypts_logs_topic_secret_repository_and_bucket(graph
     for group in log_groups:
         assert group.inputs["kmsKeyId"] == key_arn, group.label
         assert group.inputs["retentionInDays"] == retention, group.label
-        assert group.inputs["name"].startswith(f"/ml-app/{graph.stack}/")
+        # WAF requires its log group to be named aws-waf-logs-...
+        assert group.inputs["name"].startswith(f"/ml-app/{graph.stack}/") or \
+            group.inputs["name"] == f"aws-waf-logs-ml-app-{graph.stack}", group.label
     assert one(graph, "aws:sns/topic:Topic").inputs["kmsMasterKeyId"] == key_arn
     for secret in resources_of_type(graph, "aws:secretsmanager/secret:Secret"):
         assert secret.inputs["kmsKeyId"] == key_arn
@@ -30,6 +32,25 @@ def test_key_policy_lets_logs_use_the_key_only_for_this_stacks_log_groups(graph)
     logs = by_sid["CloudWatchLogsForThisStacksLogGroups"]
     assert logs["Principal"] == {"Service": f"logs.{graph.config['aws:region']}.amazonaws.com"}
     context = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
-    assert context.endswith(f":log-group:/ml-app/{graph.stack}/*")
+    assert [c.split(":log-group:")[1] for c in context] == [
+        f"/ml-app/{graph.stack}/*", f"aws-waf-logs-ml-app-{graph.stack}"]
     root = by_sid["EnableIamPoliciesOfThisAccount"]
     assert root["Principal"]["AWS"].endswith(":root")
+
+
+def test_every_service_principal_in_the_key_policy_acts_for_this_account_only(graph):
+    """Confused deputy: a service principal in the key policy is pinned to this account by
+    aws:SourceAccount (and aws:SourceArn, the stack's sources), or, for CloudWatch Logs, by
+    the encryption context (the log group's ARN, which holds the account)."""
+    [doc] = policy_documents(graph, "key")
+    account = doc.resource.outputs["arn"].split(":")[4]
+    services = [s for s in doc.statements if "Service" in s["Principal"]]
+    assert len(services) >= 3
+    for s in services:
+        condition = s["Condition"]
+        if s["Principal"]["Service"].startswith("logs."):
+            assert all(f":{account}:log-group:" in arn for arn in
+                       condition["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+            continue
+        assert condition["StringEquals"]["aws:SourceAccount"] == account, s["Sid"]
+        assert f":{account}:" in condition["ArnLike"]["aws:SourceArn"], s["Sid"]

@@ -56,3 +56,22 @@ def test_ecr_repository_is_immutable_scanned_and_expires_images(graph):
     lifecycle = one(graph, "aws:ecr/lifecyclePolicy:LifecyclePolicy", "ml-app:infra:ContainerImage")
     rules = json.loads(lifecycle.inputs["policy"])["rules"]
     assert {r["selection"]["tagStatus"] for r in rules} == {"untagged", "any"}
+
+
+def test_only_the_deploy_role_pushes_to_the_repository(graph):
+    """A content-hash tag planted by anyone else would be deployed without a build: the
+    repository policy denies pushes to every other principal (who can push is evaluated in
+    test_escalation.py). It is set after the first image, which an administrator's first
+    `pulumi up` pushes."""
+    policy = one(graph, "aws:ecr/repositoryPolicy:RepositoryPolicy")
+    repository = one(graph, "aws:ecr/repository:Repository", "ml-app:infra:ContainerImage")
+    assert policy.inputs["repository"] == repository.outputs["name"]
+    [deny] = json_input(policy, "policy")["Statement"]
+    account = repository.outputs["arn"].split(":")[4]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert {"ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:BatchDeleteImage"} <= \
+        set(deny["Action"])
+    assert deny["Condition"] == {"ArnNotEquals": {
+        "aws:PrincipalArn": f"arn:aws:iam::{account}:role/ml-app-{graph.stack}-deploy-build"}}
+    image = one(graph, "docker:index/image:Image")
+    assert image.urn in policy.explicit_depends_on

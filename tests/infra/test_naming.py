@@ -22,6 +22,11 @@ def test_names_derive_from_the_project_and_the_stack():
     assert names.tags == {"project": "ml-app", "stack": "dev", "owner": "ml-platform",
                           "cost-centre": "cc-1", "managed-by": "pulumi"}
     assert names.tags[names.tag_key] == names.tag_value == "dev"
+    assert names.scope_tags == {"project": "ml-app", "stack": "dev"}
+    assert names.service_role_path("ecs-tasks") == "/ml-app/dev/service/ecs-tasks/"
+    assert names.waf_log_group == "aws-waf-logs-ml-app-dev"
+    assert names.promotion_bucket("333333333333") == "ml-app-dev-promotion-333333333333"
+    assert names.of("prod").pipeline_role("deploy-build") == "ml-app-prod-deploy-build"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -46,7 +51,8 @@ def test_every_name_in_the_graph_is_one_of_the_stacks(graph):
                 continue
             checked += 1
             if r.type == "aws:cloudwatch/logGroup:LogGroup":
-                assert value.startswith(names.log_group_prefix + "/"), value
+                assert value.startswith(names.log_group_prefix + "/") or \
+                    value == names.waf_log_group, value
             elif r.type == "aws:kms/alias:Alias":
                 assert value == f"alias/{names.prefix}"
             elif r.type == "aws:route53/record:Record":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.infra.harness import Graph, config_value, one, resources_of_type
 
 
@@ -66,3 +68,47 @@ def test_nat_gateways_and_endpoints_follow_the_stack_config(graph):
 def test_the_default_security_group_is_emptied(graph):
     default = one(graph, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert default.inputs.get("ingress") == [] and default.inputs.get("egress") == []
+
+
+def _endpoints(graph: Graph) -> dict[str, dict]:
+    return {e.inputs["serviceName"].split(".", 3)[-1]: e
+            for e in resources_of_type(graph, "aws:ec2/vpcEndpoint:VpcEndpoint")}
+
+
+def test_with_endpoints_tasks_reach_only_the_endpoints_and_s3(graph):
+    """Egress of the tasks' group: 443 to the endpoints' group and S3's prefix list when the
+    interface endpoints exist (no path to the internet at all); 443 anywhere otherwise
+    (through the NAT, which is then the only way to the AWS APIs)."""
+    service = one(graph, "aws:ecs/service:Service")
+    [task_sg] = service.inputs["networkConfiguration"]["securityGroups"]
+    egress = [r.inputs for r in resources_of_type(
+        graph, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.inputs["securityGroupId"] == task_sg]
+    assert egress and all(e["ipProtocol"] == "tcp" and e["fromPort"] == e["toPort"] == 443
+                          for e in egress)
+    endpoints = _endpoints(graph)
+    if config_value(graph, "vpcEndpoints") == "true":
+        [endpoint_sg] = {sg for k, e in endpoints.items() if k != "s3"
+                         for sg in e.inputs["securityGroupIds"]}
+        destinations = {(e.get("referencedSecurityGroupId"), e.get("prefixListId"),
+                         e.get("cidrIpv4")) for e in egress}
+        assert destinations == {(endpoint_sg, None, None),
+                                (None, endpoints["s3"].outputs["prefixListId"], None)}
+    else:
+        assert [e.get("cidrIpv4") for e in egress] == ["0.0.0.0/0"]
+
+
+def test_endpoint_policies_allow_the_stacks_buckets_and_this_accounts_principals(graph):
+    endpoints = _endpoints(graph)
+    [s3] = json.loads(endpoints["s3"].inputs["policy"])["Statement"]
+    assert s3["Action"] == "s3:GetObject"
+    assert sorted(s3["Resource"]) == sorted([
+        f"arn:aws:s3:::ml-app-{graph.stack}-*/*",
+        f"arn:aws:s3:::prod-{graph.config['aws:region']}-starport-layer-bucket/*"])
+    account = one(graph, "aws:kms/key:Key").outputs["arn"].split(":")[4]
+    for name, endpoint in endpoints.items():
+        if name == "s3":
+            continue
+        [statement] = json.loads(endpoint.inputs["policy"])["Statement"]
+        assert statement["Action"] == f"{name.split('.')[0]}:*"
+        assert statement["Condition"] == {"StringEquals": {"aws:PrincipalAccount": account}}

@@ -6,7 +6,10 @@ test_boundary.py, the artifact bucket in test_storage.py."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import pytest
 
 from infra import pipeline
 from tests.infra.harness import (PIPELINE, ROOT, VARIANT, Graph, Resource, api_problems,
@@ -58,7 +61,10 @@ def test_approval_is_configurable_outside_prod(variant):
     assert [s["name"] for s in pipeline_of(graph).inputs["stages"]] == EXPECTED_STAGES
 
 
-def test_source_is_the_configured_branch_through_the_connection(graph):
+@pytest.mark.parametrize("stack", ["dev", "staging"])   # prod's source: test_prods_source_...
+def test_source_is_the_configured_branch_through_the_connection(graphs, stack):
+    graph = graphs[stack]
+    assert not config_value(graph, "promotedFrom")
     p = pipeline_of(graph)
     [source] = p.inputs["stages"][0]["actions"]
     assert source["provider"] == "CodeStarSourceConnection" and source["owner"] == "AWS"
@@ -162,6 +168,10 @@ def _triggers(triggers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _optional(**keys: Any) -> dict[str, Any]:
+    return {k: v for k, v in keys.items() if v}
+
+
 def _create_pipeline_params(p: Resource) -> dict[str, Any]:
     i = p.inputs
     stores = [{"type": s["type"], "location": s["location"],
@@ -169,7 +179,8 @@ def _create_pipeline_params(p: Resource) -> dict[str, Any]:
     return {"pipeline": {
         "name": i["name"], "roleArn": i["roleArn"], "artifactStore": stores[0],
         "stages": _stage_declarations(i["stages"]), "pipelineType": i["pipelineType"],
-        "executionMode": i["executionMode"], "triggers": _triggers(i["triggers"])}}
+        "executionMode": i["executionMode"],
+        **_optional(triggers=_triggers(i.get("triggers") or []))}}
 
 
 def _validate(params: dict[str, Any]) -> list[str]:
@@ -183,6 +194,7 @@ def test_pipeline_validates_against_botocore_create_pipeline(graph):
 
 def test_the_create_pipeline_validation_can_fail(graphs):
     params = _create_pipeline_params(pipeline_of(graphs["prod"]))
+    assert "triggers" not in params["pipeline"]     # prod starts from the promotion rule
     params["pipeline"]["stages"][-1]["onFailure"] = {"result": "ROLLBACKK"}
     params["pipeline"]["stages"][1]["actions"][0]["timeoutMinutes"] = 5
     errors = "\n".join(_validate(params))
@@ -275,3 +287,79 @@ def test_projects_and_pipeline_wait_for_their_roles_policies(graph):
         assert attached, f"{role_res.name} has no policies"
         missing = [p.name for p in attached if p.urn not in resource.depends_on]
         assert not missing, f"{resource.name} does not wait for {missing}"
+
+
+# ---------------------------------------------------------------- staged promotion --
+def test_prods_source_is_what_staging_verified_not_a_branch(graphs):
+    """Prod's pipeline takes the object staging's Deploy stage publishes after its smoke
+    test, from a versioned bucket only staging's deploy role may write (test_escalation.py
+    evaluates who can); an EventBridge rule, not a branch, starts it."""
+    prod, staging = graphs["prod"], graphs["staging"]
+    assert config_value(prod, "promotedFrom") == "staging"
+    assert config_value(staging, "promotesTo") == "prod"
+    [source] = pipeline_of(prod).inputs["stages"][0]["actions"]
+    assert (source["category"], source["owner"], source["provider"]) == ("Source", "AWS", "S3")
+    bucket = next(b for b in within(prod, PIPELINE, "aws:s3/bucket:Bucket")
+                  if "-promotion" in b.name)
+    account = prod.exports["kmsKeyArn"].split(":")[4]
+    assert bucket.outputs["bucket"] == f"ml-app-prod-promotion-{account}"
+    assert source["configuration"] == {"S3Bucket": bucket.outputs["bucket"],
+                                       "S3ObjectKey": "source.zip",
+                                       "PollForSourceChanges": "false"}
+    assert not pipeline_of(prod).inputs.get("triggers")
+    assert not within(prod, PIPELINE, "aws:codestarconnections/connection:Connection")
+    assert "codestarConnectionArn" not in prod.exports
+    assert prod.exports["promotionBucket"] == bucket.outputs["bucket"]
+    versioning = [r for r in resources_of_type(prod, "aws:s3/bucketVersioning:BucketVersioning")
+                  if r.inputs["bucket"] == bucket.outputs["id"]]
+    assert versioning[0].inputs["versioningConfiguration"]["status"] == "Enabled"
+    # S3 -> EventBridge -> this pipeline, through a role that may start it and nothing else.
+    [notification] = [n for n in resources_of_type(prod, "aws:s3/bucketNotification:"
+                                                         "BucketNotification")
+                      if n.inputs["bucket"] == bucket.outputs["id"]]
+    assert notification.inputs["eventbridge"] is True
+    rule = one(prod, "aws:cloudwatch/eventRule:EventRule", PIPELINE)
+    assert json.loads(rule.inputs["eventPattern"]) == {
+        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket.outputs["bucket"]]},
+                   "object": {"key": ["source.zip"]}}}
+    target = one(prod, "aws:cloudwatch/eventTarget:EventTarget", PIPELINE)
+    assert target.inputs["arn"] == pipeline_of(prod).outputs["arn"]
+    trigger = role_named(prod, "promotion-trigger")
+    assert target.inputs["roleArn"] == trigger.outputs["arn"]
+    [start] = role_statements(prod, trigger)
+    assert start["Action"] == "codepipeline:StartPipelineExecution"
+    assert start["Resource"] == pipeline_of(prod).outputs["arn"]
+    # Staging publishes there after its smoke test (ci/buildspecs/deploy.yml, make promote).
+    deploy = {v["name"]: v for v in projects(staging)["deploy"].inputs["environment"][
+        "environmentVariables"]}
+    assert deploy["PROMOTE_TO"]["value"] == f"s3://{bucket.outputs['bucket']}/source.zip"
+    assert "PROMOTE_TO" not in {v["name"] for v in projects(prod)["deploy"].inputs[
+        "environment"]["environmentVariables"]}
+
+
+def test_prod_keeps_its_approval_and_the_deploy_checks_who_gave_it(graphs, variant):
+    for graph in (graphs["prod"], variant):
+        stages = {s["name"]: s for s in pipeline_of(graph).inputs["stages"]}
+        assert "Approval" in stages
+        [deploy] = stages["Deploy"]["actions"]
+        assert json.loads(deploy["configuration"]["EnvironmentVariables"]) == [{
+            "name": "PIPELINE_EXECUTION_ID", "type": "PLAINTEXT",
+            "value": "#{codepipeline.PipelineExecutionId}"}]
+        variables = {v["name"]: v["value"] for v in projects(graph)["deploy"].inputs[
+            "environment"]["environmentVariables"]}
+        assert json.loads(variables["APPROVERS"]) == json.loads(
+            config_value(graph, "approvers"))
+        # The approvers' own policy: this pipeline's approval action, its reads, nothing else.
+        [approve] = [p for p in within(graph, PIPELINE, "aws:iam/policy:Policy")
+                     if p.inputs["name"] == f"{prefix(graph)}-approve"]
+        statements = {s["Sid"]: s for s in json.loads(approve.inputs["policy"])["Statement"]}
+        assert statements["ApproveThisPipeline"]["Resource"] == \
+            f"{pipeline_of(graph).outputs['arn']}/Approval/Approve"
+    # Without an approval stage there is no one to check and no approvers' policy.
+    for stack in ("dev", "staging"):
+        variables = {v["name"] for v in projects(graphs[stack])["deploy"].inputs[
+            "environment"]["environmentVariables"]}
+        assert "APPROVERS" not in variables
+        assert not [p for p in within(graphs[stack], PIPELINE, "aws:iam/policy:Policy")
+                    if p.inputs["name"].endswith("-approve")]

@@ -23,12 +23,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.infra.harness import ROOT, STACKS
+from tests.infra.harness import ROOT, STACKS, role_named
 
 BUILDSPECS = ROOT / "ci" / "buildspecs"
 WORKFLOWS = ROOT / ".github" / "workflows"
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "ci"))
+import approval  # noqa: E402  (ci/approval.py: standard library only)
+import promote  # noqa: E402  (ci/promote.py: standard library only)
 import smoke  # noqa: E402  (ci/smoke.py: standard library only)
 
 
@@ -79,11 +81,12 @@ def test_each_buildspec_parses_and_only_calls_existing_make_targets(name):
             for target, variables in make_calls(command):
                 assert target in targets, f"{name}: make {target}: no such Makefile target"
                 calls.append((target, variables))
-    expected = {"test.yml": ["test"], "preview.yml": ["pulumi-cli", "preview"],
-                "deploy.yml": ["pulumi-cli", "deploy", "smoke"]}[name]
+    expected = {"test.yml": ["chromium", "test"], "preview.yml": ["pulumi-cli", "preview"],
+                "deploy.yml": ["pulumi-cli", "check-approval", "deploy", "smoke",
+                               "promote"]}[name]
     assert [t for t, _ in calls] == expected
     for target, variables in calls:
-        if target in ("preview", "deploy", "smoke"):
+        if target in ("preview", "deploy", "smoke", "check-approval", "promote"):
             assert variables == {"STACK": "$STACK"}, "the project's STACK variable"
 
 
@@ -188,37 +191,76 @@ def steps_using(job: dict, action: str) -> list[dict]:
     return [s for s in job["steps"] if s.get("uses", "").split("@")[0] == action]
 
 
-def test_pull_requests_run_make_test():
+def test_pull_requests_run_make_test_with_a_required_browser():
     wf = pull_request_workflow()
     assert "pull_request" in wf[True]            # YAML 1.1 reads the key `on` as True
     assert wf["permissions"] == {"contents": "read"}
-    runs = [s.get("run", "") for s in wf["jobs"]["test"]["steps"]]
-    assert "make test" in runs
+    job = wf["jobs"]["test"]
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert "make test" in runs and "make chromium" in runs
+    assert runs.index("make chromium") < runs.index("make test")
+    assert job["env"]["REQUIRE_BROWSER"] == "1" and job["env"]["CHROMIUM"]
+    test = load_buildspec("test.yml")
+    assert test["env"]["variables"]["REQUIRE_BROWSER"] == "1"
+    assert test["env"]["variables"]["CHROMIUM"] == job["env"]["CHROMIUM"]
 
 
-def test_pull_requests_preview_every_stack_with_pulumi_actions_over_oidc(graphs):
+def workflow(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def _role_for(arn_template: str, graph, stack: str) -> str:
+    account = graph.exports["githubPreviewRoleArn"].split(":")[4]
+    return arn_template.replace("${{ vars.AWS_ACCOUNT_ID }}", account) \
+        .replace("${{ inputs.stack }}", stack)
+
+
+def test_pull_requests_preview_dev_only_in_its_environment(graphs):
+    """Pull-request code runs with dev's read-only role only, inside GitHub's "dev"
+    environment (the only subject dev's role trusts), with dev's token given to one step;
+    the workflow holds no stored AWS key and no job-level token."""
     job = pull_request_workflow()["jobs"]["preview"]
-    assert job["strategy"]["matrix"]["stack"] == list(STACKS)
-    assert sorted(p.name for p in ROOT.glob("Pulumi.*.yaml")) == \
-        sorted(f"Pulumi.{s}.yaml" for s in STACKS)
-    assert job["permissions"]["id-token"] == "write"
-    assert job["permissions"]["pull-requests"] == "write"
-    assert "head.repo.full_name == github.repository" in job["if"]
+    assert job["environment"] == "dev"
+    assert "strategy" not in job, "staging and prod previews never run pull-request code"
+    assert job["permissions"] == {"contents": "read", "id-token": "write",
+                                  "pull-requests": "write"}
+    assert "env" not in job, "no secret at job level: each step gets only what it needs"
     [aws] = steps_using(job, "aws-actions/configure-aws-credentials")
-    role = aws["with"]["role-to-assume"]
-    # The role the program creates for each stack, and no stored keys anywhere.
-    for stack, graph in graphs.items():
-        account = graph.exports["githubPreviewRoleArn"].split(":")[4]
-        arn = role.replace("${{ vars.AWS_ACCOUNT_ID }}", account) \
-                  .replace("${{ matrix.stack }}", stack)
-        assert arn == graph.exports["githubPreviewRoleArn"], (arn, stack)
-    text = (WORKFLOWS / "pull-request.yml").read_text()
-    assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    assert _role_for(aws["with"]["role-to-assume"], graphs["dev"], "dev") == \
+        graphs["dev"].exports["githubPreviewRoleArn"]
     [pulumi] = steps_using(job, "pulumi/actions")
+    assert pulumi["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
     w = pulumi["with"]
-    assert w["command"] == "preview"
+    assert w["command"] == "preview" and "dev" in w["stack-name"]
     assert w["comment-on-pr"] is True and w["edit-pr-comment"] is True and w["diff"] is True
-    assert "matrix.stack" in w["stack-name"]
+    for name in ("pull-request.yml", "preview.yml"):
+        text = (WORKFLOWS / name).read_text()
+        assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    # Every stack's role trusts its own environment: dev's from pull requests; staging's and
+    # prod's only from preview.yml, which pull requests do not trigger.
+    for stack, graph in graphs.items():
+        [trust] = json.loads(role_named(graph, "github-preview").inputs["assumeRolePolicy"])[
+            "Statement"]
+        assert trust["Condition"]["StringEquals"][
+            "token.actions.githubusercontent.com:sub"] == \
+            f"repo:acme-ml/ml-app:environment:{stack}"
+
+
+def test_staging_and_prod_previews_run_on_demand_in_their_environments(graphs):
+    wf = workflow("preview.yml")
+    assert set(wf[True]) == {"workflow_dispatch"}, "never on pull_request"
+    assert wf["permissions"] == {"contents": "read"}
+    assert wf[True]["workflow_dispatch"]["inputs"]["stack"]["options"] == ["staging", "prod"]
+    job = wf["jobs"]["preview"]
+    assert job["environment"] == "${{ inputs.stack }}"
+    assert "env" not in job
+    [aws] = steps_using(job, "aws-actions/configure-aws-credentials")
+    for stack in ("staging", "prod"):
+        assert _role_for(aws["with"]["role-to-assume"], graphs[stack], stack) == \
+            graphs[stack].exports["githubPreviewRoleArn"]
+    [pulumi] = steps_using(job, "pulumi/actions")
+    assert pulumi["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    assert "comment-on-pr" not in pulumi["with"]
 
 
 def test_pull_requests_show_the_offline_snapshot_diff():
@@ -522,3 +564,137 @@ def test_ecs_check_fails_on_failed_or_unfinished_deployments(deployments, messag
             {"services": [{"deployments": deployments}]}), "")
     with pytest.raises(smoke.SmokeFailure, match=message):
         smoke.check_ecs("c", "s", TASK_DEFINITION, run=fake_run)
+
+
+# --------------------------------------------------------- the approval, the promotion --
+PIPELINE_NAME = "ml-app-prod"
+ROLE_APPROVER = "arn:aws:iam::333333333333:role/ml-app-release-managers"
+GROUP_APPROVER = "arn:aws:iam::333333333333:group/ml-app-prod-approvers"
+
+
+def fake_aws(executions: dict[str, dict], approvals: dict[str, list[dict]],
+             groups: dict[str, list[str]]):
+    """An `aws` CLI answering the three calls ci/approval.py makes, with the shapes of the
+    CodePipeline and IAM APIs (GetPipelineExecution, ListActionExecutions, GetGroup)."""
+    calls = []
+
+    def run(argv, **_):
+        calls.append(argv)
+        args = dict(zip(argv[3::2], argv[4::2]))
+        if argv[1:3] == ["codepipeline", "get-pipeline-execution"]:
+            body = {"pipelineExecution": executions[args["--pipeline-execution-id"]]}
+        elif argv[1:3] == ["codepipeline", "list-action-executions"]:
+            execution = args["--filter"].removeprefix("pipelineExecutionId=")
+            body = {"actionExecutionDetails": approvals.get(execution, [])}
+        elif argv[1:3] == ["iam", "get-group"]:
+            body = {"Group": {"GroupName": args["--group-name"]},
+                    "Users": [{"Arn": a, "UserName": a.rsplit("/", 1)[1]}
+                              for a in groups.get(args["--group-name"], [])]}
+        else:
+            return subprocess.CompletedProcess(argv, 1, "", f"unexpected call {argv}")
+        return subprocess.CompletedProcess(argv, 0, json.dumps(body), "")
+    return run, calls
+
+
+def approved_by(who: str, status: str = "Succeeded") -> list[dict]:
+    return [{"stageName": "Source", "actionName": "Source", "status": "Succeeded",
+             "updatedBy": "arn:aws:sts::333333333333:assumed-role/x/y"},
+            {"stageName": "Approval", "actionName": "Approve", "status": status,
+             "updatedBy": who, "lastUpdateTime": "2026-11-30T10:00:00Z",
+             "output": {"executionResult": {"externalExecutionSummary": "looks good"}}}]
+
+
+NORMAL = {"e1": {"pipelineExecutionId": "e1", "trigger": {"triggerType": "CloudWatchEvent"}}}
+
+
+@pytest.mark.parametrize("who, ok", [
+    ("arn:aws:sts::333333333333:assumed-role/ml-app-release-managers/alice", True),
+    ("arn:aws:iam::333333333333:user/bob", True),                  # in the approvers' group
+    ("arn:aws:iam::333333333333:user/mallory", False),             # an IAM user, not in it
+    ("arn:aws:sts::333333333333:assumed-role/AdministratorAccess/admin", False),
+    ("arn:aws:sts::333333333333:assumed-role/ml-app-prod-deploy-build/x", False),
+    ("arn:aws:sts::111111111111:assumed-role/ml-app-release-managers/alice", False),
+])
+def test_the_deploy_counts_only_the_named_approvers(who, ok):
+    run, _ = fake_aws(NORMAL, {"e1": approved_by(who)},
+                      {"ml-app-prod-approvers": ["arn:aws:iam::333333333333:user/bob"]})
+    approvers = [ROLE_APPROVER, GROUP_APPROVER]
+    if ok:
+        assert approval.check(PIPELINE_NAME, "e1", approvers, run=run, log=lambda _: None) == who
+    else:
+        with pytest.raises(approval.NotApproved, match="who is not one of the approvers"):
+            approval.check(PIPELINE_NAME, "e1", approvers, run=run, log=lambda _: None)
+
+
+def test_no_approval_no_deploy_and_a_rollback_counts_its_targets_approval(capsys):
+    run, _ = fake_aws(NORMAL, {"e1": approved_by(ROLE_APPROVER, status="InProgress")}, {})
+    with pytest.raises(approval.NotApproved, match="was not approved"):
+        approval.check(PIPELINE_NAME, "e1", [ROLE_APPROVER], run=run)
+    alice = "arn:aws:sts::333333333333:assumed-role/ml-app-release-managers/alice"
+    rollback = {"r1": {"pipelineExecutionId": "r1", "trigger": {"triggerType":
+                                                                 "AutomatedRollback"},
+                       "rollbackMetadata": {"rollbackTargetPipelineExecutionId": "e0"}}}
+    run, calls = fake_aws(rollback, {"e0": approved_by(alice)}, {})
+    assert approval.check(PIPELINE_NAME, "r1", [ROLE_APPROVER], run=run,
+                          log=lambda _: None) == alice
+    assert ["--filter", "pipelineExecutionId=e0"] == calls[1][5:7]
+    # The command line: refusal is exit 1 with the reason, bad arguments exit 2.
+    run, _ = fake_aws(NORMAL, {"e1": approved_by("arn:aws:iam::333333333333:user/eve")}, {})
+    assert approval.main(["--pipeline", PIPELINE_NAME, "--execution", "e1", "--approvers",
+                          json.dumps([GROUP_APPROVER])], run=run) == 1
+    assert "approval: REFUSED" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        approval.main(["--pipeline", PIPELINE_NAME, "--execution", "e1", "--approvers", "x"],
+                      run=run)
+    assert exit_.value.code == 2
+
+
+def test_the_approval_calls_are_real_api_requests():
+    """The CLI's arguments are those of the real operations (botocore's input shapes)."""
+    from tests.infra.harness import api_problems
+    execution = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"       # execution IDs are UUIDs
+    assert api_problems("codepipeline", "GetPipelineExecution", {
+        "pipelineName": PIPELINE_NAME, "pipelineExecutionId": execution}) == []
+    assert api_problems("codepipeline", "ListActionExecutions", {
+        "pipelineName": PIPELINE_NAME, "filter": {"pipelineExecutionId": execution}}) == []
+    assert api_problems("iam", "GetGroup", {"GroupName": "ml-app-prod-approvers"}) == []
+
+
+def test_make_check_approval_runs_only_with_an_approval_stage(tmp_path):
+    result = subprocess.run(["make", "--no-print-directory", "check-approval", "STACK=dev"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            env={k: v for k, v in os.environ.items() if k != "APPROVERS"})
+    assert result.returncode == 0 and "has no approval stage" in result.stdout
+    dry = _make_dry_run("check-approval", "STACK=prod")
+    assert "ci/approval.py --pipeline \"ml-app-prod\"" in dry
+
+
+def test_promote_copies_the_deployed_artifact_to_the_next_stack():
+    artifact = "arn:aws:s3:::ml-app-staging-artifacts-abc/ml-app-staging/source/Xyz.zip"
+    target = "s3://ml-app-prod-promotion-333333333333/source.zip"
+    assert promote.copy_command(artifact, target, "0123abc") == [
+        "aws", "s3", "cp", "s3://ml-app-staging-artifacts-abc/ml-app-staging/source/Xyz.zip",
+        target, "--metadata", "revision=0123abc", "--only-show-errors"]
+    seen = []
+
+    def run(argv, **_):
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    env = {"PROMOTE_TO": target, "CODEBUILD_SOURCE_VERSION": artifact,
+           "CODEBUILD_RESOLVED_SOURCE_VERSION": "0123abc"}
+    assert promote.main([], run=run, environ=env) == 0 and len(seen) == 1
+    assert promote.main([], run=run, environ={}) == 0 and len(seen) == 1   # nothing to do
+    with pytest.raises(SystemExit):
+        promote.main([], run=run, environ={**env, "CODEBUILD_SOURCE_VERSION": "main"})
+
+    def failing(argv, **_):
+        return subprocess.CompletedProcess(argv, 1, "", "AccessDenied")
+    assert promote.main([], run=failing, environ=env) == 1
+
+
+def test_the_ci_shell_scripts_pass_shellcheck():
+    shellcheck = shutil.which("shellcheck", path=str(VENV_BIN)) or shutil.which("shellcheck")
+    assert shellcheck
+    result = subprocess.run([shellcheck, *map(str, (ROOT / "ci").glob("*.sh"))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout

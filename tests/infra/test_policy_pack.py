@@ -44,9 +44,6 @@ BAD = {
     "s3-public-access-blocked": ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
                                  {"blockPublicAcls": True, "blockPublicPolicy": False,
                                   "ignorePublicAcls": True, "restrictPublicBuckets": True}),
-    "s3-kms-encryption": ("aws:s3/bucketServerSideEncryptionConfiguration:"
-                          "BucketServerSideEncryptionConfiguration",
-                          {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]}),
     "s3-versioning": ("aws:s3/bucketVersioning:BucketVersioning",
                       {"versioningConfiguration": {"status": "Suspended"}}),
     "s3-tls-only": ("aws:s3/bucketPolicy:BucketPolicy",
@@ -74,6 +71,19 @@ BAD = {
                                 {"protocol": "HTTP", "defaultActions": [{"type": "forward"}]}),
     "sns-topic-encrypted": ("aws:sns/topic:Topic", {}),
     "secret-encrypted-with-cmk": ("aws:secretsmanager/secret:Secret", {}),
+    "service-principals-act-for-this-account": ("aws:sns/topicPolicy:TopicPolicy", {
+        "policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "sns:Publish",
+                                             "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                             "Resource": "*"}]})}),
+    "github-trust-pinned-to-an-environment": ("aws:iam/role:Role", {
+        "assumeRolePolicy": json.dumps({"Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
+            "Principal": {"Federated": "arn:aws:iam::1:oidc-provider/"
+                                       "token.actions.githubusercontent.com"},
+            "Condition": {"StringEquals": {
+                "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+                "token.actions.githubusercontent.com:sub": "repo:acme/app:pull_request"}}}]})}),
+    "vpc-endpoint-has-a-policy": ("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Gateway"}),
     "no-wildcard-actions": ("aws:iam/rolePolicy:RolePolicy",
                             {"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*",
                                                                   "Resource": "arn:aws:s3:::b"}]})}),
@@ -117,6 +127,30 @@ def test_the_stack_rule_finds_a_bucket_without_its_settings(graphs):
     found = rules.buckets_fully_configured(without_versioning)
     assert found and all("has no versioning" in m for m in found)
     assert rules.buckets_fully_configured(resources) == []
+
+
+def test_the_stack_rules_for_the_new_invariants_can_fail(graphs):
+    resources = stack_resources(graphs["prod"])
+    assert rules.s3_encryption(resources) == []
+    assert rules.roles_carry_a_boundary(resources) == []
+    assert rules.ecr_push_only_by_one_role(resources) == []
+    # A log bucket under the stack's key (ALB could not deliver), and a model bucket on
+    # SSE-S3, are both refused.
+    swapped = []
+    for t, p in resources:
+        if t.startswith("aws:s3/bucketServerSideEncryptionConfiguration"):
+            algorithm = p["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"]
+            p = {**p, "rules": [{"applyServerSideEncryptionByDefault": {
+                "sseAlgorithm": "aws:kms" if algorithm == "AES256" else "AES256"}}]}
+        swapped.append((t, p))
+    found = rules.s3_encryption(swapped)
+    assert any("receives AWS log delivery" in m for m in found)
+    assert any("must be SSE-KMS" in m for m in found)
+    unbounded = [(t, {**p, "permissionsBoundary": None} if t == "aws:iam/role:Role" else p)
+                 for t, p in resources]
+    assert rules.roles_carry_a_boundary(unbounded)
+    assert rules.ecr_push_only_by_one_role(
+        [(t, p) for t, p in resources if t != "aws:ecr/repositoryPolicy:RepositoryPolicy"])
 
 
 def test_rules_read_props_through_mappings_not_dicts():

@@ -1,11 +1,14 @@
-"""Every bucket is a SecureBucket (infra/storage.py): the same controls on each of them."""
+"""Every bucket is a SecureBucket (infra/storage.py): the same controls on each of them. The
+audit-log buckets (infra/audit_logs.py) differ only where AWS's log delivery requires it:
+SSE-S3 instead of the stack's key (test_audit_logs.py)."""
 
 from __future__ import annotations
 
 import json
 
 from tests.infra.harness import (PIPELINE, Graph, Resource, as_list, config_value, json_input,
-                                 one, policy_documents, resources_of_type, stack_key_arn)
+                                 one, policy_documents, resources_of_type, stack_key_arn,
+                                 within)
 
 
 PROTECTIONS = VERSIONING, ENCRYPTION, ACCESS_BLOCK, POLICY, LIFECYCLE, OWNERSHIP = (
@@ -39,9 +42,12 @@ def test_every_bucket_is_encrypted_versioned_private_tls_only_and_expires_old_ve
 
         sse = settings[ENCRYPTION]
         [rule] = sse.inputs["rules"]
-        assert rule["applyServerSideEncryptionByDefault"] == {
-            "sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn}
-        assert rule["bucketKeyEnabled"] is True
+        if any(a.type == "ml-app:infra:AuditLogs" for a in graph.ancestors(bucket)):
+            assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+        else:
+            assert rule["applyServerSideEncryptionByDefault"] == {
+                "sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn}
+            assert rule["bucketKeyEnabled"] is True
 
         pab = settings[ACCESS_BLOCK]
         for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
@@ -67,7 +73,8 @@ def test_every_bucket_is_encrypted_versioned_private_tls_only_and_expires_old_ve
 
 
 def test_the_artifact_bucket_has_the_model_buckets_protections(graph):
-    artifacts = one(graph, "aws:s3/bucket:Bucket", PIPELINE)
+    [artifacts] = [b for b in within(graph, PIPELINE, "aws:s3/bucket:Bucket")
+                   if "-artifacts-" in b.outputs["bucket"]]
     models = one(graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry")
     ours, theirs = settings_of(graph, artifacts), settings_of(graph, models)
     assert set(ours) == set(theirs) == set(PROTECTIONS)

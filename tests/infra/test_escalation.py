@@ -1,0 +1,441 @@
+"""No role of any stack can gain a permission it does not already have.
+
+Over each stack's rendered graph (dev, staging, prod), every role, pipeline and service
+alike, is evaluated as AWS evaluates IAM (tests/infra/iam_eval.py: explicit deny wins,
+identity AND boundary, resource policies, conditions with IAM's missing-key rules) against
+the known escalation paths (PROBES): self-attaching a managed policy, an inline "*", a new or
+default policy version, removing or replacing the boundary, a role without it, trust
+changes, PassRole with CodeBuild/Lambda/ECS, users and access keys, AssumeRole outside the
+stack, data outside the stack, tag-scoped grants met by one tag, approving, feeding the
+pipeline, deleting audit logs, pushing images. Then the two-step paths: a role that can
+rewrite another role's policies (or create one) and make it run code (PassRole to ECS,
+Lambda, CodeBuild; or re-trust and assume it) gets everything the other role's boundary
+allows, so that is evaluated against the same probes.
+
+The test can fail: WEAKENINGS each open one path in a copy of the policies (most restore
+what the stacks had before issue 8), and the same walk must report it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import pytest
+
+from infra import boundary as boundary_module
+from tests.infra.harness import (STACKS, Graph, boundary_arn, prefix, principals,
+                                 resource_policies)
+from tests.infra.iam_eval import Principal, Request, evaluate
+
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
+ALLOW_ALL = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+# Services that run code with a role passed to them, and the call that starts it.
+CODE_RUNNERS = {
+    "ecs-tasks.amazonaws.com": ("ecs:RegisterTaskDefinition", "task-definition/{prefix}:9"),
+    "lambda.amazonaws.com": ("lambda:CreateFunction", "function:{prefix}-x"),
+    "codebuild.amazonaws.com": ("codebuild:CreateProject", "project/{prefix}-x"),
+    "sagemaker.amazonaws.com": ("sagemaker:CreateModel", "model/{prefix}-x"),
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    path: str                      # the escalation path, as the issue names it
+    request: Request
+
+
+@dataclass
+class Stack:
+    """One stack's roles and resource policies, as the walk sees them (copied to weaken)."""
+
+    graph: Graph
+    roles: dict[str, Principal]
+    policies: list[tuple[str, list[dict[str, Any]]]]
+    account: str = ""
+    region: str = ""
+    boundary: str = ""
+    prefix: str = ""
+    extra_probes: list[Probe] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, graph: Graph) -> "Stack":
+        arn = boundary_arn(graph)
+        return cls(graph, principals(graph), resource_policies(graph), arn.split(":")[4],
+                   graph.config["aws:region"], arn, prefix(graph))
+
+    def arn(self, service: str, resource: str, region: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account}:{resource}"
+
+    def policy_for(self, resource: str):
+        import fnmatch
+        for pattern, statements in self.policies:
+            if fnmatch.fnmatchcase(resource, pattern):
+                return statements
+        return None
+
+    def allowed(self, principal: Principal, request: Request) -> bool:
+        return bool(evaluate(principal, request, self.policy_for(request.resource),
+                             self.account))
+
+    @property
+    def pipeline_roles(self) -> list[str]:
+        return [a for a in self.roles if f":role/{self.prefix}-" in a]
+
+    @property
+    def service_roles(self) -> list[str]:
+        return [a for a in self.roles if "/service/" in a]
+
+
+def _name(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def probes(stack: Stack, me: Principal) -> list[Probe]:
+    """Requests no role of the stack may make (``me`` is the caller)."""
+    p, b = stack.prefix, stack.boundary
+    iam = lambda r: stack.arn("iam", r, region=False)  # noqa: E731
+    bounded = {"iam:PermissionsBoundary": b}
+    found: list[Probe] = []
+    # A pipeline role's own IAM, and every pipeline role's. (A service role's IAM is what
+    # the deploy role manages by design: a service role the deploy takes over is assumed to
+    # hold everything its boundary allows already, see takeovers().)
+    for target in dict.fromkeys([*([me.arn] if me.arn in stack.pipeline_roles else []),
+                                 *stack.pipeline_roles]):
+        who = "itself" if target == me.arn else _name(target)
+        found += [
+            Probe(f"attach AdministratorAccess to {who}", Request(
+                "iam:AttachRolePolicy", target, {**bounded, "iam:PolicyARN": ADMIN})),
+            Probe(f"inline * on {who}", Request("iam:PutRolePolicy", target, bounded)),
+            Probe(f"remove the boundary of {who}", Request(
+                "iam:DeleteRolePermissionsBoundary", target, bounded)),
+            Probe(f"replace the boundary of {who}", Request(
+                "iam:PutRolePermissionsBoundary", target, {"iam:PermissionsBoundary": ADMIN})),
+            Probe(f"change the trust of {who}", Request("iam:UpdateAssumeRolePolicy", target)),
+        ]
+        for service in (*CODE_RUNNERS, "codepipeline.amazonaws.com", "ec2.amazonaws.com"):
+            if target != me.arn:
+                found.append(Probe(f"pass {who} to {service}", Request(
+                    "iam:PassRole", target, {"iam:PassedToService": service})))
+    for policy in [b, *{iam(f"policy/{p}-{k}") for k in
+                        ("read-stack", "deploy-named", "deploy-tagged", "deploy-iam")}]:
+        found += [Probe("new version of a managed policy", Request(
+                      "iam:CreatePolicyVersion", policy)),
+                  Probe("default version of a managed policy", Request(
+                      "iam:SetDefaultPolicyVersion", policy))]
+    found += [
+        Probe("role without the boundary", Request(
+            "iam:CreateRole", iam(f"role/ml-app/{stack.graph.stack}/service/ecs-tasks/x"))),
+        Probe("role without the boundary", Request("iam:CreateRole", iam(f"role/{p}-x"))),
+        Probe("attach AdministratorAccess to a service role", Request(
+            "iam:AttachRolePolicy", iam(f"role/ml-app/{stack.graph.stack}/service/ecs-tasks/x"),
+            {**bounded, "iam:PolicyARN": ADMIN})),
+        Probe("a user", Request("iam:CreateUser", iam("user/x"))),
+        Probe("an access key", Request("iam:CreateAccessKey", iam("user/admin"))),
+        Probe("a console password", Request("iam:CreateLoginProfile", iam("user/admin"))),
+        Probe("a user's policy", Request("iam:AttachUserPolicy", iam("user/admin"),
+                                         {"iam:PolicyARN": ADMIN})),
+        Probe("a group member", Request("iam:AddUserToGroup", iam("group/admins"))),
+        Probe("AssumeRole outside the stack", Request(
+            "sts:AssumeRole", iam("role/OrganizationAccountAccessRole"))),
+        Probe("AssumeRole outside the stack", Request(
+            "sts:AssumeRole", iam("role/ml-app-other-deploy-build"))),
+        Probe("CodeBuild with another role", Request(
+            "codebuild:UpdateProject", stack.arn("codebuild", f"project/{p}-deploy"))),
+        Probe("CodeBuild with another role", Request(
+            "codebuild:CreateProject", stack.arn("codebuild", f"project/{p}-x"))),
+        Probe("Lambda with another role", Request(
+            "lambda:CreateFunction", stack.arn("lambda", f"function:{p}-x"))),
+        Probe("Lambda with another role", Request(
+            "lambda:UpdateFunctionConfiguration", stack.arn("lambda", f"function:{p}-x"))),
+        Probe("data outside the stack", Request("s3:GetObject", "arn:aws:s3:::other-bucket/k")),
+        Probe("data outside the stack", Request("s3:PutBucketPolicy", "arn:aws:s3:::other")),
+        Probe("data outside the stack", Request(
+            "secretsmanager:GetSecretValue", stack.arn("secretsmanager", "secret:other-AbCdEf"))),
+        Probe("data outside the stack", Request(
+            "kms:Decrypt", stack.arn("kms", "key/other"))),
+        Probe("data outside the stack", Request(
+            "ec2:CreateSnapshot", stack.arn("ec2", "volume/vol-other"))),
+        Probe("another stack's resources", Request(
+            "ecs:UpdateService", stack.arn("ecs", "service/ml-app-other/ml-app-other"))),
+        Probe("tag alone: another project's key", Request(
+            "kms:PutKeyPolicy", stack.arn("kms", "key/other"),
+            {"aws:ResourceTag/stack": stack.graph.stack, "aws:ResourceTag/project": "other"})),
+        Probe("tag alone: another project's key", Request(
+            "kms:ScheduleKeyDeletion", stack.arn("kms", "key/other"),
+            {"aws:ResourceTag/stack": stack.graph.stack})),
+        Probe("tag alone: another project's security group", Request(
+            "ec2:AuthorizeSecurityGroupIngress", stack.arn("ec2", "security-group/sg-1"),
+            {"aws:ResourceTag/stack": stack.graph.stack})),
+        Probe("tag alone: another project's VPC", Request(
+            "ec2:DeleteVpc", stack.arn("ec2", "vpc/vpc-1"),
+            {"aws:ResourceTag/stack": stack.graph.stack, "aws:ResourceTag/project": "x"})),
+        Probe("tagging a foreign resource into the stack", Request(
+            "ec2:CreateTags", stack.arn("ec2", "security-group/sg-1"),
+            {"aws:RequestTag/stack": stack.graph.stack,
+             "aws:RequestTag/project": "ml-app"})),
+        Probe("approving the deploy", Request(
+            "codepipeline:PutApprovalResult", stack.arn("codepipeline", f"{p}/Approval/Approve"))),
+        Probe("changing the pipeline", Request(
+            "codepipeline:UpdatePipeline", stack.arn("codepipeline", p))),
+        Probe("feeding the pipeline a revision", Request(
+            "codepipeline:PutActionRevision", stack.arn("codepipeline", p))),
+        Probe("deleting audit logs", Request(
+            "s3:DeleteObjectVersion", f"arn:aws:s3:::{p}-audit-logs-abc/alb/x")),
+        Probe("deleting audit logs", Request(
+            "s3:BypassGovernanceRetention", f"arn:aws:s3:::{p}-audit-logs-abc/alb/x")),
+        Probe("deleting audit logs", Request(
+            "s3:DeleteObject", f"arn:aws:s3:::{p}-access-logs-abc/x")),
+    ]
+    if not me.arn.endswith(f":role/{p}-promotion-trigger"):
+        found.append(Probe("starting the pipeline with other revisions", Request(
+            "codepipeline:StartPipelineExecution", stack.arn("codepipeline", p))))
+    for bucket in {pattern.split(":::")[1].split("/")[0] for pattern, _ in stack.policies
+                   if "-promotion-" in pattern}:
+        found.append(Probe("writing the promoted revision", Request(
+            "s3:PutObject", f"arn:aws:s3:::{bucket}/source.zip")))
+    # The stack's own repository (its policy lets the deploy role alone push).
+    for pattern, _ in stack.policies:
+        if ":repository/" in pattern and not me.arn.endswith(f":role/{p}-deploy-build"):
+            found += [Probe("pushing an image", Request(action, pattern))
+                      for action in ("ecr:PutImage", "ecr:InitiateLayerUpload")]
+    return found + stack.extra_probes
+
+
+def takeovers(stack: Stack, me: Principal) -> list[tuple[str, Principal]]:
+    """Roles ``me`` can rewrite (or create) and then run code as, or assume: each with the
+    most it could then do (any identity policy me could write, under its boundary)."""
+    bounded = {"iam:PermissionsBoundary": stack.boundary}
+    candidates = {arn: role for arn, role in stack.roles.items() if arn != me.arn}
+    for kind in boundary_module.SERVICE_ROLES:
+        arn = stack.arn("iam", f"role/ml-app/{stack.graph.stack}/service/{kind}/new",
+                        region=False)
+        candidates[arn] = Principal(arn, (), stack.roles[stack.pipeline_roles[0]].boundary)
+    found = []
+    for arn, target in candidates.items():
+        create = arn not in stack.roles and stack.allowed(me, Request("iam:CreateRole", arn,
+                                                                      bounded))
+        write = create or stack.allowed(me, Request("iam:PutRolePolicy", arn, bounded))
+        if not write:
+            continue
+        worst = Principal(arn, (ALLOW_ALL,), target.boundary)
+        how = [f"{'create' if create else 'rewrite'} and pass to {service}"
+               for service, (action, resource) in CODE_RUNNERS.items()
+               if stack.allowed(me, Request("iam:PassRole", arn,
+                                            {"iam:PassedToService": service}))
+               and stack.allowed(me, Request(action, stack.arn(
+                   action.split(":")[0], resource.format(prefix=stack.prefix))))]
+        if stack.allowed(me, Request("iam:UpdateAssumeRolePolicy", arn)) and \
+                stack.allowed(me, Request("sts:AssumeRole", arn)):
+            how.append("re-trust and assume")
+        found += [(h, worst) for h in how]
+    return found
+
+
+def walk(stack: Stack) -> list[str]:
+    """Every escalation path the stack's roles have (empty: none)."""
+    found = []
+    for arn, me in stack.roles.items():
+        for probe in probes(stack, me):
+            if stack.allowed(me, probe.request):
+                found.append(f"{_name(arn)}: {probe.path} "
+                             f"({probe.request.action} {probe.request.resource})")
+        for how, other in takeovers(stack, me):
+            for probe in probes(stack, other):
+                if stack.allowed(other, probe.request):
+                    found.append(f"{_name(arn)} -> {_name(other.arn)} ({how}): {probe.path} "
+                                 f"({probe.request.action} {probe.request.resource})")
+    return sorted(set(found))
+
+
+@pytest.fixture(scope="module")
+def stacks(graphs) -> dict[str, Stack]:
+    return {name: Stack.of(graph) for name, graph in graphs.items()}
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_no_role_of_the_stack_can_gain_a_permission(stacks, name):
+    stack = stacks[name]
+    assert len(stack.roles) >= 7 and stack.pipeline_roles and stack.service_roles
+    assert walk(stack) == []
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_the_deploy_role_can_still_do_its_job(stacks, name):
+    """The walk is not vacuous: the deploy role keeps what `pulumi up` needs, and the
+    two-step path it has (rewrite a service role, pass it to ECS) is real, only capped."""
+    stack = stacks[name]
+    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    task_role = next(a for a in stack.service_roles if "/ecs-tasks/" in a)
+    assert stack.allowed(deploy, Request("iam:PutRolePolicy", task_role,
+                                         {"iam:PermissionsBoundary": stack.boundary}))
+    assert stack.allowed(deploy, Request("iam:PassRole", task_role,
+                                         {"iam:PassedToService": "ecs-tasks.amazonaws.com"}))
+    assert not stack.allowed(deploy, Request("iam:PassRole", task_role,
+                                             {"iam:PassedToService": "lambda.amazonaws.com"}))
+    assert stack.allowed(deploy, Request("s3:PutObject",
+                                         f"arn:aws:s3:::{stack.prefix}-models-abc/m/1"))
+    assert stack.allowed(deploy, Request(
+        "ec2:AuthorizeSecurityGroupIngress", stack.arn("ec2", "security-group/sg-1"),
+        {"aws:ResourceTag/stack": name, "aws:ResourceTag/project": "ml-app"}))
+    assert [how for how, _ in takeovers(stack, deploy)], "the deploy manages service roles"
+    for pattern, _ in stack.policies:
+        if ":repository/" in pattern:
+            assert stack.allowed(deploy, Request("ecr:PutImage", pattern))
+
+
+def test_only_stagings_deploy_role_writes_prods_source(stacks):
+    """Across accounts: prod's promotion bucket takes writes from staging's deploy role
+    only (its policy and staging's roles' own policies must both allow)."""
+    prod, staging = stacks["prod"], stacks["staging"]
+    [bucket] = {pattern.split(":::")[1].split("/")[0] for pattern, _ in prod.policies
+                if "-promotion-" in pattern}
+    request = Request("s3:PutObject", f"arn:aws:s3:::{bucket}/source.zip")
+    policy = prod.policy_for(request.resource)
+    writers = [_name(arn) for arn, role in staging.roles.items()
+               if evaluate(role, request, policy, prod.account)]
+    assert writers == ["ml-app-staging-deploy-build"]
+    for arn, role in prod.roles.items():
+        assert not evaluate(role, request, policy, prod.account), arn
+
+
+# ---------------------------------------------------------------- the test can fail --
+def _grant(stack: Stack, role: str, *statements: dict) -> None:
+    [arn] = [a for a in stack.roles if a.endswith(f":role/{stack.prefix}-{role}")]
+    stack.roles[arn] = replace(stack.roles[arn],
+                               identity=stack.roles[arn].identity + tuple(statements))
+
+
+def _boundary_without(stack: Stack, *sids: str, add: tuple[dict, ...] = ()) -> None:
+    for arn, role in stack.roles.items():
+        if role.boundary is not None:
+            stack.roles[arn] = replace(role, boundary=tuple(
+                s for s in role.boundary if s.get("Sid") not in sids) + add)
+
+
+def _allow(action, resource="*", **extra):
+    return {"Effect": "Allow", "Action": action, "Resource": resource, **extra}
+
+
+IAM_OLD = ("iam:*",)    # the boundary before issue 8 allowed iam:* (and s3:*, kms:*...) on *
+PIPELINE_ROLES = "arn:aws:iam::{account}:role/{prefix}-*"
+PIPELINE_POLICIES = "arn:aws:iam::{account}:policy/{prefix}-*"
+
+
+def _old_iam(action: str, resource: str = "*", *also_without: str) -> Callable[[Stack], None]:
+    """What the stacks had before issue 8: a boundary allowing iam:* with no invariant
+    outside the stack's service roles (and without ``also_without``), and the deploy role
+    granted ``action`` on ``resource``."""
+    def weaken(s: Stack) -> None:
+        _boundary_without(s, "NoIamOutsideServiceRoles", *also_without, add=(_allow(IAM_OLD),))
+        _grant(s, "deploy-build", _allow(action, resource.format(account=s.account,
+                                                                 prefix=s.prefix)))
+    return weaken
+
+
+WEAKENINGS: dict[str, tuple[Callable[[Stack], None], str]] = {
+    "self-attach a managed policy": (
+        _old_iam("iam:AttachRolePolicy", PIPELINE_ROLES, "AttachOnlyServicePolicies"),
+        "deploy-build: attach AdministratorAccess to itself"),
+    "inline * on itself": (_old_iam("iam:PutRolePolicy", PIPELINE_ROLES),
+                           "deploy-build: inline * on itself"),
+    "inline * on another pipeline role": (
+        _old_iam("iam:PutRolePolicy", PIPELINE_ROLES),
+        "deploy-build: inline * on ml-app-{stack}-preview-build"),
+    "new policy version": (_old_iam("iam:CreatePolicyVersion", PIPELINE_POLICIES),
+                           "deploy-build: new version of a managed policy"),
+    "default policy version": (_old_iam("iam:SetDefaultPolicyVersion"),
+                               "deploy-build: default version of a managed policy"),
+    "boundary removal": (_old_iam("iam:DeleteRolePermissionsBoundary", "*",
+                                  "NoRemovingBoundaries"),
+                         "deploy-build: remove the boundary of itself"),
+    "boundary replacement": (_old_iam("iam:PutRolePermissionsBoundary", "*",
+                                      "NoRoleWithoutThisBoundary"),
+                             "deploy-build: replace the boundary of itself"),
+    "role without the boundary": (lambda s: (
+        _boundary_without(s, "NoRoleWithoutThisBoundary"),
+        _grant(s, "deploy-build", _allow("iam:CreateRole", f"arn:aws:iam::{s.account}:"
+                                         f"role/ml-app/{s.graph.stack}/service/*"))),
+        "deploy-build: role without the boundary"),
+    "trust change": (_old_iam("iam:UpdateAssumeRolePolicy", PIPELINE_ROLES),
+                     "deploy-build: change the trust of ml-app-{stack}-pipeline"),
+    "PassRole of a pipeline role to CodeBuild": (
+        _old_iam("iam:PassRole", PIPELINE_ROLES),
+        "deploy-build: pass ml-app-{stack}-pipeline to codebuild.amazonaws.com"),
+    "CodeBuild project changed": (lambda s: (
+        _boundary_without(s, "NoChangingThePipeline"),
+        _grant(s, "deploy-build", _allow("codebuild:UpdateProject", "*"))),
+        "deploy-build: CodeBuild with another role"),
+    "Lambda with another role": (lambda s: (
+        _boundary_without(s, add=(_allow("lambda:*"),)),
+        _grant(s, "deploy-build", _allow("lambda:CreateFunction"))),
+        "deploy-build: Lambda with another role"),
+    "users and access keys": (_old_iam("iam:CreateAccessKey"),
+                              "deploy-build: an access key"),
+    "AssumeRole outside the stack": (lambda s: (
+        _boundary_without(s, add=(_allow("sts:AssumeRole"),)),
+        _grant(s, "deploy-build", _allow("sts:AssumeRole"))),
+        "deploy-build: AssumeRole outside the stack"),
+    # Two steps: the deploy rewrites a service role it may pass to ECS; with the old,
+    # service-wide ceiling that role reaches every bucket, key and secret of the account.
+    "two steps through a service role": (lambda s: _boundary_without(
+        s, add=(_allow(["s3:*", "kms:*", "secretsmanager:*"]),)),
+        "deploy-build -> "),
+    "tag alone": (lambda s: (
+        _boundary_without(s, add=(_allow("kms:*", "*", Condition={"StringEquals": {
+            "aws:ResourceTag/stack": s.graph.stack}}),)),
+        _grant(s, "deploy-build", _allow("kms:PutKeyPolicy", "*", Condition={"StringEquals": {
+            "aws:ResourceTag/stack": s.graph.stack}}))),
+        "deploy-build: tag alone: another project's key"),
+    "approving": (lambda s: (
+        _boundary_without(s, "NoRoleApproves"),
+        _grant(s, "deploy-build", _allow("codepipeline:PutApprovalResult"))),
+        "deploy-build: approving the deploy"),
+    "starting the pipeline on other revisions": (lambda s: (
+        _boundary_without(s, "NoStartWithOtherRevisions"),
+        _grant(s, "deploy-build", _allow("codepipeline:StartPipelineExecution"))),
+        "deploy-build: starting the pipeline with other revisions"),
+    "deleting audit logs": (lambda s: (
+        _boundary_without(s, "NoDeletingAuditLogs"),
+        _grant(s, "deploy-build", _allow("s3:DeleteObjectVersion",
+                                         f"arn:aws:s3:::{s.prefix}-*"))),
+        "deploy-build: deleting audit logs"),
+    "pushing an image as another role": (lambda s: (
+        s.policies.__setitem__(slice(None), [(p, [] if ":repository/" in p else st)
+                                             for p, st in s.policies]),
+        _grant(s, "test-build", _allow("ecr:PutImage", f"arn:aws:ecr:*:*:repository/"
+                                       f"{s.prefix}-*"))),
+        "test-build: pushing an image"),
+}
+
+
+@pytest.mark.parametrize("weakness", list(WEAKENINGS))
+def test_the_walk_finds_each_path_in_a_weakened_copy(stacks, weakness):
+    weaken, expected = WEAKENINGS[weakness]
+    original = stacks["staging"]
+    weakened = Stack(original.graph, copy.deepcopy(original.roles),
+                     copy.deepcopy(original.policies), original.account, original.region,
+                     original.boundary, original.prefix)
+    weaken(weakened)
+    found = walk(weakened)
+    expected = "ml-app-staging-" + expected.format(stack="staging")
+    assert any(f.startswith(expected) for f in found), (expected, found)
+
+
+def test_the_walk_finds_writes_to_prods_source_when_its_bucket_policy_is_weakened(stacks):
+    prod = stacks["prod"]
+    weakened = Stack(prod.graph, copy.deepcopy(prod.roles), [
+        (pattern, [s for s in statements if s.get("Sid") != "NobodyElseWritesOrDeletes"])
+        for pattern, statements in prod.policies], prod.account, prod.region, prod.boundary,
+        prod.prefix)
+    _boundary_without(weakened, "NoWritingPromotionBucket")
+    assert any("ml-app-prod-deploy-build: writing the promoted revision" in f
+               for f in walk(weakened))
+
+
+def test_the_other_side_of_every_pipeline_choice_holds_too(variant):
+    """dev with an approval and approvers, the S3 state backend and its KMS key, an
+    existing connection and OIDC provider (harness.VARIANT)."""
+    stack = Stack.of(variant)
+    assert walk(stack) == []
