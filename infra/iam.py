@@ -121,8 +121,7 @@ class ServiceRolesArgs:
     names: StackNames                                   # the service roles' IAM path
     repository_arn: pulumi.Input[str]
     log_group_arn: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    model_prefix: str                                   # models/<name>/<version>
+    model_object_arns: Sequence[pulumi.Input[str]]      # ModelDeployment.object_arns
     kms_key_arn: pulumi.Input[str]
     api_key_secret_arn: pulumi.Input[str] | None = None
 
@@ -130,20 +129,7 @@ class ServiceRolesArgs:
 def execution_statements(args: ServiceRolesArgs) -> list[Statement]:
     """ECS itself, starting a task: pull this image, write this log group, read this secret."""
     statements: list[Statement] = [
-        {
-            # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
-            "Sid": "EcrLogin",
-            "Effect": "Allow",
-            "Action": "ecr:GetAuthorizationToken",
-            "Resource": "*",
-        },
-        {
-            "Sid": "PullThisRepository",
-            "Effect": "Allow",
-            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                       "ecr:GetDownloadUrlForLayer"],
-            "Resource": args.repository_arn,
-        },
+        *ecr_pull_statements(args.repository_arn),
         {
             "Sid": "WriteThisLogGroup",
             "Effect": "Allow",
@@ -174,21 +160,48 @@ def execution_statements(args: ServiceRolesArgs) -> list[Statement]:
 
 def task_statements(args: ServiceRolesArgs) -> list[Statement]:
     """The application: read the deployed model version, and decrypt it through S3."""
+    return read_model_statements(args.context, args.model_object_arns, args.kms_key_arn)
+
+
+def read_model_statements(context: AwsContext, object_arns: Sequence[pulumi.Input[str]],
+                          kms_key_arn: pulumi.Input[str]) -> list[Statement]:
+    """What the application's role needs on every target: the deployed model version's
+    objects (``ModelDeployment.object_arns``), decrypted through S3 only."""
     return [
         {
             # Only the deployed version's objects; the app never lists the bucket.
             "Sid": "ReadTheDeployedModelVersion",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": pulumi.Output.concat(args.bucket_arn, f"/{args.model_prefix}/*"),
+            "Resource": object_arns[0] if len(object_arns) == 1 else list(object_arns),
         },
         {
             "Sid": "DecryptModelObjects",
             "Effect": "Allow",
             "Action": "kms:Decrypt",
-            "Resource": args.kms_key_arn,
+            "Resource": kms_key_arn,
             "Condition": {"StringEquals": {
-                "kms:ViaService": args.context.service_principal("s3")}},
+                "kms:ViaService": context.service_principal("s3")}},
+        },
+    ]
+
+
+def ecr_pull_statements(repository_arn: pulumi.Input[str]) -> list[Statement]:
+    """Pull this repository's images (ECS's execution role, SageMaker's execution role)."""
+    return [
+        {
+            # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "PullThisRepository",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                       "ecr:GetDownloadUrlForLayer"],
+            "Resource": repository_arn,
         },
     ]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from dataclasses import dataclass
+from typing import Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -21,6 +22,17 @@ from infra.storage import SecureBucket, SecureBucketArgs
 
 NONCURRENT_DAYS = 90          # how long a replaced or deleted object stays recoverable
 NONCURRENT_KEEP = 3           # ... and how many older versions are kept regardless of age
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    """What any compute target needs to serve the registry's deployed model version: the
+    environment that names and pins it (``MODEL_URI``, ``MODEL_SHA256``, read by app/config.py)
+    and the S3 objects its role must read. ECS, SageMaker and Lambda take it whole, so what is
+    deployed is decided here once."""
+
+    environment: Mapping[str, pulumi.Input[str]]
+    object_arns: tuple[pulumi.Input[str], ...]     # s3:GetObject on exactly these
 
 
 @dataclass
@@ -39,6 +51,7 @@ class ModelRegistry(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
     model: ModelVersion
     model_uri: pulumi.Output[str]
+    deployment: ModelDeployment
 
     def __init__(self, name: str, args: ModelRegistryArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -68,4 +81,8 @@ class ModelRegistry(pulumi.ComponentResource):
         self.bucket_arn = storage.arn
         self.model = model
         self.model_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{model.prefix}")
+        self.deployment = ModelDeployment(
+            environment={"MODEL_URI": self.model_uri, "MODEL_SHA256": model.manifest_sha256},
+            # Only the deployed version's objects; the app never lists the bucket.
+            object_arns=(pulumi.Output.concat(self.bucket_arn, f"/{model.prefix}/*"),))
         self.register_outputs({"bucket": self.bucket_name, "model_uri": self.model_uri})
