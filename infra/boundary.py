@@ -109,8 +109,18 @@ STACK_ARNS: dict[str, tuple[str, ...]] = {
     "codepipeline": ("arn:{partition}:codepipeline:{region}:{account}:{prefix}",),
 }
 NAMED_SERVICES = ("cloudwatch", "codebuild", "codepipeline", "ecr", "ecs",
-                  "elasticloadbalancing", "events", "lambda", "logs", "s3", "sagemaker",
-                  "secretsmanager", "sns", "wafv2")
+                  "elasticloadbalancing", "events", "logs", "s3", "secretsmanager", "sns",
+                  "wafv2")
+# The SageMaker and Lambda targets' resources, exactly (not any "<prefix>-*" of the service:
+# a training job, a notebook or a second function would run code the stack does not have).
+# The deploy role's grants by name use the same patterns (pipeline_iam.TARGET_BY_NAME).
+TARGET_ARNS: dict[str, tuple[str, ...]] = {
+    "sagemaker": ("arn:{partition}:sagemaker:{region}:{account}:endpoint/{prefix}",
+                  "arn:{partition}:sagemaker:{region}:{account}:endpoint-config/{prefix}-*",
+                  "arn:{partition}:sagemaker:{region}:{account}:model/{prefix}-*"),
+    "lambda": ("arn:{partition}:lambda:{region}:{account}:function:{prefix}-function",
+               "arn:{partition}:lambda:{region}:{account}:function:{prefix}-function:*"),
+}
 # The same, for the ceiling, in fewer characters (the size limit): any of those services'
 # resources in the stack's region and account whose name is the prefix, starts with
 # "<prefix>-", or is a path element ("cluster/<prefix>", "task-definition/<prefix>:3",
@@ -254,6 +264,13 @@ def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[S
             "Condition": scope.resource_tag,
         },
     ]
+    if target.kind in TARGET_ARNS:
+        statements.append({
+            "Sid": "MaxTargetResources",
+            "Effect": "Allow",
+            "Action": f"{target.kind}:*",
+            "Resource": _arns(scope, TARGET_ARNS[target.kind]),
+        })
     if target.kind == "sagemaker":
         statements.append({
             # Resource "*" (no resource-level permission): the endpoint's instance metrics.

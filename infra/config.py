@@ -54,12 +54,13 @@ TARGETS = ("ecs", "sagemaker", "lambda")
 # Serverless SageMaker endpoints: memory in 1 GB steps (0: the endpoint runs on instances).
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 LAMBDA_URL_AUTH = ("AWS_IAM", "NONE")
-# Physical names SageMaker and Lambda accept (the endpoint is named <project>-<stack>, its
-# models and configurations <project>-<stack>-model-<7 hex> and -config-<7 hex> by Pulumi,
-# the function <project>-<stack>-function). SageMaker writes ARNs in lower case and IAM
-# compares ARNs case-sensitively: a lower-case stack name keeps the grants matching.
+# Physical names SageMaker and Lambda accept: the endpoint is named <project>-<stack>, its
+# models and configurations <project>-<stack>-model-<8 hex> and -config-<8 hex> (content
+# hashes, infra/sagemaker.py), the function <project>-<stack>-function. SageMaker writes
+# ARNs in lower case and IAM compares ARNs case-sensitively: a lower-case stack name keeps
+# the grants matching.
 SAGEMAKER_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
-SAGEMAKER_PREFIX_MAX = 63 - len("-config-1234567")
+SAGEMAKER_PREFIX_MAX = 63 - len("-config-12345678")
 LAMBDA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 LAMBDA_PREFIX_MAX = 64 - len("-function")
 

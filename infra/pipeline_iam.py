@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import pulumi
 
 from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, STACK_ARNS,
-                            Target)
+                            TARGET_ARNS, Target)
 from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
@@ -484,9 +484,7 @@ TARGET_BY_NAME: dict[str, tuple[tuple[str, list[str], tuple[str, ...]], ...]] = 
           # Registering the variant with Application Auto Scaling checks the caller may
           # change its capacity.
           "sagemaker:UpdateEndpointWeightsAndCapacities"],
-         ("arn:{partition}:sagemaker:{region}:{account}:endpoint/{prefix}",
-          "arn:{partition}:sagemaker:{region}:{account}:endpoint-config/{prefix}-*",
-          "arn:{partition}:sagemaker:{region}:{account}:model/{prefix}-*")),
+         TARGET_ARNS["sagemaker"]),
         ("SageMakerLogGroupOfThisStack",
          ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
           "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy", "logs:DisassociateKmsKey",
@@ -506,8 +504,7 @@ TARGET_BY_NAME: dict[str, tuple[tuple[str, list[str], tuple[str, ...]], ...]] = 
           "lambda:PutFunctionConcurrency", "lambda:PutProvisionedConcurrencyConfig",
           "lambda:TagResource", "lambda:UntagResource", "lambda:UpdateAlias",
           "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration"],
-         ("arn:{partition}:lambda:{region}:{account}:function:{prefix}-function",
-          "arn:{partition}:lambda:{region}:{account}:function:{prefix}-function:*")),
+         TARGET_ARNS["lambda"]),
     ),
 }
 
@@ -533,8 +530,7 @@ def _function_url(scope: Scope, target: Target) -> list[Statement]:
     (``lambda:FunctionUrlAuthType``): a deploy role cannot open a public URL on a stack whose
     configuration says AWS_IAM, production's included. Only a NONE URL needs the public
     resource permissions the provider adds (and removes) for it."""
-    function = [scope.arn_of(f"arn:{{partition}}:lambda:{{region}}:{{account}}:function:"
-                             f"{{prefix}}-function{suffix}") for suffix in ("", ":*")]
+    function = [scope.arn_of(p) for p in TARGET_ARNS["lambda"]]
     statements: list[Statement] = [{
         "Sid": "FunctionUrlWithTheConfiguredAuth",
         "Effect": "Allow",
