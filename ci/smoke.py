@@ -67,7 +67,7 @@ KNOWN_DIGIT = [
 KNOWN_LABEL = 0
 TARGETS = ("ecs", "sagemaker", "lambda")
 # The region in a Function URL's or SageMaker runtime URL's host name.
-URL_REGION = re.compile(r"^https://[^/]*?\.(?:lambda-url|runtime\.sagemaker)\.([a-z0-9-]+)\.")
+URL_REGION = re.compile(r"^https://(?:[^/]*\.)?(?:lambda-url|runtime\.sagemaker)\.([a-z0-9-]+)\.")
 
 # (method, url, headers, body) -> the headers to send: how a request is authenticated.
 Signer = Callable[[str, str, dict, bytes | None], dict]
