@@ -42,6 +42,7 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from infra.autoscaling import tracking_policy
 from infra.boundary import INSTANCE_METRICS_NAMESPACE
 from infra.iam import (Statement, ecr_pull_statements, policy_document, read_model_statements,
                        service_trust_policy)
@@ -57,8 +58,6 @@ sagemaker = aws.sagemaker
 BAKE_SECONDS = 300
 TERMINATION_WAIT_SECONDS = 120
 UPDATE_TIMEOUT_SECONDS = 1800       # SageMaker's range: 600 to 28800
-SCALE_OUT_COOLDOWN = 60
-SCALE_IN_COOLDOWN = 300
 CAPTURE_PREFIX = "captures"
 
 
@@ -251,7 +250,8 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         endpoint = sagemaker.Endpoint(
             f"{name}-endpoint", name=names.endpoint, endpoint_config_name=config.name,
             deployment_config=sagemaker.EndpointDeploymentConfigArgs(
-                blue_green_update_policy=sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs(
+                blue_green_update_policy=sagemaker.
+                EndpointDeploymentConfigBlueGreenUpdatePolicyArgs(
                     traffic_routing_configuration=sagemaker.
                     EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs(
                         type="ALL_AT_ONCE", wait_interval_in_seconds=BAKE_SECONDS),
@@ -303,15 +303,6 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                                              args.names.endpoint_variant),
             min_capacity=args.capacity.instance_count,
             max_capacity=args.capacity.max_instance_count, opts=child)
-        aws.appautoscaling.Policy(
-            f"{name}-invocations", policy_type="TargetTrackingScaling",
-            resource_id=target.resource_id, scalable_dimension=target.scalable_dimension,
-            service_namespace=target.service_namespace,
-            target_tracking_scaling_policy_configuration=aws.appautoscaling.
-            PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                target_value=args.capacity.invocations_per_instance,
-                predefined_metric_specification=aws.appautoscaling.
-                PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                    predefined_metric_type="SageMakerVariantInvocationsPerInstance"),
-                scale_out_cooldown=SCALE_OUT_COOLDOWN, scale_in_cooldown=SCALE_IN_COOLDOWN),
-            opts=child)
+        # Invocations per instance per minute, with the ECS service's cooldowns.
+        tracking_policy(f"{name}-invocations", target, args.capacity.invocations_per_instance,
+                        "SageMakerVariantInvocationsPerInstance", opts=child)

@@ -154,7 +154,8 @@ def probes(stack: Stack, me: Principal) -> list[Probe]:
         Probe("SageMaker with another role", Request(
             "sagemaker:CreateTrainingJob", stack.arn("sagemaker", f"training-job/{p}-x"))),
         Probe("SageMaker with another role", Request(
-            "sagemaker:CreateNotebookInstance", stack.arn("sagemaker", f"notebook-instance/{p}-x"))),
+            "sagemaker:CreateNotebookInstance",
+            stack.arn("sagemaker", f"notebook-instance/{p}-x"))),
         Probe("data outside the stack", Request("s3:GetObject", "arn:aws:s3:::other-bucket/k")),
         Probe("data outside the stack", Request("s3:PutBucketPolicy", "arn:aws:s3:::other")),
         Probe("data outside the stack", Request(

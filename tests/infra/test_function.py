@@ -77,7 +77,8 @@ def test_the_url_serves_the_live_alias_of_the_published_version(fn):
     assert alias["name"] == fn.exports["functionAlias"] == "live"
     assert alias["functionVersion"] == function.outputs["version"] == fn.exports["functionVersion"]
     url = one(fn, "aws:lambda/functionUrl:FunctionUrl", COMPONENT)
-    assert url.inputs["qualifier"] == "live" and url.inputs["functionName"] == function.outputs["name"]
+    assert url.inputs["qualifier"] == "live"
+    assert url.inputs["functionName"] == function.outputs["name"]
     assert url.inputs["authorizationType"] == config_value(fn, "lambdaUrlAuth")
     assert url.inputs["invokeMode"] == "BUFFERED"
     assert fn.exports["serviceUrl"] == url.outputs["functionUrl"].rstrip("/")
