@@ -46,7 +46,7 @@ RUN python3 -m venv /opt/venv \
       case "$keep" in *" $(basename "$d") "*) ;; *) rm -rf "$d" ;; esac; \
     done \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash "$site" >/dev/null \
- && /opt/venv/bin/python -c 'import ai_edge_litert.interpreter, numpy, flask, granian, boto3; boto3.client("s3", region_name="us-east-1"); print("deps ok")'
+ && /opt/venv/bin/python -c 'import ai_edge_litert.interpreter, numpy, flask, granian, boto3, awslambdaric.bootstrap, runtime_client; boto3.client("s3", region_name="us-east-1"); print("deps ok")'
 
 # ---------------------------------------------------------------------------------- code --
 FROM ${PYTHON_IMAGE} AS code
@@ -72,7 +72,8 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin app
-ENV PATH=/opt/venv/bin:$PATH \
+# /srv/app/bin holds `serve`, the program SageMaker runs (`docker run IMAGE serve`).
+ENV PATH=/opt/venv/bin:/srv/app/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=deps /opt/venv /opt/venv
@@ -87,6 +88,13 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import os,urllib.request as u; b=os.environ.get('BIND',''); p=b.rsplit(':',1)[1] if ':' in b and not b.startswith('unix:') else os.environ.get('PORT','8080'); u.urlopen(f'http://127.0.0.1:{p}/readyz', timeout=2)"]
 # app/server.py validates settings, checks the model, then runs nginx and granian and
 # relays SIGTERM to drain them (exec form: it is PID 1 and gets the signal itself).
+# One image, three targets, no ENTRYPOINT (docs/sagemaker.md, docs/lambda.md):
+#   ECS        this CMD
+#   SageMaker  `docker run IMAGE serve`: app/bin/serve, the same front on 8080 or
+#              SAGEMAKER_BIND_TO_PORT, the model from /opt/ml/model
+#   Lambda     image_config: entry point /opt/venv/bin/python3 -m awslambdaric, command
+#              app.lambda_handler.handler (awslambdaric imports ~20 ms of mostly stdlib
+#              modules, only there: ECS and SageMaker never load it)
 CMD ["python3", "-m", "app.server"]
 
 # Last, so a new revision or date does not invalidate any layer above.
@@ -94,7 +102,9 @@ ARG SOURCE="unknown" \
     REVISION="unknown" \
     VERSION="dev" \
     CREATED="1970-01-01T00:00:00Z"
-LABEL org.opencontainers.image.title="ml-app" \
+# accept-bind-to-port: SageMaker may then set SAGEMAKER_BIND_TO_PORT, which `serve` honours.
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port="true" \
+      org.opencontainers.image.title="ml-app" \
       org.opencontainers.image.description="Digits model served with LiteRT: nginx, granian, Flask" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \

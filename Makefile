@@ -11,7 +11,7 @@ MODEL_URI ?= model/artifacts/digits/1
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-dev.txt requirements-policy.txt app/requirements.txt
 
-.PHONY: setup run test test-fast lint snapshot bench bench-image train release clean help
+.PHONY: setup run test test-fast lint snapshot bench bench-image bench-targets train release clean help
 
 help:
 	@echo "make run          serve the default model version at http://127.0.0.1:$(PORT)"
@@ -20,6 +20,7 @@ help:
 	@echo "make snapshot     regenerate tests/infra/snapshots (the offline preview diff)"
 	@echo "make bench        serving benchmark: ours vs a Keras baseline; draws docs/figures/serving-*.svg"
 	@echo "make bench-image  image benchmark: ours vs a seed-style image; draws docs/figures/image.svg"
+	@echo "make bench-targets  the image's cold start per target: ECS, SageMaker serve, Lambda"
 	@echo "make train        train the digits model and release it (VERSION=N, default: next)"
 	@echo "make release      release any Keras model: MODEL=<.keras|.h5|SavedModel dir> NAME=<name>"
 	@echo "                  [VERSION=N] INPUT_MIN=.. INPUT_MAX=.. [SAMPLE=file] [LABELS=a,b,..] [ARGS=..]"
@@ -79,6 +80,12 @@ snapshot: $(STAMP)
 bench-image: $(STAMP)
 	@if [ -f ../shared/tools/docker-env.sh ]; then eval "$$(bash ../shared/tools/docker-env.sh)"; fi; \
 	$(PY) bench/image.py
+
+# The image started as ECS, SageMaker (`serve`) and Lambda (awslambdaric + a fake Runtime API)
+# start it: cold start to first answer per target (bench/targets.py; bench-image runs it too).
+bench-targets: $(STAMP)
+	@if [ -f ../shared/tools/docker-env.sh ]; then eval "$$(bash ../shared/tools/docker-env.sh)"; fi; \
+	$(PY) bench/targets.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.json test-results

@@ -14,6 +14,7 @@ import difflib
 import os
 import re
 import tempfile
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -43,7 +44,9 @@ class Settings:
 
     model_uri: str = DEFAULT_MODEL_URI
     model_sha256: str | None = None          # sha256 of manifest.json, pins the whole version
-    model_cache_dir: str = os.path.join(tempfile.gettempdir(), "ml-app-models")
+    # a factory: asked when settings are built, not at import (app/serve.py checks first)
+    model_cache_dir: str = dataclasses.field(
+        default_factory=lambda: os.path.join(tempfile.gettempdir(), "ml-app-models"))
     model_fetch_timeout: int = 20            # seconds for the whole S3 download, retries included
     api_key: str | None = None
     max_batch_size: int = 256

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from app.negotiation import CSV, answer_type, csv_body
 from app.observability import INSTANCES, REQUEST_ID
 from app.validation import BadRequest, parse_json
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?:predict")
 STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
-               404: "404 Not Found", 411: "411 Length Required", 413: "413 Content Too Large",
+               404: "404 Not Found", 406: "406 Not Acceptable", 411: "411 Length Required",
+               413: "413 Content Too Large",
                415: "415 Unsupported Media Type", 500: "500 Internal Server Error"}
 JSON_TYPES = ("application/json",)
 INVOCATION_TYPES = ("application/json", "text/csv")
@@ -104,22 +106,29 @@ def predict(service: "Service", environ: dict, name: str,
         return exc.status, error_body(exc.message), model
 
 
-def invocations(service: "Service", environ: dict) -> tuple[int, bytes, "ServedModel"]:
-    """SageMaker's inference route: JSON as for predict, or text/csv, on the default model."""
+def invocations(service: "Service", environ: dict) -> tuple[int, bytes, "ServedModel", str]:
+    """SageMaker's inference route: JSON as for predict, or text/csv, on the default model;
+    answered in the type Accept asks for (app/negotiation.py). Returns predict's tuple plus
+    the answer's media type (errors are always JSON)."""
     model = service.default
     environ[INSTANCES] = 0
     try:
         check_api_key(service, environ.get("HTTP_X_API_KEY"))
         mimetype = media_type(environ, INVOCATION_TYPES)
+        answer = answer_type(environ)
         raw = read_body(environ, service.settings.max_body_bytes)
         if mimetype == "text/csv":
-            x = model.parser.parse_csv(raw)
-            environ[INSTANCES] = len(x)
-            return 200, orjson.dumps({"predictions": model.predictor.predict(x)},
-                                     option=orjson.OPT_SERIALIZE_NUMPY), model
-        return 200, predict_response(model, parse_json(raw), environ), model
+            x, key = model.parser.parse_csv(raw), "predictions"
+        else:
+            x, key = model.parser.parse(parse_json(raw))
+        environ[INSTANCES] = len(x)
+        outputs = model.predictor.predict(x)
+        if answer == CSV:
+            return 200, csv_body(outputs), model, CSV
+        return 200, orjson.dumps({"outputs" if key == "inputs" else "predictions": outputs},
+                                 option=orjson.OPT_SERIALIZE_NUMPY), model, JSON_TYPES[0]
     except BadRequest as exc:
-        return exc.status, error_body(exc.message), model
+        return exc.status, error_body(exc.message), model, JSON_TYPES[0]
 
 
 class PredictFastPath:
@@ -141,12 +150,13 @@ class PredictFastPath:
         return self.flask_app(environ, start_response)
 
     def _answer(self, environ, start_response, handler, *args):
-        model = None
+        model, content_type = None, JSON_TYPES[0]
         try:
-            status, body, model = handler(*args)
+            status, body, model, *answer = handler(*args)
+            content_type = answer[0] if answer else content_type   # /invocations: Accept's
         except Exception as exc:  # noqa: BLE001 - a 500 with a request id, never a traceback
             status, body = 500, self._internal_error(environ, exc)
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         if model is not None:
             # Which model answered (the demo page shows it; clients can log it).
             headers += [("X-Model-Name", model.name), ("X-Model-Version", model.version)]

@@ -79,10 +79,16 @@ def openapi_document(manifest: dict, settings) -> dict:
             "/invocations": {"post": {
                 "summary": "SageMaker inference (JSON as for predict, or text/csv)",
                 "security": security,
+                "parameters": [{"name": "Accept", "in": "header", "required": False,
+                                "description": "application/json (the default) or text/csv "
+                                               "(one line of outputs per instance); else 406",
+                                "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {
                     **predict_request["content"],
                     "text/csv": {"schema": {"type": "string"}}}},
-                "responses": {"200": predict_response, **client_errors}}},
+                "responses": {"200": {**predict_response, "content": {
+                    **predict_response["content"], "text/csv": {"schema": {"type": "string"}}}},
+                    **client_errors, "406": error}}},
             "/ping": {"get": {"summary": "SageMaker health check", "responses": simple_ok}},
             "/healthz": {"get": {"summary": "Liveness", "responses": simple_ok}},
             "/readyz": {"get": {"summary": "Readiness: model loaded", "responses": simple_ok}},

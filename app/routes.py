@@ -30,9 +30,9 @@ def _json(payload: dict, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
-def _answer(status: int, body: bytes, model) -> Response:
+def _answer(status: int, body: bytes, model, mimetype: str = "application/json") -> Response:
     headers = {"X-Model-Name": model.name, "X-Model-Version": model.version} if model else None
-    return Response(body, status=status, mimetype="application/json", headers=headers)
+    return Response(body, status=status, mimetype=mimetype, headers=headers)
 
 
 # POST predict and /invocations are answered by app.fastpath before Flask sees them; these

@@ -30,6 +30,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -83,7 +84,9 @@ def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
         "keepalive": server.server_keepalive,
         "shutdown_timeout": max(1, server.server_graceful_timeout - 2),
         "max_body_bytes": settings.max_body_bytes,
-        "upstreams": "\n        ".join(f"server unix:{path};"
+        # max_fails=0: a refused connection never takes a worker out of rotation for
+        # nginx's fail_timeout (10 s); app/server.py stops everything if a worker dies.
+        "upstreams": "\n        ".join(f"server unix:{path} max_fails=0;"
                                         for path in sockets or [runtime / "app-0.sock"]),
     }
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), TEMPLATE.read_text())
@@ -180,10 +183,18 @@ class GranianProcess:
 
 
 def _wait_for_socket(path: Path, proc, timeout: float) -> bool:
+    """True once the app server accepts connections on ``path``. The file appears before
+    granian listens on it: a request nginx passed on in between was refused, and nginx then
+    counted the worker down for 10 s (503s from a healthy server; SageMaker's first /ping)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
-            return True
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(path))
+                    return True
+                except OSError:
+                    pass
         if proc.poll() is not None:
             return False
         time.sleep(0.01)

@@ -57,6 +57,8 @@ CASES = [
     ("gzip body", PREDICT, {"data": b"\x1f\x8b\x08\x00", "content_type": "application/json", "headers": {"Content-Encoding": "gzip"}}, 415, ["Content-Encoding 'gzip'", "uncompressed"]),
     ("gzip csv", "/invocations", {"data": b"\x1f\x8b\x08\x00", "content_type": "text/csv", "headers": {"Content-Encoding": "gzip"}}, 415, ["Content-Encoding"]),
     ("invocations xml", "/invocations", {"data": "<x/>", "content_type": "application/xml"}, 415, ["text/csv"]),
+    ("invocations accept xml", "/invocations", {"data": "0" + ",0" * 63, "content_type": "text/csv", "headers": {"Accept": "application/xml"}}, 406, ["'application/xml'", "application/json or text/csv"]),
+    ("invocations accept refused", "/invocations", {"data": "0" + ",0" * 63, "content_type": "text/csv", "headers": {"Accept": "text/csv;q=0, application/json;q=0"}}, 406, ["Accept", "text/csv"]),
     ("deeply nested json", PREDICT, {"data": "[" * 100_000 + "]" * 100_000, "content_type": "application/json"}, 400, ["malformed JSON"]),
 ]
 

@@ -329,10 +329,31 @@ def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
     assert "{{" not in text
     for line in ("listen 127.0.0.1:9 ", "client_header_timeout 7s;", "client_body_timeout 8s;",
                  "keepalive_timeout 90s;", "client_max_body_size 4096;",
-                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app-0.sock;"):
+                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app-0.sock max_fails=0;"):
         assert line in text, line
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
     check = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
+
+
+def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
+    """granian creates its socket file before it listens; nginx must not start before then
+    (a refused connection took the worker out of nginx's rotation for 10 s: 503s at start)."""
+    import socket as socketlib
+
+    from app.server import _wait_for_socket
+
+    class Running:
+        def poll(self):
+            return None
+
+    path = tmp_path / "app-0.sock"
+    with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as sock:
+        sock.bind(str(path))                      # the file exists, nothing listens yet
+        assert path.exists()
+        assert _wait_for_socket(path, Running(), timeout=0.3) is False
+        sock.listen(1)
+        assert _wait_for_socket(path, Running(), timeout=0.3) is True
+
