@@ -134,14 +134,32 @@ def test_the_boundary_cuts_nothing_the_pipelines_roles_are_granted(any_graph, ke
     nothing about what `pulumi up` may do to the stack, only about what nobody may. (A grant
     on "*" must still work on "*" or on some resource of the stack: reading another stack's
     resources is what the ceiling cuts.)"""
-    role = role_named(any_graph, key)
-    ceiling = principals(any_graph)[role.outputs["arn"]].boundary
-    stack_resources = _stack_resources(any_graph)
+    cut = _cut(any_graph, role_named(any_graph, key))
+    assert not cut, cut
+
+
+def test_the_boundary_cuts_nothing_the_service_roles_are_granted(any_graph):
+    """The same for the roles the services run with (ECS's task and execution roles,
+    SageMaker's and Lambda's execution roles, the flow logs'): whatever the target, what the
+    program grants them is inside the ceiling."""
+    roles = [r for r in resources_of_type(any_graph, "aws:iam/role:Role")
+             if "/service/" in (r.inputs.get("path") or "")]
+    assert roles
+    for role in roles:
+        cut = _cut(any_graph, role)
+        assert not cut, (role.name, cut)
+
+
+def _cut(graph: Graph, role) -> list[tuple]:
+    """What the role's own policies grant that its boundary cuts: (Sid, action, resource,
+    the ceiling's effects)."""
+    ceiling = principals(graph)[role.outputs["arn"]].boundary
+    stack_resources = _stack_resources(graph)
     # Route 53 reads are granted on "*", but only a configured hostedZoneId puts a zone in
     # reach (and only then does the program read one).
-    unused = () if any_graph.config.get("ml-app:hostedZoneId") else ("route53:",)
+    unused = () if graph.config.get("ml-app:hostedZoneId") else ("route53:",)
     cut = []
-    for s in role_statements(any_graph, role):
+    for s in role_statements(graph, role):
         if s["Effect"] != "Allow":
             continue
         base = {**_context_for(s), "aws:PrincipalArn": role.outputs["arn"]}
@@ -156,7 +174,7 @@ def test_the_boundary_cuts_nothing_the_pipelines_roles_are_granted(any_graph, ke
                          for arn, tags in candidates]
                 if {"Allow"} not in found:
                     cut.append((s.get("Sid"), action, resource, found[0]))
-    assert not cut, cut
+    return cut
 
 
 def test_the_boundary_fits_a_managed_policy_with_room_for_more(any_graph):

@@ -91,6 +91,13 @@ def test_each_target_serves_the_image_digest_and_the_pinned_model(any_graph):
     assert env["MODEL_URI"] == exports["modelUri"]
     assert env["MODEL_SHA256"] == exports["modelManifestSha256"]
     assert "API_KEY" not in env
+    # The app accepts exactly this environment (its settings refuse a name that looks like
+    # one of theirs but is not, and a bad value), as it would at start-up on that target.
+    from app.config import load_server_settings, load_settings
+    settings = load_settings(env)
+    assert settings.model_uri == env["MODEL_URI"] and settings.api_key is None
+    assert settings.model_sha256.removeprefix("sha256:") == env["MODEL_SHA256"]
+    load_server_settings(env)
 
 
 def test_only_the_targets_pieces_exist(any_graph):
