@@ -40,6 +40,8 @@ ctx = aws_context(cfg, provider)
 # Every component, and so every resource in it, uses the stack's tagged provider.
 use_provider = pulumi.ResourceOptions(providers=[provider])
 name = names.prefix
+region = cfg.region
+console = f"https://{region}.console.aws.amazon.com"       # links in the stack outputs
 target = Target(cfg.target, cfg.lambda_url_auth)
 on_ecs = cfg.target == "ecs"
 # The Route 53 records of domainName are the load balancer's: ECS only.
@@ -218,8 +220,6 @@ def serve_on_lambda() -> Served:
                       f"{names.function_alias}"))
 
 
-region = cfg.region
-console = f"https://{region}.console.aws.amazon.com"
 served = {"ecs": serve_on_ecs, "sagemaker": serve_on_sagemaker,
           "lambda": serve_on_lambda}[cfg.target]()
 monitoring = served.monitoring
