@@ -26,8 +26,8 @@ help:
 	@echo "                  [VERSION=N] INPUT_MIN=.. INPUT_MAX=.. [SAMPLE=file] [LABELS=a,b,..] [ARGS=..]"
 	@echo "make preview      pulumi preview --diff of STACK=dev|staging|prod (output kept in a file)"
 	@echo "make deploy       pulumi up of STACK (what the pipeline's Deploy stage runs)"
-	@echo "make smoke        smoke-test STACK's service URL (or URL=...): readiness, each model's"
-	@echo "                  manifest, a prediction from each"
+	@echo "make smoke        smoke-test STACK's deployment on its target (or URL=...): readiness,"
+	@echo "                  each deployed model's manifest, a prediction from each"
 
 setup: $(STAMP)
 
@@ -127,27 +127,46 @@ deploy: check-stack
 	$(PULUMI) install
 	$(PULUMI) up --yes --stack $(STACK) --diff --non-interactive
 
-# Readiness then a prediction from each model version, bounded retries (ci/smoke.py).
-# URL=... to test any deployment; otherwise the stack's service URL and API key, and also
-# that ECS runs the task definition and the service the model versions (the stack's models
-# output: each one's manifest) this deploy made (not a rolled-back one).
+# The smoke test of the stack's target (ci/smoke.py), bounded retries. URL=... to test any
+# ECS-style deployment; otherwise the stack's outputs say where and what to check: on ECS
+# the service URL and API key, and that ECS runs the task definition this deploy made; on
+# SageMaker that the endpoint runs the configuration this deploy made, then InvokeEndpoint
+# (JSON and CSV); on Lambda that the live alias points at the version this deploy published,
+# then the Function URL with SigV4. On ECS and Lambda the models output too: the service
+# serves exactly those versions, each one's manifest, and a prediction from each. A stack
+# deployed before `target` existed is ECS.
+# SageMaker and Lambda need botocore: the program's venv (`pulumi install` made it) has it.
+SMOKE_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 smoke:
-	@url="$(URL)"; \
+	@url="$(URL)"; target=ecs; \
 	if [ -z "$$url" ]; then \
 	  case "$(STACK)" in dev|staging|prod) ;; *) echo "smoke: pass URL=... or STACK=dev|staging|prod" >&2; exit 2;; esac; \
-	  url="$$($(PULUMI) stack output $(SMOKE_URL_OUTPUT) --stack $(STACK))" || exit 1; \
 	  out() { $(PULUMI) stack output "$$1" --stack $(STACK); }; \
+	  target="$$(out target 2>/dev/null)" || target=ecs; target="$${target:-ecs}"; \
 	  SMOKE_MODELS="$$(out models)" || exit 1; \
-	  SMOKE_ECS_CLUSTER="$$(out clusterName)" && SMOKE_ECS_SERVICE="$$(out serviceName)" || exit 1; \
-	  SMOKE_TASK_DEFINITION="$$(out taskDefinitionArn)" || exit 1; \
-	  export SMOKE_MODELS SMOKE_ECS_CLUSTER SMOKE_ECS_SERVICE SMOKE_TASK_DEFINITION; \
-	  secret="$$($(PULUMI) stack output $(SMOKE_API_KEY_OUTPUT) --stack $(STACK) 2>/dev/null || true)"; \
-	  if [ -z "$${API_KEY:-}" ] && [ -n "$$secret" ]; then \
-	    API_KEY="$$(aws secretsmanager get-secret-value --secret-id "$$secret" --query SecretString --output text)" || exit 1; \
-	    export API_KEY; \
-	  fi; \
+	  export SMOKE_MODELS; \
+	  case "$$target" in \
+	    sagemaker) \
+	      url="$$(out invocationUrl)" && SMOKE_ENDPOINT="$$(out endpointName)" \
+	        && SMOKE_ENDPOINT_CONFIG="$$(out endpointConfigName)" || exit 1; \
+	      export SMOKE_ENDPOINT SMOKE_ENDPOINT_CONFIG;; \
+	    lambda) \
+	      url="$$(out serviceUrl)" && SMOKE_FUNCTION="$$(out functionName)" \
+	        && SMOKE_FUNCTION_VERSION="$$(out functionVersion)" || exit 1; \
+	      export SMOKE_FUNCTION SMOKE_FUNCTION_VERSION;; \
+	    *) \
+	      url="$$($(PULUMI) stack output $(SMOKE_URL_OUTPUT) --stack $(STACK))" || exit 1; \
+	      SMOKE_ECS_CLUSTER="$$(out clusterName)" && SMOKE_ECS_SERVICE="$$(out serviceName)" || exit 1; \
+	      SMOKE_TASK_DEFINITION="$$(out taskDefinitionArn)" || exit 1; \
+	      export SMOKE_ECS_CLUSTER SMOKE_ECS_SERVICE SMOKE_TASK_DEFINITION; \
+	      secret="$$($(PULUMI) stack output $(SMOKE_API_KEY_OUTPUT) --stack $(STACK) 2>/dev/null || true)"; \
+	      if [ -z "$${API_KEY:-}" ] && [ -n "$$secret" ]; then \
+	        API_KEY="$$(aws secretsmanager get-secret-value --secret-id "$$secret" --query SecretString --output text)" || exit 1; \
+	        export API_KEY; \
+	      fi;; \
+	  esac; \
 	fi; \
-	$(PYTHON) ci/smoke.py --url "$$url"
+	$(SMOKE_PYTHON) ci/smoke.py --target "$$target" --url "$$url"
 
 # Before a deploy that had an approval: was it given by one of the stack's approvers?
 # (ci/approval.py; APPROVERS and PIPELINE_EXECUTION_ID come from the Deploy stage.)

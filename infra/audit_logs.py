@@ -50,12 +50,13 @@ class AuditLogsArgs:
     object_lock: bool                   # production: logs cannot be deleted before they expire
     alb_bucket_name: str | None = None  # auditLogBucket (else auto-named)
     protect: bool = True
+    alb: bool = True                    # a load balancer logs here (the ECS target only)
 
 
 class AuditLogs(pulumi.ComponentResource):
     """The ALB's log bucket and the buckets' access-log bucket."""
 
-    alb_bucket: s3.Bucket
+    alb_bucket: s3.Bucket | None         # None: no load balancer (SageMaker, Lambda)
     access_log_bucket: s3.Bucket
     ready: list[pulumi.Resource]         # the ALB's bucket policy: ALB checks it on enabling
 
@@ -63,16 +64,19 @@ class AuditLogs(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-app:infra:AuditLogs", name, None, opts)
         ctx = args.context
-        self.alb_bucket, alb_policy = _log_bucket(
-            self, f"{name}-audit-logs", args, object_lock=args.object_lock,
-            bucket_name=args.alb_bucket_name, delivery=lambda arn: [{
-                "Sid": "AlbAccessLogDelivery",
-                "Effect": "Allow",
-                "Principal": {"Service": ELB_LOG_DELIVERY},
-                "Action": "s3:PutObject",
-                "Resource": pulumi.Output.concat(arn, f"/{ALB_LOG_PREFIX}/AWSLogs/",
-                                                 ctx.account_id, "/*"),
-            }])
+        self.alb_bucket, self.ready = None, []
+        if args.alb:
+            self.alb_bucket, alb_policy = _log_bucket(
+                self, f"{name}-audit-logs", args, object_lock=args.object_lock,
+                bucket_name=args.alb_bucket_name, delivery=lambda arn: [{
+                    "Sid": "AlbAccessLogDelivery",
+                    "Effect": "Allow",
+                    "Principal": {"Service": ELB_LOG_DELIVERY},
+                    "Action": "s3:PutObject",
+                    "Resource": pulumi.Output.concat(arn, f"/{ALB_LOG_PREFIX}/AWSLogs/",
+                                                     ctx.account_id, "/*"),
+                }])
+            self.ready = [alb_policy]
         self.access_log_bucket, _ = _log_bucket(
             # S3 refuses to deliver server access logs to an Object Lock bucket.
             self, f"{name}-access-logs", args, object_lock=False, bucket_name=None,
@@ -85,8 +89,7 @@ class AuditLogs(pulumi.ComponentResource):
                 "Condition": on_behalf_of_this_account(
                     ctx, ctx.partition.apply(lambda p: f"arn:{p}:s3:::{args.names.prefix}-*")),
             }])
-        self.ready = [alb_policy]
-        self.register_outputs({"alb_bucket": self.alb_bucket.bucket,
+        self.register_outputs({"alb_bucket": self.alb_bucket.bucket if self.alb_bucket else None,
                                "access_log_bucket": self.access_log_bucket.bucket})
 
 

@@ -43,23 +43,30 @@ class Autoscaling(pulumi.ComponentResource):
             resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", args.service_name),
             min_capacity=args.min_count, max_capacity=args.max_count, opts=child)
 
-        def policy(key: str, target_value: float, metric_type: str,
-                   resource_label: pulumi.Input[str] | None = None) -> None:
-            aws.appautoscaling.Policy(
-                f"{name}-{key}", policy_type="TargetTrackingScaling",
-                resource_id=target.resource_id, scalable_dimension=target.scalable_dimension,
-                service_namespace=target.service_namespace,
-                target_tracking_scaling_policy_configuration=aws.appautoscaling.
-                PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                    target_value=target_value,
-                    predefined_metric_specification=aws.appautoscaling.
-                    PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                        predefined_metric_type=metric_type, resource_label=resource_label),
-                    scale_out_cooldown=SCALE_OUT_COOLDOWN, scale_in_cooldown=SCALE_IN_COOLDOWN),
-                opts=child)
-
-        policy("cpu", CPU_TARGET_PERCENT, "ECSServiceAverageCPUUtilization")
-        policy("memory", MEMORY_TARGET_PERCENT, "ECSServiceAverageMemoryUtilization")
-        policy("requests", args.requests_per_target, "ALBRequestCountPerTarget",
-               pulumi.Output.concat(args.alb_arn_suffix, "/", args.target_group_arn_suffix))
+        tracking_policy(f"{name}-cpu", target, CPU_TARGET_PERCENT,
+                        "ECSServiceAverageCPUUtilization", opts=child)
+        tracking_policy(f"{name}-memory", target, MEMORY_TARGET_PERCENT,
+                        "ECSServiceAverageMemoryUtilization", opts=child)
+        tracking_policy(f"{name}-requests", target, args.requests_per_target,
+                        "ALBRequestCountPerTarget", pulumi.Output.concat(
+                            args.alb_arn_suffix, "/", args.target_group_arn_suffix), opts=child)
         self.register_outputs({"min": args.min_count, "max": args.max_count})
+
+
+def tracking_policy(name: str, target: aws.appautoscaling.Target, target_value: float,
+                    metric_type: str, resource_label: pulumi.Input[str] | None = None, *,
+                    opts: pulumi.ResourceOptions) -> aws.appautoscaling.Policy:
+    """A target-tracking policy on one predefined metric of a scalable target, with this
+    module's cooldowns (the ECS service's policies, SageMaker's variant's)."""
+    return aws.appautoscaling.Policy(
+        name, policy_type="TargetTrackingScaling",
+        resource_id=target.resource_id, scalable_dimension=target.scalable_dimension,
+        service_namespace=target.service_namespace,
+        target_tracking_scaling_policy_configuration=aws.appautoscaling.
+        PolicyTargetTrackingScalingPolicyConfigurationArgs(
+            target_value=target_value,
+            predefined_metric_specification=aws.appautoscaling.
+            PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                predefined_metric_type=metric_type, resource_label=resource_label),
+            scale_out_cooldown=SCALE_OUT_COOLDOWN, scale_in_cooldown=SCALE_IN_COOLDOWN),
+        opts=opts)

@@ -35,7 +35,7 @@ wildcards (``ec2:Delete*``) where the deploy role's own policies list exact acti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -45,13 +45,59 @@ from infra.naming import StackNames
 from infra.provider import AwsContext
 
 # Service roles by the service they are passed to: IAM path segment (under
-# StackNames.service_path) -> service principal. A new kind of service role (a Lambda or
-# SageMaker execution role) is one row here; the deploy role may then create, change and
-# pass roles under that path to that service, and to nothing else.
+# StackNames.service_path) -> service principal. A new kind of service role is one row here
+# (and in its target's ``Target.ROLES``); the deploy role may then create, change and pass
+# roles under that path to that service, and to nothing else.
 SERVICE_ROLES: dict[str, str] = {
     "ecs-tasks": "ecs-tasks.amazonaws.com",
     "vpc-flow-logs": "vpc-flow-logs.amazonaws.com",
+    "sagemaker": "sagemaker.amazonaws.com",
+    "lambda": "lambda.amazonaws.com",
 }
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the stack's image runs (``ml-app:target``), as IAM sees it. Each target brings
+    its kinds of service role and the AWS services only it uses; the ceiling and the deploy
+    role's grants hold those of the stack's target and no other's, so an ECS stack's roles
+    cannot create a Lambda function, nor a Lambda stack's a VPC. (Switching a stack's target
+    changes its boundary and its deploy role: an administrator's ``pulumi up``.)"""
+
+    kind: str = "ecs"                      # ecs | sagemaker | lambda
+    function_url_auth: str = "AWS_IAM"     # lambda: the only auth the deploy may give its URL
+
+    # target -> the SERVICE_ROLES kinds it creates
+    ROLES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "ecs": ("ecs-tasks", "vpc-flow-logs"), "sagemaker": ("sagemaker",),
+        "lambda": ("lambda",)}
+    # target -> the IAM services only it uses (the network, the ALB with its certificate, DNS
+    # record and WAF are ECS's; every target shares S3, ECR, KMS, Logs, CloudWatch, SNS...)
+    SERVICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "ecs": ("acm", "ec2", "ecs", "elasticloadbalancing", "route53", "wafv2"),
+        "sagemaker": ("sagemaker",), "lambda": ("lambda",)}
+    # ... and the actions of a shared service only one target calls: WAF's log delivery.
+    ACTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "ecs": ("logs:*LogDeliver*", "logs:CreateLogDelivery", "logs:DeleteLogDelivery",
+                "logs:DescribeResourcePolicies", "logs:GetLogDelivery",
+                "logs:ListLogDeliveries", "logs:UpdateLogDelivery")}
+
+    @property
+    def service_roles(self) -> dict[str, str]:
+        """The kinds of service role this target creates -> the service they are passed to."""
+        return {kind: SERVICE_ROLES[kind] for kind in self.ROLES[self.kind]}
+
+    def uses(self, action_or_service: str) -> bool:
+        """Whether an action (``ecs:CreateService``) or a service belongs to this stack:
+        shared, or this target's own."""
+        service = action_or_service.split(":", 1)[0]
+        owners = [t for t, actions in self.ACTIONS.items() if action_or_service in actions] \
+            or [t for t, services in self.SERVICES.items() if service in services]
+        return not owners or self.kind in owners
+
+    def only(self, actions: Sequence[str]) -> list[str]:
+        """``actions`` without those of the other targets' services."""
+        return [a for a in actions if self.uses(a)]
 
 # The stack's resources by name, per service: ARN patterns as AWS writes them
 # ({partition}, {region}, {account}, {prefix}, {logs}: Scope.arn_of). The deploy role's named
@@ -65,6 +111,16 @@ STACK_ARNS: dict[str, tuple[str, ...]] = {
 NAMED_SERVICES = ("cloudwatch", "codebuild", "codepipeline", "ecr", "ecs",
                   "elasticloadbalancing", "events", "logs", "s3", "secretsmanager", "sns",
                   "wafv2")
+# The SageMaker and Lambda targets' resources, exactly (not any "<prefix>-*" of the service:
+# a training job, a notebook or a second function would run code the stack does not have).
+# The deploy role's grants by name use the same patterns (pipeline_iam.TARGET_BY_NAME).
+TARGET_ARNS: dict[str, tuple[str, ...]] = {
+    "sagemaker": ("arn:{partition}:sagemaker:{region}:{account}:endpoint/{prefix}",
+                  "arn:{partition}:sagemaker:{region}:{account}:endpoint-config/{prefix}-*",
+                  "arn:{partition}:sagemaker:{region}:{account}:model/{prefix}-*"),
+    "lambda": ("arn:{partition}:lambda:{region}:{account}:function:{prefix}-function",
+               "arn:{partition}:lambda:{region}:{account}:function:{prefix}-function:*"),
+}
 # The same, for the ceiling, in fewer characters (the size limit): any of those services'
 # resources in the stack's region and account whose name is the prefix, starts with
 # "<prefix>-", or is a path element ("cluster/<prefix>", "task-definition/<prefix>:3",
@@ -91,6 +147,9 @@ CEILING_ON_ANY_RESOURCE = (
     # (The log group's resource policy is an administrator's: no role of the stack writes
     # account-level CloudWatch Logs resource policies.)
     "logs:*LogDeliver*")
+# SageMaker's hosting publishes the endpoint's instance metrics with the execution role:
+# PutMetricData has no resource-level permission, so the ceiling pins the namespace.
+INSTANCE_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 
 # Resources whose ARN holds a generated ID (vpc-..., key/...): created only with the
 # project and stack tags in the request (the deploy role's grants list the same actions).
@@ -160,35 +219,38 @@ def _arns(scope: Scope, patterns: Sequence[str]) -> list[pulumi.Input[str]]:
     return [scope.arn_of(p) for p in patterns]
 
 
-def ceiling(scope: Scope, outside: Outside) -> list[Statement]:
+def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[Statement]:
     """Allow statements: the most any role of the stack can ever do."""
     names = scope.names
     iam = scope.context.arn
-    # Roles only under the path of a known kind (SERVICE_ROLES): nothing else can be created,
-    # so every service role is passable to exactly one service (the invariants below).
+    # Roles only under the path of a known kind (SERVICE_ROLES) of this target: nothing else
+    # can be created, so every service role is passable to exactly one service.
     service_roles = [iam("iam", f"role{names.service_role_path(kind)}*", region=False)
-                     for kind in SERVICE_ROLES]
+                     for kind in target.service_roles]
     service_policies = iam("iam", f"policy{names.service_path}*", region=False)
+    target_creates = target.only(CREATE_WITH_STACK_TAG)
+    on_any = target.only(CEILING_ON_ANY_RESOURCE)
     statements: list[Statement] = [
         {
             # (KMS aliases carry no tags: alias/<prefix> by name, the key side by its tags.)
             "Sid": "MaxNamed",
             "Effect": "Allow",
-            "Action": [f"{service}:*" for service in NAMED_SERVICES] + ["kms:*Alias"],
+            "Action": [f"{service}:*" for service in NAMED_SERVICES if target.uses(service)]
+            + ["kms:*Alias"],
             "Resource": _arns(scope, CEILING_NAMED),
         },
         {
             # Read-only calls and calls without resource-level permissions (listed above).
             "Sid": "MaxAnyResource",
             "Effect": "Allow",
-            "Action": [*CEILING_ON_ANY_RESOURCE],
+            "Action": on_any,
             "Resource": "*",
         },
         {
             # Resource "*": created only with the project and stack tags in the request.
             "Sid": "MaxCreateTagged",
             "Effect": "Allow",
-            "Action": CREATE_WITH_STACK_TAG,
+            "Action": target_creates,
             "Resource": "*",
             "Condition": scope.request_tag,
         },
@@ -197,18 +259,37 @@ def ceiling(scope: Scope, outside: Outside) -> list[Statement]:
             # resource carries none yet: creating is the statement above).
             "Sid": "MaxTagged",
             "Effect": "Allow",
-            "Action": [f"{service}:*" for service in TAGGED_SERVICES],
+            "Action": [f"{service}:*" for service in TAGGED_SERVICES if target.uses(service)],
             "Resource": "*",
             "Condition": scope.resource_tag,
         },
-        {
+    ]
+    if target.kind in TARGET_ARNS:
+        statements.append({
+            "Sid": "MaxTargetResources",
+            "Effect": "Allow",
+            "Action": f"{target.kind}:*",
+            "Resource": _arns(scope, TARGET_ARNS[target.kind]),
+        })
+    if target.kind == "sagemaker":
+        statements.append({
+            # Resource "*" (no resource-level permission): the endpoint's instance metrics.
+            "Sid": "MaxInstanceMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": INSTANCE_METRICS_NAMESPACE}},
+        })
+    if target.uses("ec2"):
+        statements.append({
             # Resource "*": EC2 writes the tags of a new resource within its create call.
             "Sid": "MaxTagOnCreate",
             "Effect": "Allow",
             "Action": "ec2:CreateTags",
             "Resource": "*",
             "Condition": {"Null": {"ec2:CreateAction": "false"}},
-        },
+        })
+    statements += [
         {
             "Sid": "MaxServiceRoles",
             "Effect": "Allow",
@@ -365,19 +446,20 @@ def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
 
 
 def statements(scope: Scope, boundary_arn: pulumi.Input[str],
-               outside: Outside = Outside()) -> list[Statement]:
+               outside: Outside = Outside(), target: Target = Target()) -> list[Statement]:
     """The boundary's document: the ceiling, then the invariants."""
-    return ceiling(scope, outside) + invariants(scope, boundary_arn, outside)
+    return ceiling(scope, outside, target) + invariants(scope, boundary_arn, outside)
 
 
 @dataclass
 class PermissionsBoundaryArgs:
     """Where the boundary applies: the stack's account and its names, log groups and tag,
-    and what outside the stack its configuration names."""
+    what outside the stack its configuration names, and where its image runs."""
 
     context: AwsContext
     names: StackNames
     outside: Outside = field(default_factory=Outside)
+    target: Target = field(default_factory=Target)
 
 
 class PermissionsBoundary(pulumi.ComponentResource):
@@ -397,7 +479,7 @@ class PermissionsBoundary(pulumi.ComponentResource):
             f"{name}-permissions-boundary", name=own_name,
             description="Ceiling of every role of this stack: the stack, and no way out",
             policy=policy_document(statements(Scope(args.context, args.names), own_arn,
-                                              args.outside)),
+                                              args.outside, args.target)),
             opts=pulumi.ResourceOptions(parent=self))
         self.arn = self.policy.arn
         self.register_outputs({"arn": self.arn})

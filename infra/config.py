@@ -48,6 +48,21 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       1827, 2192, 2557, 2922, 3288, 3653)
 NAT_STRATEGIES = ("one-per-az", "single", "none")
 MAX_TASKS = 100
+# Where the image runs (design.md 10): one component per target (infra/service.py,
+# infra/sagemaker.py, infra/function.py).
+TARGETS = ("ecs", "sagemaker", "lambda")
+# Serverless SageMaker endpoints: memory in 1 GB steps (0: the endpoint runs on instances).
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+LAMBDA_URL_AUTH = ("AWS_IAM", "NONE")
+# Physical names SageMaker and Lambda accept: the endpoint is named <project>-<stack>, its
+# models and configurations <project>-<stack>-model-<8 hex> and -config-<8 hex> (content
+# hashes, infra/sagemaker.py), the function <project>-<stack>-function. SageMaker writes
+# ARNs in lower case and IAM compares ARNs case-sensitively: a lower-case stack name keeps
+# the grants matching.
+SAGEMAKER_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
+SAGEMAKER_PREFIX_MAX = 63 - len("-config-12345678")
+LAMBDA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+LAMBDA_PREFIX_MAX = 64 - len("-function")
 
 
 class ConfigError(pulumi.RunError):
@@ -135,6 +150,20 @@ class StackConfig:
     fargate_spot_weight: int
     scale_requests_per_target: int
     api_key_enabled: bool
+    # Where the image runs, and each target's settings (ignored by the other targets).
+    target: str
+    sagemaker_instance_type: str
+    sagemaker_instance_count: int
+    sagemaker_max_instance_count: int
+    sagemaker_serverless_memory_mb: int
+    sagemaker_serverless_max_concurrency: int
+    sagemaker_data_capture_percent: int
+    lambda_memory_mb: int
+    lambda_timeout_seconds: int
+    lambda_ephemeral_storage_mb: int
+    lambda_reserved_concurrency: int
+    lambda_provisioned_concurrency: int
+    lambda_url_auth: str
     # The model versions to deploy, the default model first: ml-app:models's pinned entries,
     # each checked against its committed release (infra/releases.py).
     models: tuple[ModelVersion, ...]
@@ -173,6 +202,11 @@ class StackConfig:
     @property
     def https(self) -> bool:
         return bool(self.certificate_arn or (self.domain_name and self.hosted_zone_id))
+
+    @property
+    def serverless(self) -> bool:
+        """A serverless SageMaker endpoint (memory and concurrency) rather than instances."""
+        return self.sagemaker_serverless_memory_mb > 0
 
 
 
@@ -244,12 +278,31 @@ RANGES: dict[str, tuple[int, int, str]] = {
     "scaleRequestsPerTarget": (1, 1_000_000, " requests per target per minute"),
     "alarmErrorRatePercent": (1, 100, ""),
     "alarmLatencyP99Ms": (10, 60_000, " milliseconds (the ALB idle timeout is 60 s)"),
+    "sagemakerInstanceCount": (1, MAX_TASKS, " instances"),
+    "sagemakerMaxInstanceCount": (1, MAX_TASKS, " instances"),
+    "sagemakerServerlessMaxConcurrency": (1, 200, " concurrent invocations (SageMaker's "
+                                          "range for one serverless endpoint)"),
+    "sagemakerDataCapturePercent": (0, 100, " percent of requests (0: no data capture)"),
+    "lambdaMemoryMb": (128, 10_240, " MB (Lambda's range)"),
+    "lambdaTimeoutSeconds": (1, 900, " seconds (Lambda's range)"),
+    "lambdaEphemeralStorageMb": (512, 10_240, " MB of /tmp (Lambda's range)"),
+    "lambdaReservedConcurrency": (1, 10_000, " concurrent executions (the account's quota, "
+                                  "1,000 by default, must keep 100 unreserved)"),
+    "lambdaProvisionedConcurrency": (0, 10_000, " concurrent executions (0: none)"),
 }
 # A value from a fixed list: key -> (the values, the rule).
 CHOICES: dict[str, tuple[tuple[Any, ...], str]] = {
     "natGateways": (NAT_STRATEGIES, f"must be one of {', '.join(NAT_STRATEGIES)}"),
     "logRetentionDays": (LOG_RETENTION_DAYS, "must be a retention CloudWatch Logs accepts: "
                          + ", ".join(map(str, LOG_RETENTION_DAYS))),
+    "target": (TARGETS, f"must be one of {', '.join(TARGETS)}: where the image runs "
+               "(docs/targets.md)"),
+    "sagemakerServerlessMemoryMb": (
+        (0, *SERVERLESS_MEMORY_MB), "must be 0 (the endpoint runs on instances) or a "
+        "serverless memory size from 1024 to 6144 MB in steps of 1024: "
+        + ", ".join(map(str, SERVERLESS_MEMORY_MB))),
+    "lambdaUrlAuth": (LAMBDA_URL_AUTH, "must be AWS_IAM (callers sign with SigV4) or NONE "
+                      "(a public URL; never in production)"),
 }
 
 
@@ -266,6 +319,29 @@ class Text:
     when: tuple[str, str] | None = None         # only while another key has this value
     # "" or blanks mean unset (Pulumi's require() would accept ""); False: kept as given
     strip: bool = True
+
+
+@lru_cache(maxsize=1)
+def sagemaker_instance_types() -> frozenset[str]:
+    """The instance types a SageMaker endpoint accepts, from the API model botocore ships
+    (the same list CreateEndpointConfig validates against; kept current by botocore's pin)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for("ProductionVariantInstanceType").enum)
+
+
+def sagemaker_instance_problem(instance_type: str) -> str | None:
+    """Why ``instance_type`` cannot host this image on SageMaker, or None."""
+    if instance_type not in sagemaker_instance_types():
+        near = difflib.get_close_matches(instance_type, sorted(sagemaker_instance_types()), n=1)
+        return ("is not a SageMaker endpoint instance type (ml.<family>.<size>, e.g. "
+                "ml.c6i.large)" + (f"; did you mean {near[0]}?" if near else ""))
+    family = instance_type.split(".")[1]
+    if re.fullmatch(r"[a-z]+\d+g[a-z]*", family):
+        return ("is a Graviton (arm64) type, and the image is built for linux/amd64 (it would "
+                "fail with exec format error): choose an x86 type such as ml.c6i.large")
+    return None
 
 
 def branch_problem(branch: str) -> str | None:
@@ -326,6 +402,9 @@ TEXTS: dict[str, Text] = {
                    r"token\.actions\.githubusercontent\.com$"), account=True),
     "pulumiBackend": Text("must be cloud or s3", re.compile(r"^(cloud|s3)$"),
                           required="must be cloud or s3"),
+    "sagemakerInstanceType": Text("", check=sagemaker_instance_problem,
+                                  required="is required: the SageMaker endpoint's instance "
+                                           "type, e.g. ml.c6i.large"),
     "pulumiAccessTokenSecret": Text(
         "must be a Secrets Manager secret name (letters, digits, / _ + = . @ -) or ARN",
         re.compile(_ARN + r"secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
@@ -445,14 +524,19 @@ def _check(v: dict[str, Any], stack: str, region: str | None,
                 problems.add(key, value or "", text.required)
         elif why := text_problem(value, text, region, v.get("awsAccountId")):
             problems.add(key, value, why)
-    for rule in (_check_network, _check_load_balancer, _check_capacity, _check_production,
-                 _check_approvers, _check_audit_logs, _check_models):
+    for rule in (_check_network, _check_load_balancer, _check_capacity, _check_target,
+                 _check_production, _check_approvers, _check_audit_logs, _check_models):
         rule(v, stack, problems)
     return _check_promotion(v, stack, region, problems, stack_file)
 
 
 def _both(v: Mapping[str, Any], *keys: str) -> bool:
     return all(v.get(k) is not None for k in keys)
+
+
+def _ecs(v: Mapping[str, Any]) -> bool:
+    """Whether the ECS-only rules apply (network, load balancer, Fargate capacity)."""
+    return v.get("target") == "ecs"
 
 
 def _check_network(v: dict[str, Any], stack: str, problems: _Problems) -> None:
@@ -465,7 +549,7 @@ def _check_network(v: dict[str, Any], stack: str, problems: _Problems) -> None:
             if net.version != 4 or not net.is_private or not 16 <= net.prefixlen <= 24:
                 problems.add("vpcCidr", v["vpcCidr"], "must be a private (RFC 1918) IPv4 "
                              "network from /16 to /24")
-    if v.get("natGateways") == "none" and v.get("vpcEndpoints") is False:
+    if _ecs(v) and v.get("natGateways") == "none" and v.get("vpcEndpoints") is False:
         problems.add_many({"natGateways": "none", "vpcEndpoints": False},
                           "without NAT gateways the tasks reach ECR, S3, CloudWatch Logs and "
                           "Secrets Manager only through VPC endpoints: set vpcEndpoints: true")
@@ -512,13 +596,47 @@ def _check_capacity(v: dict[str, Any], stack: str, problems: _Problems) -> None:
                           "at least one capacity provider needs a weight above 0")
 
 
+def _check_target(v: dict[str, Any], stack: str, problems: _Problems) -> None:
+    """What only one target reads: names its service accepts, counts that go together."""
+    prefix = f"{PROJECT}-{stack}"
+    if v.get("target") == "sagemaker":
+        if not SAGEMAKER_NAME.match(prefix) or len(prefix) > SAGEMAKER_PREFIX_MAX:
+            problems.add("target", "sagemaker", f"the SageMaker endpoint is named {prefix!r} "
+                         "after the stack: SageMaker names need lower-case letters, digits and "
+                         f"-, at most {SAGEMAKER_PREFIX_MAX} characters here; rename the stack "
+                         "or choose another target")
+        counts = ("sagemakerInstanceCount", "sagemakerMaxInstanceCount")
+        if not v.get("sagemakerServerlessMemoryMb") and _both(v, *counts) \
+                and v[counts[0]] > v[counts[1]]:
+            problems.add_many({k: v[k] for k in counts}, "sagemakerInstanceCount <= "
+                              "sagemakerMaxInstanceCount must hold (autoscaling scales "
+                              "between them)")
+    if v.get("target") == "lambda" and (not LAMBDA_NAME.match(prefix)
+                                        or len(prefix) > LAMBDA_PREFIX_MAX):
+        problems.add("target", "lambda", f"the function is named {prefix}-function after the "
+                     "stack: Lambda names need letters, digits, - and _, at most 64 "
+                     "characters; rename the stack or choose another target")
+    if v.get("sagemakerServerlessMemoryMb") and v.get("sagemakerDataCapturePercent"):
+        problems.add_many({"sagemakerServerlessMemoryMb": v["sagemakerServerlessMemoryMb"],
+                           "sagemakerDataCapturePercent": v["sagemakerDataCapturePercent"]},
+                          "serverless endpoints cannot capture data: set "
+                          "sagemakerDataCapturePercent: 0, or run on instances "
+                          "(sagemakerServerlessMemoryMb: 0)")
+    lam = ("lambdaProvisionedConcurrency", "lambdaReservedConcurrency")
+    if _both(v, *lam) and v[lam[0]] > v[lam[1]]:
+        problems.add_many({k: v[k] for k in lam}, "provisioned concurrency is part of the "
+                          "reserved concurrency: lambdaProvisionedConcurrency <= "
+                          "lambdaReservedConcurrency must hold")
+
+
 # What "production: true" requires of a boolean key: key -> (its value, what it keeps).
 PRODUCTION_REQUIRES = {
     "protectData": (True, "protected data (bucket, key, ALB)"),
-    "wafEnabled": (True, "the WAF web ACL"),
     "requireApproval": (True, "a manual approval before deploy"),
     "auditLogs": (True, "the audit logs (ALB, WAF, S3 access logs)"),
 }
+# ... and on ECS, where there is a load balancer to protect.
+PRODUCTION_REQUIRES_ON_ECS = {"wafEnabled": (True, "the WAF web ACL")}
 
 
 def _check_production(v: dict[str, Any], stack: str, problems: _Problems) -> None:
@@ -529,6 +647,23 @@ def _check_production(v: dict[str, Any], stack: str, problems: _Problems) -> Non
     if not v.get("production"):
         return
     rule = "required when production is true"
+    for key, (required, what) in PRODUCTION_REQUIRES.items():
+        if key in v and v[key] != required:
+            problems.add(key, v[key], f"{what} is {rule}")
+    if v.get("lambdaUrlAuth") == "NONE":
+        problems.add("lambdaUrlAuth", "NONE", "a public, unauthenticated function URL is "
+                     "refused when production is true: set lambdaUrlAuth: AWS_IAM (callers "
+                     "sign their requests with SigV4, docs/lambda.md)")
+    if v.get("target") == "sagemaker" and not v.get("sagemakerServerlessMemoryMb") \
+            and v.get("sagemakerInstanceCount") is not None and v["sagemakerInstanceCount"] < 2:
+        problems.add("sagemakerInstanceCount", v["sagemakerInstanceCount"], "at least 2 "
+                     f"instances (SageMaker spreads them over zones) are {rule}")
+    if _ecs(v):
+        _check_production_on_ecs(v, rule, problems)
+
+
+def _check_production_on_ecs(v: dict[str, Any], rule: str, problems: _Problems) -> None:
+    """HTTPS, tasks over zones, NAT per zone, WAF, an on-demand base: the ALB path's rules."""
     if not (v.get("certificateArn") or (v.get("domainName") and v.get("hostedZoneId"))):
         problems.add_many({"certificateArn": v.get("certificateArn") or "",
                            "domainName": v.get("domainName") or ""},
@@ -538,7 +673,7 @@ def _check_production(v: dict[str, Any], stack: str, problems: _Problems) -> Non
     if v.get("natGateways") == "single":
         problems.add("natGateways", "single", "one NAT gateway per zone (one-per-az, or none "
                      f"with VPC endpoints) is {rule}: a single NAT is a single-zone failure")
-    for key, (required, what) in PRODUCTION_REQUIRES.items():
+    for key, (required, what) in PRODUCTION_REQUIRES_ON_ECS.items():
         if key in v and v[key] != required:
             problems.add(key, v[key], f"{what} is {rule}")
     if _both(v, "fargateBase", "minCount") and v["fargateBase"] < v["minCount"]:

@@ -31,6 +31,8 @@ class EncryptionArgs:
     deletion_window_days: int = 30  # AWS's maximum: the longest time to notice a mistake
     # Statements other components need (e.g. the delivery pipeline's service principals).
     additional_statements: list[dict[str, Any]] = field(default_factory=list)
+    # Log groups outside /<project>/<stack>/ whose name a service fixes (SageMaker's).
+    more_log_groups: tuple[str, ...] = ()
 
 
 class Encryption(pulumi.ComponentResource):
@@ -64,7 +66,8 @@ class Encryption(pulumi.ComponentResource):
                 "Resource": "*",
                 "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
                     ctx.arn("logs", f"log-group:{names.log_group_prefix}/*"),
-                    ctx.arn("logs", f"log-group:{names.waf_log_group}")]}},
+                    ctx.arn("logs", f"log-group:{names.waf_log_group}"),
+                    *[ctx.arn("logs", f"log-group:{group}") for group in args.more_log_groups]]}},
             },
             {
                 # CloudWatch alarms publish to the KMS-encrypted alarm topic as the service

@@ -121,8 +121,7 @@ class ServiceRolesArgs:
     names: StackNames                                   # the service roles' IAM path
     repository_arn: pulumi.Input[str]
     log_group_arn: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    model_prefixes: Sequence[str]                       # models/<name>/<version>, each deployed
+    model_object_arns: Sequence[pulumi.Input[str]]      # ModelDeployment.object_arns
     kms_key_arn: pulumi.Input[str]
     api_key_secret_arn: pulumi.Input[str] | None = None
 
@@ -130,20 +129,7 @@ class ServiceRolesArgs:
 def execution_statements(args: ServiceRolesArgs) -> list[Statement]:
     """ECS itself, starting a task: pull this image, write this log group, read this secret."""
     statements: list[Statement] = [
-        {
-            # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
-            "Sid": "EcrLogin",
-            "Effect": "Allow",
-            "Action": "ecr:GetAuthorizationToken",
-            "Resource": "*",
-        },
-        {
-            "Sid": "PullThisRepository",
-            "Effect": "Allow",
-            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                       "ecr:GetDownloadUrlForLayer"],
-            "Resource": args.repository_arn,
-        },
+        *ecr_pull_statements(args.repository_arn),
         {
             "Sid": "WriteThisLogGroup",
             "Effect": "Allow",
@@ -174,12 +160,19 @@ def execution_statements(args: ServiceRolesArgs) -> list[Statement]:
 
 def task_statements(args: ServiceRolesArgs) -> list[Statement]:
     """The application: read the deployed model versions, and decrypt them through S3."""
-    objects = [pulumi.Output.concat(args.bucket_arn, f"/{prefix}/*")
-               for prefix in args.model_prefixes]
+    return read_model_statements(args.context, args.model_object_arns, args.kms_key_arn)
+
+
+def read_model_statements(context: AwsContext, object_arns: Sequence[pulumi.Input[str]],
+                          kms_key_arn: pulumi.Input[str]) -> list[Statement]:
+    """What the application's role needs on every target: the deployed model versions'
+    objects (``ModelDeployment.object_arns``), read and decrypted through S3 only, and only
+    those (the key grant names them through S3's encryption context)."""
+    objects = object_arns[0] if len(object_arns) == 1 else list(object_arns)
     return [
         {
             # Only the deployed versions' objects; the app never lists the bucket.
-            "Sid": "ReadTheDeployedModelVersions",
+            "Sid": "ReadTheDeployedModelVersion",
             "Effect": "Allow",
             "Action": "s3:GetObject",
             "Resource": objects,
@@ -187,14 +180,34 @@ def task_statements(args: ServiceRolesArgs) -> list[Statement]:
         {
             # Through S3, and only objects under those prefixes: S3 names the object in the
             # encryption context (model objects use no Bucket Key; infra/model_registry.py).
-            "Sid": "DecryptTheDeployedModelVersions",
+            "Sid": "DecryptModelObjects",
             "Effect": "Allow",
             "Action": "kms:Decrypt",
-            "Resource": args.kms_key_arn,
+            "Resource": kms_key_arn,
             "Condition": {
-                "StringEquals": {"kms:ViaService": args.context.service_principal("s3")},
+                "StringEquals": {"kms:ViaService": context.service_principal("s3")},
                 "StringLike": {"kms:EncryptionContext:aws:s3:arn": objects},
             },
+        },
+    ]
+
+
+def ecr_pull_statements(repository_arn: pulumi.Input[str]) -> list[Statement]:
+    """Pull this repository's images (ECS's execution role, SageMaker's execution role)."""
+    return [
+        {
+            # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "PullThisRepository",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                       "ecr:GetDownloadUrlForLayer"],
+            "Resource": repository_arn,
         },
     ]
 

@@ -11,7 +11,8 @@ The repository's policy lets only the pipeline's deploy role push (and delete) i
 content-hash tag that anyone else planted would otherwise be reused by a deploy without a
 build. The policy is set after the image is pushed, so a stack's first ``pulumi up`` (an
 administrator's, docs/pipeline.md) can push the first image; every later image comes from
-the pipeline. ``pull_statements`` add who else may pull (another AWS service).
+the pipeline. ``pull_statements`` add who else may pull (another AWS service: Lambda pulls
+through this policy, ``lambda_pull_statement``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class ContainerImage(pulumi.ComponentResource):
     repository_arn: pulumi.Output[str]
     image_ref: pulumi.Output[str]     # <repository>@sha256:<digest>
     tag: str
+    # The repository policy, once set: whatever pulls through it (Lambda) waits for it.
+    policy_ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: ContainerImageArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -114,8 +117,9 @@ class ContainerImage(pulumi.ComponentResource):
                                          password=pulumi.Output.secret(creds.password)),
             opts=pulumi.ResourceOptions(parent=self))
 
+        self.policy_ready = []
         if args.pusher_arn is not None:
-            aws.ecr.RepositoryPolicy(
+            self.policy_ready.append(aws.ecr.RepositoryPolicy(
                 f"{name}-repo-policy", repository=self.repository.name,
                 policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
                     {
@@ -127,7 +131,7 @@ class ContainerImage(pulumi.ComponentResource):
                     },
                     *args.pull_statements,
                 ]}),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[image]))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[image])))
         self.repository_url = self.repository.repository_url
         self.repository_arn = self.repository.arn
         self.image_ref = pulumi.Output.all(existing_digest, self.repository.repository_url,
@@ -135,6 +139,23 @@ class ContainerImage(pulumi.ComponentResource):
             lambda a: f"{a[1]}@{a[0]}" if a[0] else a[2])
         self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
                                "tag": self.tag})
+
+
+def lambda_pull_statement(function_arn: pulumi.Input[str]) -> dict:
+    """The repository statement that lets Lambda pull the image of this function, as AWS
+    documents it for a function in the repository's account (the Lambda service principal,
+    ``ecr:BatchGetImage`` and ``ecr:GetDownloadUrlForLayer``, ``aws:SourceArn`` naming the
+    function), narrowed from AWS's ``function:*`` to the stack's function and its versions.
+    Without it Lambda would try to add a statement itself on the first deploy, and the next
+    ``pulumi up`` would remove it."""
+    return {
+        "Sid": "LambdaPullsTheFunctionsImage",
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+        "Condition": {"StringLike": {"aws:SourceArn": [
+            function_arn, pulumi.Output.concat(function_arn, ":*")]}},
+    }
 
 
 def _digest_of(repository: aws.ecr.Repository, tag: str,

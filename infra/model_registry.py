@@ -7,9 +7,9 @@ every version the stack's ``ml-app:models`` lists, each uploaded from
 change, not a re-upload); replaced objects stay recoverable for ``NONCURRENT_DAYS``.
 
 The objects are encrypted without an S3 Bucket Key, so that each one's KMS encryption context
-is its own ARN (with a Bucket Key it is the bucket's): the task role's key grant can then
-name exactly the deployed versions' prefixes (infra/iam.py). A task decrypts a handful of
-objects at start-up, so the KMS requests a Bucket Key would save are a few per task.
+is its own ARN (with a Bucket Key it is the bucket's): the application role's key grant can
+then name exactly the deployed versions' prefixes (infra/iam.py). A task decrypts a handful
+of objects at start-up, so the KMS requests a Bucket Key would save are a few per task.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -27,6 +27,17 @@ from infra.storage import SecureBucket, SecureBucketArgs
 
 NONCURRENT_DAYS = 90          # how long a replaced or deleted object stays recoverable
 NONCURRENT_KEEP = 3           # ... and how many older versions are kept regardless of age
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    """What any compute target needs to serve the registry's deployed model versions: the
+    environment that names and pins them (``MODEL_URI``, ``MODEL_SHA256``: comma-separated,
+    the default model first, read by app/config.py) and the S3 objects its role must read.
+    ECS, SageMaker and Lambda take it whole, so what is deployed is decided here once."""
+
+    environment: Mapping[str, pulumi.Input[str]]
+    object_arns: tuple[pulumi.Input[str], ...]     # s3:GetObject on exactly these
 
 
 @dataclass
@@ -45,6 +56,7 @@ class ModelRegistry(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
     models: tuple[ModelVersion, ...]
     model_uris: list[pulumi.Output[str]]     # s3://<bucket>/models/<name>/<version>, in order
+    deployment: ModelDeployment
 
     def __init__(self, name: str, args: ModelRegistryArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -65,6 +77,13 @@ class ModelRegistry(pulumi.ComponentResource):
         self.models = tuple(args.models)
         self.model_uris = [pulumi.Output.concat("s3://", self.bucket_name, f"/{m.prefix}")
                            for m in self.models]
+        self.deployment = ModelDeployment(
+            environment={
+                "MODEL_URI": pulumi.Output.all(*self.model_uris).apply(",".join),
+                "MODEL_SHA256": ",".join(m.manifest_sha256 for m in self.models)},
+            # Only the deployed versions' objects; the app never lists the bucket.
+            object_arns=tuple(pulumi.Output.concat(self.bucket_arn, f"/{m.prefix}/*")
+                              for m in self.models))
         self.register_outputs({"bucket": self.bucket_name, "model_uris": self.model_uris})
 
     def _upload(self, name: str, model: ModelVersion, file_name: str, storage: SecureBucket,

@@ -2,12 +2,15 @@
 
 Built before the service, because the service's deployments watch two of these alarms
 (error rate and p99 latency) and roll back when one fires; the names of the cluster and the
-service are fixed strings for the same reason. Every alarm notifies the KMS-encrypted SNS
-topic (and the on-call address, if configured) on ALARM and on OK.
+service (the endpoint and its variant, the function and its alias) are fixed strings for the
+same reason. Every alarm notifies the KMS-encrypted SNS topic (and the on-call address, if
+configured) on ALARM and on OK.
 
-The alarms are a table (``ALARMS``): a new alarm is one row, naming its metrics by the
-dimensions they are published with (the load balancer, its target group, the ECS service,
-or none for the application's own namespace).
+The alarms are a table per target (``ALARMS`` for ECS, ``SAGEMAKER_ALARMS``,
+``LAMBDA_ALARMS``): a new alarm is one row, naming its metrics by the dimensions they are
+published with (the load balancer, its target group, the ECS service, the endpoint's variant,
+the function's alias, or none for the application's own namespace). The application's
+ERROR-line count is the same on every target: each writes its logs to the log group here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ CPU_MEMORY_ALARM_PERCENT = 85  # autoscaling targets 60/70 %: sustained 85 % mea
 ERROR_LINES_PER_5_MIN = 5
 ERROR_LINES_METRIC = "ErrorLogLines"
 ALB, ECS, INSIGHTS, APP = "AWS/ApplicationELB", "AWS/ECS", "ECS/ContainerInsights", "{app}"
+SAGEMAKER, LAMBDA = "AWS/SageMaker", "AWS/Lambda"
 UNKNOWN_MODEL = "(none)"       # the app's Model/ModelVersion for a request naming no served model
 
 
@@ -38,11 +42,13 @@ class MonitoringArgs:
     names: StackNames                    # alarms, dashboard, log group, namespace, ECS names
     log_retention_days: int
     kms_key_arn: pulumi.Input[str]
-    alb_arn_suffix: pulumi.Input[str]
-    target_group_arn_suffix: pulumi.Input[str]
     models: Sequence[ModelVersion]       # the dashboard's model dimensions, one set per version
     error_rate_percent: int
     latency_p99_ms: int
+    target: str = "ecs"                  # ecs | sagemaker | lambda: which table of alarms
+    # ECS: the load balancer and target group the alarms watch.
+    alb_arn_suffix: pulumi.Input[str] | None = None
+    target_group_arn_suffix: pulumi.Input[str] | None = None
     alarm_email: str | None = None
     # Service principals (besides CloudWatch) allowed to publish to the topic, e.g. for
     # the delivery pipeline's notifications: service -> the ARN pattern of its sources.
@@ -53,7 +59,8 @@ class MonitoringArgs:
 class Metric:
     namespace: str                       # APP: the application's own (the stack's namespace)
     name: str
-    dimensions: str = ""                 # "alb", "target", "service", or "" for none
+    # "alb", "target", "service", "endpoint", "function", or "" for none
+    dimensions: str = ""
     stat: str = "Sum"                    # pNN: a percentile
 
 
@@ -73,11 +80,17 @@ class Alarm:
     datapoints_to_alarm: int | None = None
     period: int = PERIOD
     comparison: str = "GreaterThanThreshold"
-    rolls_back_deployments: bool = False  # ECS watches it during a deployment
+    rolls_back_deployments: bool = False  # ECS (SageMaker) watches it during a deployment
 
 
 # Two of three minutes: fast enough to stop a bad deployment, deaf to a single blip.
 FAST = {"evaluation_periods": 3, "datapoints_to_alarm": 2}
+# Every target's application logs to the stack's log group: the same count, the same alarm.
+ERROR_LOG_LINES = Alarm(
+    "error-log-lines", f"{ERROR_LINES_PER_5_MIN} or more ERROR log lines in 5 minutes",
+    ERROR_LINES_PER_5_MIN, metric=Metric(APP, ERROR_LINES_METRIC), period=300,
+    comparison="GreaterThanOrEqualToThreshold", evaluation_periods=1,
+    treat_missing_data="notBreaching")
 ALARMS = (
     Alarm("error-rate", "5xx responses above {error_rate_percent}% of requests (load balancer "
           "and targets); rolls a deployment back",
@@ -105,17 +118,66 @@ ALARMS = (
                    ("running", Metric(INSIGHTS, "RunningTaskCount", "service", "Average"))),
           expression=("missing", "desired - running", "desired - running"), evaluation_periods=5,
           treat_missing_data="missing"),
-    Alarm("error-log-lines", f"{ERROR_LINES_PER_5_MIN} or more ERROR log lines in 5 minutes",
-          ERROR_LINES_PER_5_MIN, metric=Metric(APP, ERROR_LINES_METRIC), period=300,
-          comparison="GreaterThanOrEqualToThreshold", evaluation_periods=1,
-          treat_missing_data="notBreaching"),
+    ERROR_LOG_LINES,
 )
+# A SageMaker endpoint's variant (AWS/SageMaker, EndpointName and VariantName). The first
+# two roll a blue/green update back (the endpoint's auto-rollback alarms). ModelLatency is in
+# microseconds; instance CPU and memory are not alarmed: SageMaker reports CPU summed over the
+# cores (up to 100 % per vCPU), and the endpoint's autoscaling follows invocations.
+SAGEMAKER_ALARMS = (
+    Alarm("error-rate", "5xx invocation errors above {error_rate_percent}% of invocations; "
+          "rolls an endpoint update back", lambda a: a.error_rate_percent,
+          treat_missing_data="notBreaching",
+          queries=(("errors5xx", Metric(SAGEMAKER, "Invocation5XXErrors", "endpoint")),
+                   ("invocations", Metric(SAGEMAKER, "Invocations", "endpoint"))),
+          expression=("rate", "5xx %", "IF(invocations > 0, 100 * FILL(errors5xx, 0) / "
+                      "invocations, 0)"), rolls_back_deployments=True, **FAST),
+    Alarm("latency-p99", "model latency p99 above {latency_p99_ms} ms; rolls an endpoint "
+          "update back", lambda a: a.latency_p99_ms * 1000,
+          metric=Metric(SAGEMAKER, "ModelLatency", "endpoint", "p99"),
+          treat_missing_data="notBreaching", rolls_back_deployments=True, **FAST),
+    Alarm("invocation-4xx", "more than 10% of invocations answered 4xx for 5 minutes (callers "
+          "send what the model refuses, or a serverless endpoint throttles)", 10,
+          treat_missing_data="notBreaching",
+          queries=(("errors4xx", Metric(SAGEMAKER, "Invocation4XXErrors", "endpoint")),
+                   ("invocations", Metric(SAGEMAKER, "Invocations", "endpoint"))),
+          expression=("rate", "4xx %", "IF(invocations > 0, 100 * FILL(errors4xx, 0) / "
+                      "invocations, 0)"), evaluation_periods=5),
+    ERROR_LOG_LINES,
+)
+# A Lambda function's live alias (AWS/Lambda, FunctionName and Resource "<function>:live").
+# Lambda has no deployment rollback of its own: the pipeline's Deploy stage rolls back, and
+# the smoke test checks the alias (ci/smoke.py).
+LAMBDA_ALARMS = (
+    Alarm("error-rate", "5xx responses above {error_rate_percent}% of Function URL requests",
+          lambda a: a.error_rate_percent, treat_missing_data="notBreaching",
+          queries=(("url5xx", Metric(LAMBDA, "Url5xxCount", "function")),
+                   ("requests", Metric(LAMBDA, "UrlRequestCount", "function"))),
+          expression=("rate", "5xx %", "IF(requests > 0, 100 * FILL(url5xx, 0) / requests, 0)"),
+          **FAST),
+    Alarm("errors", "the function failed (an exception, a timeout or an init error, not an "
+          "HTTP answer) in 2 of 3 minutes", 0, metric=Metric(LAMBDA, "Errors", "function"),
+          treat_missing_data="notBreaching", **FAST),
+    Alarm("throttles", "requests throttled in 2 of 3 minutes (lambdaReservedConcurrency "
+          "reached, or the account's concurrency)", 0,
+          metric=Metric(LAMBDA, "Throttles", "function"), treat_missing_data="notBreaching",
+          **FAST),
+    Alarm("duration-p99", "function duration p99 above {latency_p99_ms} ms",
+          lambda a: a.latency_p99_ms, metric=Metric(LAMBDA, "Duration", "function", "p99"),
+          treat_missing_data="notBreaching", **FAST),
+    ERROR_LOG_LINES,
+)
+ALARMS_BY_TARGET = {"ecs": ALARMS, "sagemaker": SAGEMAKER_ALARMS, "lambda": LAMBDA_ALARMS}
 
 
 def _dimensions(args: MonitoringArgs) -> dict[str, dict[str, Any] | None]:
     alb = {"LoadBalancer": args.alb_arn_suffix}
+    names = args.names
     return {"alb": alb, "target": {**alb, "TargetGroup": args.target_group_arn_suffix},
-            "service": {"ClusterName": args.names.cluster, "ServiceName": args.names.service},
+            "service": {"ClusterName": names.cluster, "ServiceName": names.service},
+            "endpoint": {"EndpointName": names.endpoint, "VariantName": names.endpoint_variant},
+            "function": {"FunctionName": names.function,
+                         "Resource": f"{names.function}:{names.function_alias}"},
             "": None}
 
 
@@ -163,8 +225,10 @@ class Monitoring(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         region, names = args.context.region, args.names
 
+        # ECS and Lambda write where the stack says; SageMaker writes to a group it names.
         self.log_group = cloudwatch.LogGroup(
-            f"{name}-service-logs", name=names.log_group("service"),
+            f"{name}-service-logs", name=names.sagemaker_log_group
+            if args.target == "sagemaker" else names.log_group("service"),
             retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
         cloudwatch.LogMetricFilter(
             f"{name}-error-lines", log_group_name=self.log_group.name,
@@ -176,14 +240,16 @@ class Monitoring(pulumi.ComponentResource):
         self.topic = self._topic(name, args)
         self.topic_arn = self.topic.arn
 
+        alarms = ALARMS_BY_TARGET[args.target]
         created = {alarm.key: cloudwatch.MetricAlarm(
             f"{name}-{alarm.key}", name=names.name(alarm.key),
             alarm_description=alarm.description.format(**vars(args)),
             alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn], opts=child,
-            **alarm_inputs(alarm, args)) for alarm in ALARMS}
+            **alarm_inputs(alarm, args)) for alarm in alarms}
         self.alarm_names = [alarm.name for alarm in created.values()]
-        # What a bad deployment shows first; ECS rolls the deployment back when one fires.
-        self.deployment_alarm_names = [created[a.key].name for a in ALARMS
+        # What a bad deployment shows first; ECS rolls the deployment back when one fires,
+        # SageMaker a blue/green endpoint update.
+        self.deployment_alarm_names = [created[a.key].name for a in alarms
                                        if a.rolls_back_deployments]
 
         dashboard = cloudwatch.Dashboard(
@@ -224,11 +290,9 @@ class Monitoring(pulumi.ComponentResource):
 
 def dashboard_body(args: MonitoringArgs,
                    alarm_arns: list[pulumi.Output[str]]) -> pulumi.Output[str]:
-    """Alarms on top; requests and errors, latency, tasks, CPU and memory, then each deployed
-    model version's own metrics (the app's Model and ModelVersion dimensions)."""
+    """Alarms on top; the target's requests and errors, latency and capacity; then each
+    deployed model version's own metrics (the app's Model and ModelVersion dimensions)."""
     region, ns = args.context.region, args.names.metrics_namespace
-    lb, tg = args.alb_arn_suffix, args.target_group_arn_suffix
-    svc = ["ClusterName", args.names.cluster, "ServiceName", args.names.service]
 
     def by_model(metric: str, stat: str, what: str) -> list[list]:
         """One line per deployed model version: the app's EMF dimensions (app/observability.py)."""
@@ -243,22 +307,8 @@ def dashboard_body(args: MonitoringArgs,
     return pulumi.Output.json_dumps({"widgets": [
         {"type": "alarm", "x": 0, "y": 0, "width": 24, "height": 3,
          "properties": {"title": "Alarms", "alarms": alarm_arns}},
-        widget("Requests and 5xx", [
-            [ALB, "RequestCount", "LoadBalancer", lb, {"stat": "Sum"}],
-            [ALB, "HTTPCode_Target_5XX_Count", "LoadBalancer", lb, "TargetGroup", tg,
-             {"stat": "Sum"}],
-            [ALB, "HTTPCode_ELB_5XX_Count", "LoadBalancer", lb, {"stat": "Sum"}]], 0, 3),
-        widget("Target response time (s)", [
-            [ALB, "TargetResponseTime", "LoadBalancer", lb, "TargetGroup", tg, {"stat": "p50"}],
-            [".", ".", ".", ".", ".", ".", {"stat": "p99"}]], 12, 3),
-        widget("Tasks", [
-            [INSIGHTS, "RunningTaskCount", *svc, {"stat": "Average"}],
-            [INSIGHTS, "DesiredTaskCount", *svc, {"stat": "Average"}],
-            [ALB, "HealthyHostCount", "LoadBalancer", lb, "TargetGroup", tg,
-             {"stat": "Minimum"}]], 0, 9),
-        widget("CPU and memory (%)", [
-            [ECS, "CPUUtilization", *svc, {"stat": "Average"}],
-            [ECS, "MemoryUtilization", *svc, {"stat": "Average"}]], 12, 9),
+        *[widget(title, metrics, 12 * (i % 2), 3 + 6 * (i // 2))
+          for i, (title, metrics) in enumerate(TARGET_WIDGETS[args.target](args))],
         widget("Predictions by model version", [
             *by_model("PredictionRequests", "Sum", "requests"),
             *by_model("PredictionErrors", "Sum", "errors"),
@@ -270,3 +320,72 @@ def dashboard_body(args: MonitoringArgs,
             *by_model("PredictionLatency", "p50", "p50"),
             *by_model("PredictionLatency", "p99", "p99")], 12, 15),
     ]})
+
+
+Widgets = list[tuple[str, list]]
+
+
+def _ecs_widgets(args: MonitoringArgs) -> Widgets:
+    lb, tg = args.alb_arn_suffix, args.target_group_arn_suffix
+    svc = ["ClusterName", args.names.cluster, "ServiceName", args.names.service]
+    return [
+        ("Requests and 5xx", [
+            [ALB, "RequestCount", "LoadBalancer", lb, {"stat": "Sum"}],
+            [ALB, "HTTPCode_Target_5XX_Count", "LoadBalancer", lb, "TargetGroup", tg,
+             {"stat": "Sum"}],
+            [ALB, "HTTPCode_ELB_5XX_Count", "LoadBalancer", lb, {"stat": "Sum"}]]),
+        ("Target response time (s)", [
+            [ALB, "TargetResponseTime", "LoadBalancer", lb, "TargetGroup", tg, {"stat": "p50"}],
+            [".", ".", ".", ".", ".", ".", {"stat": "p99"}]]),
+        ("Tasks", [
+            [INSIGHTS, "RunningTaskCount", *svc, {"stat": "Average"}],
+            [INSIGHTS, "DesiredTaskCount", *svc, {"stat": "Average"}],
+            [ALB, "HealthyHostCount", "LoadBalancer", lb, "TargetGroup", tg,
+             {"stat": "Minimum"}]]),
+        ("CPU and memory (%)", [
+            [ECS, "CPUUtilization", *svc, {"stat": "Average"}],
+            [ECS, "MemoryUtilization", *svc, {"stat": "Average"}]]),
+    ]
+
+
+def _sagemaker_widgets(args: MonitoringArgs) -> Widgets:
+    variant = ["EndpointName", args.names.endpoint, "VariantName", args.names.endpoint_variant]
+    return [
+        ("Invocations and errors", [
+            [SAGEMAKER, "Invocations", *variant, {"stat": "Sum"}],
+            [SAGEMAKER, "Invocation5XXErrors", *variant, {"stat": "Sum"}],
+            [SAGEMAKER, "Invocation4XXErrors", *variant, {"stat": "Sum"}]]),
+        ("Model and overhead latency (us)", [
+            [SAGEMAKER, "ModelLatency", *variant, {"stat": "p50"}],
+            [SAGEMAKER, "ModelLatency", *variant, {"stat": "p99"}],
+            [SAGEMAKER, "OverheadLatency", *variant, {"stat": "p99"}]]),
+        ("Invocations per instance", [
+            [SAGEMAKER, "InvocationsPerInstance", *variant, {"stat": "Sum"}]]),
+        ("Instances: CPU (% of one vCPU) and memory (%)", [
+            ["/aws/sagemaker/Endpoints", "CPUUtilization", *variant, {"stat": "Average"}],
+            ["/aws/sagemaker/Endpoints", "MemoryUtilization", *variant, {"stat": "Average"}]]),
+    ]
+
+
+def _lambda_widgets(args: MonitoringArgs) -> Widgets:
+    alias = ["FunctionName", args.names.function,
+             "Resource", f"{args.names.function}:{args.names.function_alias}"]
+    return [
+        ("Function URL requests, 4xx and 5xx", [
+            [LAMBDA, "UrlRequestCount", *alias, {"stat": "Sum"}],
+            [LAMBDA, "Url4xxCount", *alias, {"stat": "Sum"}],
+            [LAMBDA, "Url5xxCount", *alias, {"stat": "Sum"}]]),
+        ("Duration (ms)", [
+            [LAMBDA, "Duration", *alias, {"stat": "p50"}],
+            [LAMBDA, "Duration", *alias, {"stat": "p99"}]]),
+        ("Concurrency", [
+            [LAMBDA, "ConcurrentExecutions", *alias, {"stat": "Maximum"}],
+            [LAMBDA, "ProvisionedConcurrencyUtilization", *alias, {"stat": "Maximum"}]]),
+        ("Errors and throttles", [
+            [LAMBDA, "Errors", *alias, {"stat": "Sum"}],
+            [LAMBDA, "Throttles", *alias, {"stat": "Sum"}]]),
+    ]
+
+
+TARGET_WIDGETS: dict[str, Callable[[MonitoringArgs], Widgets]] = {
+    "ecs": _ecs_widgets, "sagemaker": _sagemaker_widgets, "lambda": _lambda_widgets}

@@ -106,3 +106,35 @@ class StackNames:
     def service(self) -> str:
         """The ECS service (and its task definition family)."""
         return self.prefix
+
+    # ------------------------------------------------- the other targets (infra/config.py) --
+    # Fixed names for the same reason as the cluster's: the alarms that roll a deployment
+    # back, the dashboard and the smoke test name them before the resources exist.
+    @property
+    def endpoint(self) -> str:
+        """The SageMaker endpoint (SageMaker writes its ARN in lower case: so does the stack)."""
+        return self.prefix
+
+    @property
+    def endpoint_variant(self) -> str:
+        """The endpoint's one production variant. Stable: a blue/green update requires the
+        new endpoint configuration to keep the variant's name, and the alarms name it."""
+        return "live"
+
+    @property
+    def sagemaker_log_group(self) -> str:
+        """Where SageMaker writes the endpoint's container logs (a name SageMaker fixes; the
+        stack creates it first, with its key and retention)."""
+        return f"/aws/sagemaker/Endpoints/{self.endpoint}"
+
+    @property
+    def function(self) -> str:
+        """The Lambda function. ``<prefix>-function`` rather than the bare prefix: its ARN
+        (``function:<name>``, ``function:<name>:live``) then falls under the
+        ``<prefix>-*`` patterns the boundary and the deploy role already grant by."""
+        return self.name("function")
+
+    @property
+    def function_alias(self) -> str:
+        """The alias the Function URL serves: it points at the version a deploy published."""
+        return "live"

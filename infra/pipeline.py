@@ -30,6 +30,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import pipeline_iam as piam
+from infra.boundary import Target
 from infra.iam import (Scope, Statement, on_behalf_of_this_account, policy_document,
                        service_trust_policy)
 from infra.naming import StackNames
@@ -165,6 +166,7 @@ class PipelineArgs:
     kms_key_arn: pulumi.Input[str]             # artifacts, build logs
     alarm_topic_arn: pulumi.Input[str]         # approvals and notifications
     boundary_arn: pulumi.Input[str]            # PermissionsBoundary.arn
+    target: Target                             # where the image runs: what the deploy manages
     repository: str                            # GitHub owner/repo
     branch: str                                # the branch this stack deploys
     approval_required: bool
@@ -255,7 +257,8 @@ class Pipeline(pulumi.ComponentResource):
         # previous stack deployed and smoke-tested, in a bucket only its deploy role writes.
         self.connection_arn = None if args.upstream else _connection(make, args)
         self.promotion_bucket = _promotion_bucket(make, args) if args.upstream else None
-        policies = {key: make.policy(key, description, statements(scope, args.boundary_arn))
+        policies = {key: make.policy(key, description,
+                                     statements(scope, args.boundary_arn, args.target))
                     for key, (description, statements) in piam.MANAGED_POLICIES.items()}
         projects = {build.kind: _project(make, scope, args, build, self.artifact_bucket.arn,
                                          policies) for build in BUILDS}

@@ -29,8 +29,8 @@ from typing import Any, Callable, Sequence
 
 import pulumi
 
-from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, SERVICE_ROLES,
-                            STACK_ARNS)
+from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, STACK_ARNS,
+                            TARGET_ARNS, Target)
 from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
@@ -309,6 +309,13 @@ READ_ACTIONS = sorted([
     "codestar-notifications:ListTagsForResource",
     "acm:DescribeCertificate", "acm:ListTagsForCertificate",
     "route53:GetChange", "route53:GetHostedZone", "route53:ListResourceRecordSets",
+    "sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeModel", "sagemaker:ListTags",
+    "lambda:GetAlias", "lambda:GetFunction", "lambda:GetFunctionCodeSigningConfig",
+    "lambda:GetFunctionConcurrency", "lambda:GetFunctionConfiguration",
+    "lambda:GetFunctionUrlConfig", "lambda:GetPolicy",
+    "lambda:GetProvisionedConcurrencyConfig", "lambda:ListTags",
+    "lambda:ListVersionsByFunction",
 ])
 
 
@@ -320,10 +327,11 @@ READ_IAM_ACTIONS = sorted([
 ])
 
 
-def read_stack(scope: Scope) -> list[Statement]:
-    """Read the configuration of the stack's resources, and make the program's invokes
-    (every run, a preview included, calls ``ecr.get_authorization_token`` and, with
-    ``apiKeyEnabled``, ``secretsmanager.get_random_password``)."""
+def read_stack(scope: Scope, target: Target = Target()) -> list[Statement]:
+    """Read the configuration of the stack's resources (those of its target), and make the
+    program's invokes (every run, a preview included, calls ``ecr.get_authorization_token``
+    and, with ``apiKeyEnabled``, ``secretsmanager.get_random_password``)."""
+    reads = target.only(READ_ACTIONS)
     return [
         {
             # Describe/List/Get calls on metadata only. Many of them (ec2:Describe*, the List
@@ -331,7 +339,7 @@ def read_stack(scope: Scope) -> list[Statement]:
             # resources a preview has not created yet: "*" for this read-only set.
             "Sid": "ReadStackConfiguration",
             "Effect": "Allow",
-            "Action": READ_ACTIONS,
+            "Action": reads,
             "Resource": "*",
         },
         {
@@ -461,13 +469,82 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
 )
 
 
-def deploy_by_name(scope: Scope) -> list[Statement]:
-    """Writes on resources whose ARN carries the stack's physical-name prefix (BY_NAME)."""
+# The targets' own resources, by name (infra/naming.py names them): SageMaker's endpoint
+# (fixed name) with its models and configurations (Pulumi-named <prefix>-model-*,
+# <prefix>-config-*, replaced on change), its log group, whose name SageMaker fixes;
+# Lambda's function with its versions and alias. Each also lets the smoke test call it
+# (InvokeEndpoint; the Function URL needs InvokeFunctionUrl and InvokeFunction).
+TARGET_BY_NAME: dict[str, tuple[tuple[str, list[str], tuple[str, ...]], ...]] = {
+    "sagemaker": (
+        ("SageMakerEndpointOfThisStack",
+         ["sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:CreateEndpointConfig",
+          "sagemaker:CreateModel", "sagemaker:DeleteEndpoint",
+          "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel", "sagemaker:DeleteTags",
+          "sagemaker:InvokeEndpoint", "sagemaker:UpdateEndpoint",
+          # Registering the variant with Application Auto Scaling checks the caller may
+          # change its capacity.
+          "sagemaker:UpdateEndpointWeightsAndCapacities"],
+         TARGET_ARNS["sagemaker"]),
+        ("SageMakerLogGroupOfThisStack",
+         ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
+          "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy", "logs:DisassociateKmsKey",
+          "logs:PutMetricFilter", "logs:PutRetentionPolicy", "logs:TagResource",
+          "logs:UntagResource"],
+         ("arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
+          "{prefix}",
+          "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
+          "{prefix}:*")),
+    ),
+    "lambda": (
+        ("LambdaFunctionOfThisStack",
+         ["lambda:CreateAlias", "lambda:CreateFunction", "lambda:DeleteAlias",
+          "lambda:DeleteFunction", "lambda:DeleteFunctionConcurrency",
+          "lambda:DeleteFunctionUrlConfig", "lambda:DeleteProvisionedConcurrencyConfig",
+          "lambda:InvokeFunction", "lambda:InvokeFunctionUrl", "lambda:PublishVersion",
+          "lambda:PutFunctionConcurrency", "lambda:PutProvisionedConcurrencyConfig",
+          "lambda:TagResource", "lambda:UntagResource", "lambda:UpdateAlias",
+          "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration"],
+         TARGET_ARNS["lambda"]),
+    ),
+}
+
+
+def deploy_by_name(scope: Scope, target: Target = Target()) -> list[Statement]:
+    """Writes on resources whose ARN carries the stack's physical-name prefix (BY_NAME, the
+    rows of the other targets' services left out, then TARGET_BY_NAME)."""
     statements = []
-    for sid, actions, patterns in BY_NAME:
+    for sid, actions, patterns in (*BY_NAME, *TARGET_BY_NAME.get(target.kind, ())):
+        actions = target.only(actions)
+        if not actions:
+            continue
         arns = [scope.arn_of(p) for p in patterns]
         statements.append({"Sid": sid, "Effect": "Allow", "Action": actions,
                            "Resource": arns[0] if len(arns) == 1 else arns})
+    if target.kind == "lambda":
+        statements += _function_url(scope, target)
+    return statements
+
+
+def _function_url(scope: Scope, target: Target) -> list[Statement]:
+    """The Function URL, with the authentication the configuration names and no other
+    (``lambda:FunctionUrlAuthType``): a deploy role cannot open a public URL on a stack whose
+    configuration says AWS_IAM, production's included. Only a NONE URL needs the public
+    resource permissions the provider adds (and removes) for it."""
+    function = [scope.arn_of(p) for p in TARGET_ARNS["lambda"]]
+    statements: list[Statement] = [{
+        "Sid": "FunctionUrlWithTheConfiguredAuth",
+        "Effect": "Allow",
+        "Action": ["lambda:CreateFunctionUrlConfig", "lambda:UpdateFunctionUrlConfig"],
+        "Resource": function,
+        "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": target.function_url_auth}},
+    }]
+    if target.function_url_auth == "NONE":
+        statements.append({
+            "Sid": "PublicFunctionUrlPermission",
+            "Effect": "Allow",
+            "Action": ["lambda:AddPermission", "lambda:RemovePermission"],
+            "Resource": function,
+        })
     return statements
 
 
@@ -502,33 +579,38 @@ CHANGE_WITH_STACK_TAG = [
     "kms:UpdateKeyDescription"]
 
 
-def deploy_by_tag(scope: Scope) -> list[Statement]:
+def deploy_by_tag(scope: Scope, target: Target = Target()) -> list[Statement]:
     """Resources whose ARN is not known before they exist (generated IDs): created only with
-    the project and stack tags, changed or deleted only while they carry both."""
-    return [
+    the project and stack tags, changed or deleted only while they carry both (those of the
+    stack's target's services)."""
+    creates, changes = target.only(CREATE_WITH_STACK_TAG), target.only(CHANGE_WITH_STACK_TAG)
+    ec2_creates = [a.removeprefix("ec2:") for a in creates if a.startswith("ec2:")]
+    statements: list[Statement] = [
         {
             # Resource "*": the ARN of a resource being created is not known; the request
             # must carry both tags (the provider's default tags always do).
             "Sid": "CreateOnlyWithStackTag",
             "Effect": "Allow",
-            "Action": CREATE_WITH_STACK_TAG,
+            "Action": creates,
             "Resource": "*",
             "Condition": scope.request_tag,
         },
-        {
+    ]
+    if target.uses("ec2"):
+        statements.append({
             # EC2 tags are written by the create call itself (TagSpecifications).
             "Sid": "TagOnCreate",
             "Effect": "Allow",
             "Action": "ec2:CreateTags",
             "Resource": "*",
-            "Condition": {"StringEquals": {"ec2:CreateAction": [
-                a.removeprefix("ec2:") for a in CREATE_WITH_STACK_TAG if a.startswith("ec2:")]}},
-        },
+            "Condition": {"StringEquals": {"ec2:CreateAction": ec2_creates}},
+        })
+    return statements + [
         {
             # Resource "*" with both tags as the condition: generated IDs (vpc-..., key/...).
             "Sid": "ChangeOnlyStackTaggedResources",
             "Effect": "Allow",
-            "Action": CHANGE_WITH_STACK_TAG,
+            "Action": changes,
             "Resource": "*",
             "Condition": scope.resource_tag,
         },
@@ -544,9 +626,9 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
                                            **scope.via("s3", "secretsmanager", "ecr")[
                                                "StringEquals"]}},
         },
-        {
-            # WAF's log delivery to CloudWatch Logs: account-level calls without
-            # resource-level permissions (AWS's guide asks for "*"). The log group's
+        *([{
+            # WAF's log delivery to CloudWatch Logs (ECS: the ALB's WAF): account-level calls
+            # without resource-level permissions (AWS's guide asks for "*"). The log group's
             # resource policy (infra/waf.py) is an administrator's to write: account-level
             # CloudWatch Logs policies are permissions management.
             "Sid": "WafLogDelivery",
@@ -555,7 +637,7 @@ def deploy_by_tag(scope: Scope) -> list[Statement]:
                        "logs:DescribeResourcePolicies", "logs:GetLogDelivery",
                        "logs:ListLogDeliveries", "logs:UpdateLogDelivery"],
             "Resource": "*",
-        },
+        }] if target.uses("wafv2") else []),
         {
             # Resource "*" with the stack tag: ECR (a KMS-encrypted repository) and Secrets
             # Manager create grants on the stack's key for the caller; only for AWS services.
@@ -641,13 +723,14 @@ def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
     return statements
 
 
-def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
+def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str],
+               target: Target = Target()) -> list[Statement]:
     """The stack's service roles and service policies (under ``/<project>/<stack>/service/``),
     each role carrying the permissions boundary; nothing else in IAM."""
     names, arn = scope.names, scope.context.arn
-    # Roles only under the path of a known kind of service role (boundary.SERVICE_ROLES).
+    # Roles only under the path of a kind of service role of the target (boundary.Target).
     roles = [arn("iam", f"role{names.service_role_path(kind)}*", region=False)
-             for kind in SERVICE_ROLES]
+             for kind in target.service_roles]
     policies = arn("iam", f"policy{names.service_path}*", region=False)
     boundary = {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}}
     statements: list[Statement] = [
@@ -693,33 +776,39 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]
             "Action": "iam:PassRole",
             "Resource": arn("iam", f"role{names.service_role_path(kind)}*", region=False),
             "Condition": {"StringEquals": {"iam:PassedToService": service}},
-        } for kind, service in SERVICE_ROLES.items()],
-        {
+        } for kind, service in target.service_roles.items()],
+    ]
+    if SERVICE_LINKED_ROLES[target.kind]:
+        statements.append({
             "Sid": "ServiceLinkedRolesTheStackNeeds",
             "Effect": "Allow",
             "Action": "iam:CreateServiceLinkedRole",
             "Resource": arn("iam", "role/aws-service-role/*", region=False),
-            "Condition": {"StringEquals": {"iam:AWSServiceName": SERVICE_LINKED_ROLES}},
-        },
-    ]
+            "Condition": {"StringEquals": {
+                "iam:AWSServiceName": SERVICE_LINKED_ROLES[target.kind]}},
+        })
     return statements
 
 
 # The service-linked roles the stack's services need (each created by AWS once per account,
 # on the first use).
-SERVICE_LINKED_ROLES = ["ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
-                        "ecs.application-autoscaling.amazonaws.com"]
+SERVICE_LINKED_ROLES = {
+    "ecs": ["ecs.amazonaws.com", "elasticloadbalancing.amazonaws.com",
+            "ecs.application-autoscaling.amazonaws.com"],
+    "sagemaker": ["sagemaker.application-autoscaling.amazonaws.com"],
+    "lambda": [],
+}
 
 
 # The managed policies the pipeline's roles share (each holds at most 6,144 characters, so
 # the deploy's permissions are split in three): key (name <prefix>-<key>) -> (description,
-# statements of (scope, boundary ARN)).
-MANAGED_POLICIES: dict[str, tuple[str, Callable[[Scope, Any], list[Statement]]]] = {
+# statements of (scope, boundary ARN, the stack's target)).
+MANAGED_POLICIES: dict[str, tuple[str, Callable[[Scope, Any, Target], list[Statement]]]] = {
     "read-stack": ("Read the stack's configuration (no data): preview and refresh",
-                   lambda scope, boundary_arn: read_stack(scope)),
+                   lambda scope, boundary_arn, target: read_stack(scope, target)),
     "deploy-named": ("pulumi up: resources named <prefix>-*",
-                     lambda scope, boundary_arn: deploy_by_name(scope)),
+                     lambda scope, boundary_arn, target: deploy_by_name(scope, target)),
     "deploy-tagged": ("pulumi up: resources tagged with the project and the stack",
-                      lambda scope, boundary_arn: deploy_by_tag(scope)),
+                      lambda scope, boundary_arn, target: deploy_by_tag(scope, target)),
     "deploy-iam": ("pulumi up: the stack's service roles, under the boundary", deploy_iam),
 }

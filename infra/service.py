@@ -90,9 +90,7 @@ def container_definitions(args: ServiceArgs) -> pulumi.Output[str]:
         "LOG_LEVEL": "INFO",
         "METRICS_NAMESPACE": args.names.metrics_namespace,
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-        # Every deployed version, the default model first, and the pin of each in that order.
-        "MODEL_SHA256": ",".join(m.manifest_sha256 for m in args.registry.models),
-        "MODEL_URI": pulumi.Output.all(*args.registry.model_uris).apply(",".join),
+        **args.registry.deployment.environment,
         # One sync worker per vCPU (design.md 6).
         "WEB_CONCURRENCY": str(max(1, args.capacity.cpu // 1024)),
     }
@@ -154,9 +152,8 @@ class Service(pulumi.ComponentResource):
             opts=child)
         roles = ServiceRoles(f"{name}-roles", ServiceRolesArgs(
             context=args.context, names=args.names, repository_arn=args.image.repository_arn,
-            log_group_arn=args.log_group.arn, bucket_arn=args.registry.bucket_arn,
-            model_prefixes=[m.prefix for m in args.registry.models],
-            kms_key_arn=args.kms_key_arn,
+            log_group_arn=args.log_group.arn,
+            model_object_arns=args.registry.deployment.object_arns, kms_key_arn=args.kms_key_arn,
             api_key_secret_arn=args.api_key_secret_arn), opts=child)
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task", family=args.names.service,

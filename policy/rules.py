@@ -226,6 +226,63 @@ def ecs_service_rollback(t: str, props: Mapping) -> list[str]:
     return found
 
 
+def sagemaker_model_by_digest(t: str, props: Mapping) -> list[str]:
+    """A SageMaker model runs an image by digest (as ECS does): a tag could move under it."""
+    if t != "aws:sagemaker/model:Model":
+        return []
+    containers = [props.get("primaryContainer") or {}, *_seq(props.get("containers"))]
+    return [f"container image {c.get('image')!r} must be referenced by digest (@sha256:...)"
+            for c in containers if c and "@sha256:" not in str(c.get("image", ""))]
+
+
+def sagemaker_endpoint_rolls_back(t: str, props: Mapping) -> list[str]:
+    """An endpoint update is blue/green and rolls back on CloudWatch alarms."""
+    if t != "aws:sagemaker/endpoint:Endpoint":
+        return []
+    deployment = props.get("deploymentConfig") or {}
+    found = []
+    if not deployment.get("blueGreenUpdatePolicy"):
+        found.append("endpoint updates must be blue/green (deploymentConfig.blueGreenUpdatePolicy)")
+    if not _seq((deployment.get("autoRollbackConfiguration") or {}).get("alarms")):
+        found.append("endpoint updates must roll back on alarms "
+                     "(deploymentConfig.autoRollbackConfiguration.alarms)")
+    return found
+
+
+def sagemaker_capture_encrypted(t: str, props: Mapping) -> list[str]:
+    """Captured requests and responses are the callers' data: encrypted with the stack's key."""
+    if t != "aws:sagemaker/endpointConfiguration:EndpointConfiguration":
+        return []
+    capture = props.get("dataCaptureConfig") or {}
+    if capture.get("enableCapture") is not False and capture and not capture.get("kmsKeyId"):
+        return ["data capture must be encrypted with a KMS key (dataCaptureConfig.kmsKeyId)"]
+    return []
+
+
+def lambda_function_hardened(t: str, props: Mapping) -> list[str]:
+    """An image function runs a digest on an explicit architecture and logs where the stack
+    says (its encrypted log group with a retention, not an unmanaged /aws/lambda group)."""
+    if t != "aws:lambda/function:Function" or props.get("packageType") != "Image":
+        return []
+    found = []
+    if "@sha256:" not in str(props.get("imageUri", "")):
+        found.append("the image must be referenced by digest (@sha256:...)")
+    if not _seq(props.get("architectures")):
+        found.append("the architecture must be explicit (the image's platform)")
+    if not (props.get("loggingConfig") or {}).get("logGroup"):
+        found.append("logs must go to the stack's log group (loggingConfig.logGroup)")
+    return found
+
+
+def lambda_url_authenticated(t: str, props: Mapping) -> list[str]:
+    """Advisory: a NONE function URL is public (allowed outside production only, where the
+    configuration refuses it)."""
+    if t == "aws:lambda/functionUrl:FunctionUrl" and props.get("authorizationType") != "AWS_IAM":
+        return ["the function URL should authenticate callers with AWS_IAM (SigV4), not "
+                f"{props.get('authorizationType')!r}"]
+    return []
+
+
 def log_group_encrypted_retained(t: str, props: Mapping) -> list[str]:
     if t != "aws:cloudwatch/logGroup:LogGroup":
         return []
@@ -472,6 +529,16 @@ RULES: tuple[Rule, ...] = (
          ecs_service_rollback),
     Rule("log-group-encrypted-retained", "Log groups are KMS-encrypted with a retention.",
          log_group_encrypted_retained),
+    Rule("sagemaker-model-by-digest", "SageMaker models run their image by digest.",
+         sagemaker_model_by_digest),
+    Rule("sagemaker-endpoint-rolls-back", "SageMaker endpoint updates are blue/green and roll "
+         "back on alarms.", sagemaker_endpoint_rolls_back),
+    Rule("sagemaker-capture-encrypted", "SageMaker data capture is KMS-encrypted.",
+         sagemaker_capture_encrypted),
+    Rule("lambda-function-hardened", "Image functions: by digest, explicit architecture, "
+         "logs to the stack's log group.", lambda_function_hardened),
+    Rule("lambda-url-authenticated", "Function URLs authenticate callers with AWS_IAM.",
+         lambda_url_authenticated, mandatory=False),
     Rule("kms-rotation", "KMS keys rotate.", kms_rotation),
     Rule("ecr-repository-hardened", "ECR: immutable tags, scan on push, KMS.",
          ecr_repository_hardened),

@@ -13,6 +13,10 @@ Harness API (tests.infra.harness):
                             stack's program run once under mocks with its Pulumi.<stack>.yaml
     graph                   parametrised over the three stacks (test ids dev/staging/prod)
     variant                 session: dev with the other side of every pipeline choice (VARIANT)
+    target_graphs           session: {"dev-sagemaker": Graph, ...}: every stack run on each other
+                            target (TARGET_VARIANTS: the overrides a stack file would add)
+    target_graph            parametrised over those six (test ids dev-sagemaker ... prod-lambda)
+    any_graph               parametrised over all nine: the committed stacks (on ECS) and the six
 
   running the program
     run_program(stack, overrides=None)   run again with config overrides ({"cpu": 256},
@@ -51,7 +55,8 @@ Harness API (tests.infra.harness):
     policy_key(graph, doc): parliament, with one allow-list format (AllowList)
     validate(service, operation, params), api_problems(...), check_enums(value, shape):
                             botocore's API models (shapes, enums, lengths, patterns, ranges)
-    STACKS, PROJECT, ROOT, MOCK_ACCOUNT, PIPELINE, BOUNDARY, VARIANT
+    STACKS, PROJECT, ROOT, MOCK_ACCOUNT, PIPELINE, BOUNDARY, VARIANT, TARGETS,
+    TARGET_VARIANTS, VARIANT_IDS, target_variant(id) -> (stack, overrides), target_of(graph)
 
   tests.infra.snapshot      render(graph) -> the readable snapshot text; `make snapshot`
 
@@ -63,7 +68,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.harness import STACKS, VARIANT, Graph, all_graphs, run_program
+from tests.infra.harness import (STACKS, VARIANT, VARIANT_IDS, Graph, all_graphs, run_program,
+                                 target_variant)
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +85,21 @@ def graph(request, graphs) -> Graph:
 @pytest.fixture(scope="session")
 def variant() -> Graph:
     return run_program("dev", VARIANT)
+
+
+@pytest.fixture(scope="session")
+def target_graphs() -> dict[str, Graph]:
+    return {variant_id: run_program(*target_variant(variant_id)) for variant_id in VARIANT_IDS}
+
+
+@pytest.fixture(params=VARIANT_IDS)
+def target_graph(request, target_graphs) -> Graph:
+    return target_graphs[request.param]
+
+
+@pytest.fixture(params=(*STACKS, *VARIANT_IDS))
+def any_graph(request, graphs, target_graphs) -> Graph:
+    return graphs.get(request.param) or target_graphs[request.param]
 
 
 def pytest_configure(config):

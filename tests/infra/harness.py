@@ -64,6 +64,29 @@ VARIANT = {
     "approvers": ["arn:aws:iam::123456789012:role/release-managers"],
 }
 
+# The committed stacks run on ECS; every stack also runs on each other target (the
+# ``target_graphs`` fixture), with what its stack file would add to run there. Chosen to take
+# each branch of each target once: SageMaker on instances with autoscaling (dev), serverless
+# (staging), production with data capture (prod); Lambda with the defaults (dev), a public
+# URL outside production (staging), provisioned concurrency in production (prod).
+TARGETS = ("ecs", "sagemaker", "lambda")
+TARGET_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "sagemaker": {
+        "dev": {"target": "sagemaker"},
+        "staging": {"target": "sagemaker", "sagemakerServerlessMemoryMb": 2048,
+                    "sagemakerServerlessMaxConcurrency": 10},
+        "prod": {"target": "sagemaker", "sagemakerInstanceCount": 2,
+                 "sagemakerMaxInstanceCount": 6, "sagemakerDataCapturePercent": 10},
+    },
+    "lambda": {
+        "dev": {"target": "lambda"},
+        "staging": {"target": "lambda", "lambdaUrlAuth": "NONE"},
+        "prod": {"target": "lambda", "lambdaProvisionedConcurrency": 2,
+                 "lambdaReservedConcurrency": 20},
+    },
+}
+VARIANT_IDS = tuple(f"{stack}-{target}" for target in TARGET_VARIANTS for stack in STACKS)
+
 from policy.rules import POLICY_PROPS  # noqa: E402 (needs ROOT on sys.path)
 from tests.infra.iam_eval import Principal  # noqa: E402
 
@@ -503,6 +526,13 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
     "aws:iam/role:Role": {"arn": "arn:aws:iam::{account}:role{path}{name}", "name": "{name}"},
     "aws:kms/key:Key": {"arn": "arn:aws:kms:{region}:{account}:key/mrk-{id:.32}",
                         "keyId": "mrk-{id:.32}"},
+    "aws:lambda/alias:Alias": {
+        "arn": "arn:aws:lambda:{region}:{account}:function:{inputs[functionName]}:{name}"},
+    "aws:lambda/function:Function": {
+        "arn": "arn:aws:lambda:{region}:{account}:function:{name}", "version": "7",
+        "qualifiedArn": "arn:aws:lambda:{region}:{account}:function:{name}:7"},
+    "aws:lambda/functionUrl:FunctionUrl": {
+        "functionUrl": "https://{id:.32}.lambda-url.{region}.on.aws/", "urlId": "{id:.32}"},
     "aws:lb/loadBalancer:LoadBalancer": {
         "arn": ELB + ":loadbalancer/app/{name}/{name_id:.16}",
         "arnSuffix": "app/{name}/{name_id:.16}", "zoneId": "Z32O12XQLNTSW2",
@@ -511,6 +541,10 @@ MOCK_OUTPUTS: dict[str, dict[str, Any]] = {
         "arn": ELB + ":targetgroup/{name}/{name_id:.16}",
         "arnSuffix": "targetgroup/{name}/{name_id:.16}", "name": "{name}"},
     "aws:route53/record:Record": {"fqdn": "{name}"},
+    "aws:sagemaker/endpoint:Endpoint": {"arn": "arn:aws:sagemaker:{region}:{account}:endpoint/{name}"},
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": {
+        "arn": "arn:aws:sagemaker:{region}:{account}:endpoint-config/{name}"},
+    "aws:sagemaker/model:Model": {"arn": "arn:aws:sagemaker:{region}:{account}:model/{name}"},
     "aws:s3/bucket:Bucket": {"arn": "arn:aws:s3:::{name}", "bucket": "{name}",
                              "bucketRegionalDomainName": "{name}.s3.{region}.amazonaws.com"},
     "aws:secretsmanager/secret:Secret": {
@@ -721,3 +755,14 @@ def run_program(stack: str, overrides: Mapping[str, Any] | None = None, *,
 
 def all_graphs(stacks: Iterable[str] = STACKS) -> dict[str, Graph]:
     return {stack: run_program(stack) for stack in stacks}
+
+
+def target_variant(variant_id: str) -> tuple[str, dict[str, Any]]:
+    """``"dev-lambda"`` -> ("dev", the overrides that run dev on Lambda)."""
+    stack, target = variant_id.split("-", 1)
+    return stack, TARGET_VARIANTS[target][stack]
+
+
+def target_of(graph: Graph) -> str:
+    """Where the graph's image runs (its stack's ``target``)."""
+    return graph.config[f"{PROJECT}:target"]

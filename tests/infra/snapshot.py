@@ -1,9 +1,10 @@
 """The offline preview: a readable, per-stack summary of the whole resource graph.
 
-``make snapshot`` (``python -m tests.infra.snapshot``) writes tests/infra/snapshots/<stack>.txt;
-test_snapshot.py fails with a diff when the program's graph no longer matches, so a pull
-request that changes the infrastructure shows the change, reviewed like code, without an AWS
-account. Resources appear as a tree by parent component, siblings sorted by type and name,
+``make snapshot`` (``python -m tests.infra.snapshot``) writes tests/infra/snapshots/<stack>.txt,
+and for each other target dev's graph on it (``dev-sagemaker.txt``, ``dev-lambda.txt``: the
+committed stacks run on ECS); test_snapshot.py fails with a diff when the program's graph no
+longer matches, so a pull request that changes the infrastructure shows the change, reviewed
+like code, without an AWS account. Resources appear as a tree by parent component, siblings sorted by type and name,
 with their options and inputs (JSON strings such as policies and container definitions are
 expanded). Masked: secrets as ``[secret]``; the image tag (a hash of app/ and the Dockerfile,
 which changes with every application commit) as ``<image-tag>``; this checkout's path as
@@ -19,9 +20,12 @@ from typing import Any
 
 import yaml
 
-from tests.infra.harness import ROOT, STACKS, Graph, Resource, Secret, run_program
+from tests.infra.harness import (ROOT, STACKS, Graph, Resource, Secret, run_program,
+                                 target_variant)
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "snapshots"
+# Each other target's graph, once (dev's): the component a change to that target touches.
+TARGET_SNAPSHOTS = ("dev-sagemaker", "dev-lambda")
 
 
 def _parsed_json(value: Any) -> Any:
@@ -107,14 +111,16 @@ def render(graph: Graph) -> str:
 
 
 def snapshot_path(stack: str) -> Path:
+    """``dev`` or a target variant such as ``dev-lambda``."""
     return SNAPSHOT_DIR / f"{stack}.txt"
 
 
 def main(argv: list[str]) -> int:
-    stacks = argv or list(STACKS)
+    stacks = argv or [*STACKS, *TARGET_SNAPSHOTS]
     SNAPSHOT_DIR.mkdir(exist_ok=True)
     for stack in stacks:
-        text = render(run_program(stack))
+        graph = run_program(*target_variant(stack)) if "-" in stack else run_program(stack)
+        text = render(graph)
         path = snapshot_path(stack)
         changed = not path.exists() or path.read_text() != text
         path.write_text(text)

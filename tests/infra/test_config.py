@@ -182,6 +182,47 @@ BAD_CONFIGS = [
     ({"stack": "prod", "awsAccountId": None}, "promotedFrom", "needs awsAccountId"),
     ({"promotesTo": "prod"}, "promotesTo", "needs awsAccountId"),
     ({"stack": "prod", "promotedFrom": "not a stack!"}, "promotedFrom", "another stack of"),
+    # where the image runs (ml-app:target) and each target's keys
+    ({"target": "k8s"}, "target", "must be one of ecs, sagemaker, lambda"),
+    ({"target": "ECS"}, "target", "must be one of ecs, sagemaker, lambda"),
+    ({"target": "sagemaker", "sagemakerInstanceType": "m5.large"}, "sagemakerInstanceType",
+     "not a SageMaker endpoint instance type"),
+    ({"target": "sagemaker", "sagemakerInstanceType": "ml.m5.larg"}, "sagemakerInstanceType",
+     "did you mean ml.m5.large?"),
+    ({"target": "sagemaker", "sagemakerInstanceType": "ml.c7g.large"}, "sagemakerInstanceType",
+     "Graviton (arm64)"),
+    ({"target": "sagemaker", "sagemakerInstanceType": ""}, "sagemakerInstanceType",
+     "is required"),
+    ({"target": "sagemaker", "sagemakerServerlessMemoryMb": 512},
+     "sagemakerServerlessMemoryMb", "from 1024 to 6144 MB in steps of 1024"),
+    ({"target": "sagemaker", "sagemakerServerlessMemoryMb": 8192},
+     "sagemakerServerlessMemoryMb", "from 1024 to 6144 MB"),
+    ({"target": "sagemaker", "sagemakerServerlessMemoryMb": 1500},
+     "sagemakerServerlessMemoryMb", "steps of 1024"),
+    ({"target": "sagemaker", "sagemakerServerlessMaxConcurrency": 500},
+     "sagemakerServerlessMaxConcurrency", "from 1 to 200"),
+    ({"target": "sagemaker", "sagemakerInstanceCount": 3, "sagemakerMaxInstanceCount": 2},
+     "sagemakerMaxInstanceCount", "sagemakerInstanceCount <= sagemakerMaxInstanceCount"),
+    ({"target": "sagemaker", "sagemakerServerlessMemoryMb": 2048,
+      "sagemakerDataCapturePercent": 5}, "sagemakerDataCapturePercent",
+     "serverless endpoints cannot capture data"),
+    ({"sagemakerDataCapturePercent": 101}, "sagemakerDataCapturePercent", "from 0 to 100"),
+    ({"stack": "prod", "target": "sagemaker"}, "sagemakerInstanceCount", "at least 2 instances"),
+    ({"target": "lambda", "lambdaMemoryMb": 64}, "lambdaMemoryMb", "from 128 to 10240"),
+    ({"target": "lambda", "lambdaMemoryMb": 20480}, "lambdaMemoryMb", "from 128 to 10240"),
+    ({"target": "lambda", "lambdaTimeoutSeconds": 0}, "lambdaTimeoutSeconds", "from 1 to 900"),
+    ({"target": "lambda", "lambdaTimeoutSeconds": 901}, "lambdaTimeoutSeconds",
+     "from 1 to 900"),
+    ({"target": "lambda", "lambdaEphemeralStorageMb": 256}, "lambdaEphemeralStorageMb",
+     "from 512 to 10240"),
+    ({"target": "lambda", "lambdaReservedConcurrency": 0}, "lambdaReservedConcurrency",
+     "from 1 to"),
+    ({"target": "lambda", "lambdaProvisionedConcurrency": 20, "lambdaReservedConcurrency": 10},
+     "lambdaProvisionedConcurrency", "lambdaProvisionedConcurrency <= lambdaReservedConcurrency"),
+    ({"target": "lambda", "lambdaUrlAuth": "PUBLIC"}, "lambdaUrlAuth", "must be AWS_IAM"),
+    ({"stack": "prod", "target": "lambda", "lambdaUrlAuth": "NONE"}, "lambdaUrlAuth",
+     "refused when production is true: set lambdaUrlAuth: AWS_IAM"),
+    ({"stack": "prod", "lambdaUrlAuth": "NONE"}, "lambdaUrlAuth", "refused when production"),
 ]
 
 
@@ -196,6 +237,58 @@ def test_bad_config_is_refused_naming_key_value_rule_and_file(overrides, key, ru
     assert lines, f"no problem names {PROJECT}:{key}: {caught.value.problems}"
     assert any(rule in line for line in lines), f"rule {rule!r} not stated in {lines}"
     assert all(line.endswith(f"edit Pulumi.{stack}.yaml") for line in caught.value.problems)
+
+
+def test_the_ecs_only_rules_leave_the_other_targets_alone():
+    """HTTPS, tasks per zone, NAT per zone, WAF and an on-demand base are the load
+    balancer's and the tasks' rules: a production stack on SageMaker or Lambda has neither
+    (and neither a VPC)."""
+    ecs_only = {"certificateArn": None, "domainName": None, "hostedZoneId": None,
+                "minCount": 1, "desiredCount": 1, "fargateBase": 0, "natGateways": "single",
+                "wafEnabled": False}
+    for target, more in (("sagemaker", {"sagemakerInstanceCount": 2}), ("lambda", {})):
+        cfg = parse("prod", target=target, **ecs_only, **more)
+        assert cfg.target == target and cfg.production
+    with pytest.raises(config.ConfigError) as caught:
+        parse("prod", **ecs_only)
+    assert len(caught.value.problems) >= 5
+    # Still production: protected data, approvals and audit logs whatever the target.
+    with pytest.raises(config.ConfigError, match="protectData"):
+        parse("prod", target="lambda", protectData=False)
+
+
+def test_a_stack_name_a_target_cannot_use_is_refused():
+    """SageMaker names the endpoint after the stack (lower-case letters, digits, -); its
+    ARNs are lower case, the stack's grants must match them."""
+    raw = raw_for("dev", target="sagemaker")
+    with pytest.raises(config.ConfigError, match=r"ml-app:target = 'sagemaker': the SageMaker "
+                                                 r"endpoint is named 'ml-app-Dev_1'"):
+        config.parse(raw, stack="Dev_1", region="eu-west-1")
+    raw = raw_for("dev", target="lambda")
+    with pytest.raises(config.ConfigError, match=r"ml-app:target = 'lambda': the function"):
+        config.parse(raw, stack="x" * 60, region="eu-west-1")
+    config.parse(raw_for("dev", target="lambda"), stack="Dev_1", region="eu-west-1")
+
+
+def test_instance_types_come_from_botocore_and_the_default_is_one():
+    types = config.sagemaker_instance_types()
+    assert len(types) > 100 and "ml.c6i.large" in types
+    default = config.declarations()["sagemakerInstanceType"].default
+    assert config.sagemaker_instance_problem(default) is None
+    assert config.sagemaker_instance_problem("ml.m6g.large")     # Graviton
+    assert config.sagemaker_instance_problem("ml.g5.xlarge") is None
+
+
+@pytest.mark.parametrize("overrides", [{"target": "k8s"},
+                                       {"target": "lambda", "lambdaMemoryMb": 64},
+                                       {"target": "sagemaker",
+                                        "sagemakerServerlessMemoryMb": 7168}])
+def test_a_bad_target_config_creates_nothing(overrides):
+    graph = run("dev", overrides)
+    assert isinstance(graph.error, config.ConfigError)
+    key = [k for k in overrides if k != "target" or len(overrides) == 1][-1]
+    assert f"ml-app:{key} = " in str(graph.error) and "edit Pulumi.dev.yaml" in str(graph.error)
+    assert graph.resources == []
 
 
 def test_region_is_required_and_checked():

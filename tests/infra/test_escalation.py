@@ -25,18 +25,20 @@ from typing import Any, Callable
 import pytest
 
 from infra import boundary as boundary_module
-from tests.infra.harness import (STACKS, Graph, boundary_arn, prefix, principals,
-                                 resource_policies)
+from tests.infra.harness import (STACKS, VARIANT_IDS, Graph, boundary_arn, prefix, principals,
+                                 resource_policies, target_of)
 from tests.infra.iam_eval import Principal, Request, evaluate
 
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 ALLOW_ALL = {"Effect": "Allow", "Action": "*", "Resource": "*"}
-# Services that run code with a role passed to them, and the call that starts it.
+# Services that run code with a role passed to them, and the call that starts it (on the
+# name the stack's own resource has, where the deploy role may call it: the walk must try
+# the path the deploy really has, to find it capped).
 CODE_RUNNERS = {
     "ecs-tasks.amazonaws.com": ("ecs:RegisterTaskDefinition", "task-definition/{prefix}:9"),
-    "lambda.amazonaws.com": ("lambda:CreateFunction", "function:{prefix}-x"),
+    "lambda.amazonaws.com": ("lambda:CreateFunction", "function:{prefix}-function"),
     "codebuild.amazonaws.com": ("codebuild:CreateProject", "project/{prefix}-x"),
-    "sagemaker.amazonaws.com": ("sagemaker:CreateModel", "model/{prefix}-x"),
+    "sagemaker.amazonaws.com": ("sagemaker:CreateModel", "model/{prefix}-model-x"),
 }
 
 
@@ -149,6 +151,11 @@ def probes(stack: Stack, me: Principal) -> list[Probe]:
             "lambda:CreateFunction", stack.arn("lambda", f"function:{p}-x"))),
         Probe("Lambda with another role", Request(
             "lambda:UpdateFunctionConfiguration", stack.arn("lambda", f"function:{p}-x"))),
+        Probe("SageMaker with another role", Request(
+            "sagemaker:CreateTrainingJob", stack.arn("sagemaker", f"training-job/{p}-x"))),
+        Probe("SageMaker with another role", Request(
+            "sagemaker:CreateNotebookInstance",
+            stack.arn("sagemaker", f"notebook-instance/{p}-x"))),
         Probe("data outside the stack", Request("s3:GetObject", "arn:aws:s3:::other-bucket/k")),
         Probe("data outside the stack", Request("s3:PutBucketPolicy", "arn:aws:s3:::other")),
         Probe("data outside the stack", Request(
@@ -250,14 +257,15 @@ def walk(stack: Stack) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stacks(graphs) -> dict[str, Stack]:
-    return {name: Stack.of(graph) for name, graph in graphs.items()}
+def stacks(graphs, target_graphs) -> dict[str, Stack]:
+    """The committed stacks (ECS) and each stack on the other targets ("dev-lambda"...)."""
+    return {name: Stack.of(graph) for name, graph in {**graphs, **target_graphs}.items()}
 
 
-@pytest.mark.parametrize("name", STACKS)
+@pytest.mark.parametrize("name", (*STACKS, *VARIANT_IDS))
 def test_no_role_of_the_stack_can_gain_a_permission(stacks, name):
     stack = stacks[name]
-    assert len(stack.roles) >= 7 and stack.pipeline_roles and stack.service_roles
+    assert len(stack.roles) >= 6 and stack.pipeline_roles and stack.service_roles
     assert walk(stack) == []
 
 
@@ -266,6 +274,7 @@ def test_the_deploy_role_can_still_do_its_job(stacks, name):
     """The walk is not vacuous: the deploy role keeps what `pulumi up` needs, and the
     two-step path it has (rewrite a service role, pass it to ECS) is real, only capped."""
     stack = stacks[name]
+    name = stack.graph.stack
     deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
     task_role = next(a for a in stack.service_roles if "/ecs-tasks/" in a)
     assert stack.allowed(deploy, Request("iam:PutRolePolicy", task_role,
@@ -283,6 +292,93 @@ def test_the_deploy_role_can_still_do_its_job(stacks, name):
     for pattern, _ in stack.policies:
         if ":repository/" in pattern:
             assert stack.allowed(deploy, Request("ecr:PutImage", pattern))
+
+
+# Each other target's own two-step path (rewrite its service role, start code with it), and
+# its resources by name; what the deploy role must not reach (another target's services).
+TARGET_JOBS = {
+    "sagemaker": ("sagemaker", "sagemaker.amazonaws.com",
+                  [("sagemaker:CreateModel", "model/{prefix}-model-1234abcd"),
+                   ("sagemaker:CreateEndpointConfig", "endpoint-config/{prefix}-config-1234abcd"),
+                   ("sagemaker:UpdateEndpoint", "endpoint/{prefix}"),
+                   ("sagemaker:InvokeEndpoint", "endpoint/{prefix}")]),
+    "lambda": ("lambda", "lambda.amazonaws.com",
+               [("lambda:CreateFunction", "function:{prefix}-function"),
+                ("lambda:UpdateFunctionCode", "function:{prefix}-function"),
+                ("lambda:UpdateAlias", "function:{prefix}-function:live"),
+                ("lambda:InvokeFunctionUrl", "function:{prefix}-function:live")]),
+}
+# Compute of every target, and what the deploy role of another target must not start.
+COMPUTE = [("ecs:CreateService", "service/{prefix}/{prefix}"),
+           ("ecs:RegisterTaskDefinition", "task-definition/{prefix}:9"),
+           ("sagemaker:CreateModel", "model/{prefix}-model-1234abcd"),
+           ("sagemaker:CreateEndpoint", "endpoint/{prefix}"),
+           ("lambda:CreateFunction", "function:{prefix}-function"),
+           ("lambda:CreateFunctionUrlConfig", "function:{prefix}-function:live")]
+
+
+@pytest.mark.parametrize("name", VARIANT_IDS)
+def test_the_deploy_role_does_its_targets_job_and_no_other_targets(stacks, name):
+    stack = stacks[name]
+    target = target_of(stack.graph)
+    kind, service, calls = TARGET_JOBS[target]
+    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    [role] = [a for a in stack.service_roles if f"/service/{kind}/" in a]
+    bounded = {"iam:PermissionsBoundary": stack.boundary}
+    assert stack.allowed(deploy, Request("iam:PutRolePolicy", role, bounded))
+    for to, allowed in ((service, True), ("ecs-tasks.amazonaws.com", False),
+                        ({"lambda": "sagemaker.amazonaws.com",
+                          "sagemaker": "lambda.amazonaws.com"}[target], False)):
+        assert stack.allowed(deploy, Request("iam:PassRole", role,
+                                             {"iam:PassedToService": to})) is allowed, to
+    for action, resource in calls:
+        request = Request(action, stack.arn(action.split(":")[0],
+                                            resource.format(prefix=stack.prefix)),
+                          {"lambda:FunctionUrlAuthType": "AWS_IAM"})
+        assert stack.allowed(deploy, request), request
+    assert [how for how, _ in takeovers(stack, deploy) if service in how], \
+        "the deploy manages its target's service role and runs code with it (capped)"
+    # No other target's compute, no network, no roles of another kind.
+    for action, resource in COMPUTE:
+        if not action.startswith(f"{target}:"):
+            request = Request(action, stack.arn(action.split(":")[0],
+                                                resource.format(prefix=stack.prefix)))
+            assert not stack.allowed(deploy, request), request
+    assert not stack.allowed(deploy, Request(
+        "ec2:CreateVpc", stack.arn("ec2", "vpc/*"),
+        {"aws:RequestTag/stack": stack.graph.stack, "aws:RequestTag/project": "ml-app"}))
+    for other in ("ecs-tasks", "vpc-flow-logs", "lambda" if kind == "sagemaker" else "sagemaker"):
+        assert not stack.allowed(deploy, Request(
+            "iam:CreateRole", stack.arn("iam", f"role/ml-app/{stack.graph.stack}/service/"
+                                               f"{other}/x", region=False), bounded)), other
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_an_ecs_stacks_deploy_role_starts_no_other_targets_compute(stacks, name):
+    stack = stacks[name]
+    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    for action, resource in COMPUTE:
+        request = Request(action, stack.arn(action.split(":")[0],
+                                            resource.format(prefix=stack.prefix)))
+        assert stack.allowed(deploy, request) is action.startswith("ecs:"), request
+
+
+@pytest.mark.parametrize("name", ["staging-lambda", "staging-sagemaker", "prod-lambda"])
+def test_a_lambda_url_takes_only_the_configured_auth(stacks, name):
+    """The deploy role creates the Function URL with the auth lambdaUrlAuth names, no other
+    (condition key lambda:FunctionUrlAuthType): prod's cannot open a public URL."""
+    stack = stacks[name]
+    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    url = stack.arn("lambda", f"function:{stack.prefix}-function:live")
+    configured = stack.graph.config["ml-app:lambdaUrlAuth"]
+    for auth in ("AWS_IAM", "NONE"):
+        request = Request("lambda:CreateFunctionUrlConfig", url,
+                          {"lambda:FunctionUrlAuthType": auth})
+        assert stack.allowed(deploy, request) is (
+            target_of(stack.graph) == "lambda" and auth == configured), auth
+    public = Request("lambda:AddPermission", url)
+    assert stack.allowed(deploy, public) is (configured == "NONE"
+                                             and target_of(stack.graph) == "lambda")
 
 
 def test_only_stagings_deploy_role_writes_prods_source(stacks):
@@ -408,6 +504,20 @@ WEAKENINGS: dict[str, tuple[Callable[[Stack], None], str]] = {
                                        f"{s.prefix}-*"))),
         "test-build: pushing an image"),
 }
+
+
+@pytest.mark.parametrize("name, runner", [("staging-lambda", "lambda.amazonaws.com"),
+                                          ("staging-sagemaker", "sagemaker.amazonaws.com")])
+def test_the_walk_takes_each_targets_own_two_step_path(stacks, name, runner):
+    """The old, service-wide ceiling on a Lambda or SageMaker stack: the walk finds the
+    deploy role rewriting the target's execution role and running code with it."""
+    original = stacks[name]
+    weakened = Stack(original.graph, copy.deepcopy(original.roles),
+                     copy.deepcopy(original.policies), original.account, original.region,
+                     original.boundary, original.prefix)
+    WEAKENINGS["two steps through a service role"][0](weakened)
+    found = walk(weakened)
+    assert any(f"pass to {runner})" in f for f in found), found
 
 
 @pytest.mark.parametrize("weakness", list(WEAKENINGS))

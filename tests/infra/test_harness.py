@@ -40,7 +40,8 @@ def test_every_mocked_arn_is_shaped_like_an_arn_of_this_account():
     """The mocks' ARN table: arn:aws:<service>:<region or none>:<account or none>:<resource>,
     so that policy tests comparing ARNs compare what AWS would return."""
     mocks = AwsMocks("eu-west-1", MOCK_ACCOUNT)
-    inputs = {"family": "ml-app-dev", "url": "https://token.actions.githubusercontent.com"}
+    inputs = {"family": "ml-app-dev", "url": "https://token.actions.githubusercontent.com",
+              "functionName": "ml-app-dev-function"}
     checked = 0
     for type_, outputs in MOCK_OUTPUTS.items():
         if "arn" not in outputs:

@@ -9,11 +9,11 @@ import json
 from tests.infra.harness import deployed_models, one, resources_of_type
 
 
-def test_model_objects_are_the_committed_versions_encrypted_with_the_key(graph):
-    objects = resources_of_type(graph, "aws:s3/bucketObjectv2:BucketObjectv2")
-    key_arn = one(graph, "aws:kms/key:Key").outputs["arn"]
+def test_model_objects_are_the_committed_versions_encrypted_with_the_key(any_graph):
+    objects = resources_of_type(any_graph, "aws:s3/bucketObjectv2:BucketObjectv2")
+    key_arn = one(any_graph, "aws:kms/key:Key").outputs["arn"]
     expected = set()
-    for model in deployed_models(graph):
+    for model in deployed_models(any_graph):
         manifest = json.loads((model.folder / "manifest.json").read_text())
         expected |= {f"{model.prefix}/{name}" for name in ("manifest.json", *manifest["files"])}
     assert {o.inputs["key"] for o in objects} == expected

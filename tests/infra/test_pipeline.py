@@ -33,14 +33,14 @@ def projects(graph: Graph) -> dict[str, Resource]:
 
 
 # --------------------------------------------------------------------------- the stages --
-def test_each_stack_has_one_v2_pipeline_with_the_stages_in_order(graph):
-    p = pipeline_of(graph)
+def test_each_stack_has_one_v2_pipeline_with_the_stages_in_order(any_graph):
+    p = pipeline_of(any_graph)
     assert p.inputs["pipelineType"] == "V2"
-    assert p.inputs["name"] == prefix(graph)
+    assert p.inputs["name"] == prefix(any_graph)
     names = [s["name"] for s in p.inputs["stages"]]
-    approval = config_value(graph, "requireApproval") == "true"
+    approval = config_value(any_graph, "requireApproval") == "true"
     assert names == [s for s in EXPECTED_STAGES if approval or s != "Approval"]
-    assert graph.exports["pipelineName"] == prefix(graph)
+    assert any_graph.exports["pipelineName"] == prefix(any_graph)
 
 
 def test_only_prod_requires_an_approval_and_it_notifies_the_alarm_topic(graphs):
@@ -94,8 +94,8 @@ def test_an_existing_connection_arn_is_used_instead_of_creating_one(variant):
     assert use["Resource"] == arn and use["Action"] == "codestar-connections:UseConnection"
 
 
-def test_deploy_is_last_and_rolls_back_on_failure(graph):
-    stages = pipeline_of(graph).inputs["stages"]
+def test_deploy_is_last_and_rolls_back_on_failure(any_graph):
+    stages = pipeline_of(any_graph).inputs["stages"]
     deploy = stages[-1]
     assert deploy["name"] == "Deploy"
     assert deploy["onFailure"]["result"] == "ROLLBACK"
@@ -103,7 +103,7 @@ def test_deploy_is_last_and_rolls_back_on_failure(graph):
     assert all(not s.get("onFailure") for s in stages[:-1])
     [action] = deploy["actions"]
     assert action["provider"] == "CodeBuild"
-    assert action["configuration"]["ProjectName"] == f"{prefix(graph)}-deploy"
+    assert action["configuration"]["ProjectName"] == f"{prefix(any_graph)}-deploy"
 
 
 def test_stage_actions_run_the_right_builds_in_order(graph):
@@ -187,8 +187,8 @@ def _validate(params: dict[str, Any]) -> list[str]:
     return api_problems("codepipeline", "CreatePipeline", params)
 
 
-def test_pipeline_validates_against_botocore_create_pipeline(graph):
-    params = _create_pipeline_params(pipeline_of(graph))
+def test_pipeline_validates_against_botocore_create_pipeline(any_graph):
+    params = _create_pipeline_params(pipeline_of(any_graph))
     assert _validate(params) == []
 
 
@@ -270,18 +270,18 @@ def test_failures_successes_and_approvals_are_announced_on_the_alarm_topic(graph
     assert publish["Resource"] == graph.exports["alarmTopicArn"]
 
 
-def test_projects_and_pipeline_wait_for_their_roles_policies(graph):
+def test_projects_and_pipeline_wait_for_their_roles_policies(any_graph):
     """CodeBuild and CodePipeline validate their role when created; the first run must not
     race the role's policies, and a destroy must remove the user before the policies."""
     users = [(r, r.inputs["serviceRole"]) for r in
-             within(graph, PIPELINE, "aws:codebuild/project:Project")]
+             within(any_graph, PIPELINE, "aws:codebuild/project:Project")]
     users += [(r, r.inputs["roleArn"]) for r in
-              within(graph, PIPELINE, "aws:codepipeline/pipeline:Pipeline")]
+              within(any_graph, PIPELINE, "aws:codepipeline/pipeline:Pipeline")]
     assert len(users) == 4
     for resource, role_arn in users:
-        [role_res] = [r for r in within(graph, PIPELINE, "aws:iam/role:Role")
+        [role_res] = [r for r in within(any_graph, PIPELINE, "aws:iam/role:Role")
                       if r.outputs["arn"] == role_arn]
-        attached = [p for p in within(graph, PIPELINE, "aws:iam/rolePolicy:RolePolicy",
+        attached = [p for p in within(any_graph, PIPELINE, "aws:iam/rolePolicy:RolePolicy",
                                       "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
                     if p.inputs["role"] in (role_res.outputs["id"], role_res.inputs["name"])]
         assert attached, f"{role_res.name} has no policies"

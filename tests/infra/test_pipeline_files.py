@@ -467,12 +467,15 @@ def test_smoke_command_line_exit_codes(capsys):
 TASK_DEFINITION = "arn:aws:ecs:eu-west-1:123456789012:task-definition/ml-app-dev:7"
 
 
-def fake_tools(tmp_path: Path, url: str, running_task_definition: str) -> Path:
+def fake_tools(tmp_path: Path, url: str, running_task_definition: str,
+               outputs: dict | None = None) -> Path:
     """A `pulumi` that answers `stack output NAME --stack dev` and an `aws` that answers
-    describe-services and get-secret-value, as the Deploy build would see them."""
-    outputs = {"serviceUrl": url, "models": MODELS,
-               "clusterName": "ml-app-dev", "serviceName": "ml-app-dev",
-               "taskDefinitionArn": TASK_DEFINITION, "apiKeySecretName": "ml-app-dev-api-key"}
+    describe-services and get-secret-value, as the Deploy build would see them (an ECS
+    stack deployed before the `target` output existed, unless ``outputs`` are given)."""
+    outputs = outputs or {
+        "serviceUrl": url, "models": MODELS,
+        "clusterName": "ml-app-dev", "serviceName": "ml-app-dev",
+        "taskDefinitionArn": TASK_DEFINITION, "apiKeySecretName": "ml-app-dev-api-key"}
     services = {"services": [{"deployments": [
         {"status": "PRIMARY", "taskDefinition": running_task_definition,
          "rolloutState": "COMPLETED"}]}]}
@@ -495,13 +498,13 @@ def fake_tools(tmp_path: Path, url: str, running_task_definition: str) -> Path:
     return bin_dir
 
 
-def make_smoke(bin_dir: Path) -> subprocess.CompletedProcess:
+def make_smoke(bin_dir: Path, **env_vars: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SMOKE_ATTEMPTS": "2",
-           "SMOKE_DELAY": "0"}
+           "SMOKE_DELAY": "0", **env_vars}
     env.pop("API_KEY", None)
     return subprocess.run(["make", "--no-print-directory", "smoke", "STACK=dev",
-                           f"PULUMI={bin_dir / 'pulumi'}", f"PYTHON={sys.executable}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                           f"PULUMI={bin_dir / 'pulumi'}", f"SMOKE_PYTHON={sys.executable}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_make_smoke_checks_the_stacks_deployment_end_to_end(tmp_path, real_service):
@@ -564,6 +567,297 @@ def test_ecs_check_fails_on_failed_or_unfinished_deployments(deployments, messag
             {"services": [{"deployments": deployments}]}), "")
     with pytest.raises(smoke.SmokeFailure, match=message):
         smoke.check_ecs("c", "s", TASK_DEFINITION, run=fake_run)
+
+
+# ------------------------------------- the smoke test on SageMaker and Lambda, offline --
+# What the Deploy build's role signs with (fake: the stand-ins below check the signature).
+CREDENTIALS = ("AKIDSMOKETEST0000000", "smoke-test-secret-key", "smoke-test-session-token")
+REGION = "eu-west-1"
+FUNCTION, ENDPOINT = "ml-app-dev-function", "ml-app-dev"
+AUTHORIZATION = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/"
+                           r"(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request, "
+                           r"SignedHeaders=(?P<signed>[^,]+), Signature=(?P<signature>[0-9a-f]{64})")
+
+
+def sigv4_problem(environ: dict, body: bytes) -> str | None:
+    """Why a request is not signed as AWS checks a Function URL request with AWS_IAM auth
+    (SigV4, service lambda, this region, these credentials), or None: the signature is
+    computed again over the headers the request says it signed, its date and its body."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    found = AUTHORIZATION.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
+    if not found:
+        return "no SigV4 Authorization header"
+    if (found["key"], found["region"], found["service"]) != (CREDENTIALS[0], REGION, "lambda"):
+        return f"signed for {found['service']} in {found['region']} by {found['key']}"
+    if environ.get("HTTP_X_AMZ_SECURITY_TOKEN") != CREDENTIALS[2]:
+        return "the session token is missing"
+    names = found["signed"].split(";")
+    special = {"host": "HTTP_HOST", "content-type": "CONTENT_TYPE",
+               "content-length": "CONTENT_LENGTH"}
+    headers = {n: environ.get(special.get(n, "HTTP_" + n.upper().replace("-", "_")), "")
+               for n in names}
+    query = environ.get("QUERY_STRING")
+    url = f"http://{environ['HTTP_HOST']}{environ['PATH_INFO']}" + (f"?{query}" if query else "")
+    request = AWSRequest(method=environ["REQUEST_METHOD"], url=url, data=body, headers=headers)
+    request.context["timestamp"] = environ.get("HTTP_X_AMZ_DATE", "")
+    signer = SigV4Auth(Credentials(*CREDENTIALS), "lambda", REGION)
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)),
+                                request)
+    return None if expected == found["signature"] else "the signature does not match"
+
+
+class FunctionUrl:
+    """A Function URL with AWS_IAM auth in front of the real app: 403 unless SigV4-signed by
+    CREDENTIALS; every signed request reaches the app unchanged."""
+
+    def __init__(self, app):
+        self.app, self.seen = app, []
+
+    def __call__(self, environ, start_response):
+        import io
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        problem = sigv4_problem(environ, body)
+        self.seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], problem))
+        if problem:
+            start_response("403 Forbidden", [("Content-Type", "application/json")])
+            return [json.dumps({"Message": f"Forbidden ({problem})"}).encode()]
+        environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+
+class FakeAws:
+    """Lambda's GetAlias, SageMaker's DescribeEndpoint and sagemaker-runtime's InvokeEndpoint
+    as botocore calls them (its endpoint URL overridden), the endpoint answering with the real
+    model: JSON or a CSV line, in the type Accept asks for."""
+
+    def __init__(self, app, alias_version="7", endpoint_config="ml-app-dev-config-1a2b3c4d",
+                 endpoint_status="InService"):
+        self.client = app.test_client()
+        self.alias_version, self.endpoint_config = alias_version, endpoint_config
+        self.endpoint_status, self.calls = endpoint_status, []
+
+    def __call__(self, environ, start_response):
+        path = environ["PATH_INFO"]
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        if re.fullmatch(rf"/2015-03-31/functions/{FUNCTION}/aliases/live", path):
+            self.calls.append(("GetAlias", None))
+            answer = {"AliasArn": f"arn:aws:lambda:{REGION}:123456789012:function:"
+                                  f"{FUNCTION}:live",
+                      "Name": "live", "FunctionVersion": self.alias_version}
+            return self._json(start_response, answer)
+        if environ.get("HTTP_X_AMZ_TARGET") == "SageMaker.DescribeEndpoint":
+            self.calls.append(("DescribeEndpoint", json.loads(body)["EndpointName"]))
+            return self._json(start_response, {
+                "EndpointName": ENDPOINT, "EndpointConfigName": self.endpoint_config,
+                "EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{ENDPOINT}",
+                "EndpointStatus": self.endpoint_status, "CreationTime": 0,
+                "LastModifiedTime": 0, **({"FailureReason": "the model container exited"}
+                                          if self.endpoint_status == "Failed" else {})})
+        if path == f"/endpoints/{ENDPOINT}/invocations":
+            return self._invoke(environ, body, start_response)
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [b'{"message": "unknown operation"}']
+
+    def _json(self, start_response, answer):
+        data = json.dumps(answer).encode()
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
+        return [data]
+
+    def _invoke(self, environ, body, start_response):
+        mime, accept = environ.get("CONTENT_TYPE", ""), environ.get("HTTP_ACCEPT", "")
+        self.calls.append(("InvokeEndpoint", (mime, accept, body)))
+        if mime == "text/csv":
+            instances = [[float(x) for x in line.split(b",")] for line in body.splitlines()]
+        else:
+            instances = json.loads(body)["instances"]
+        answer = self.client.post("/v1/models/digits:predict", json={"instances": instances})
+        data = answer.get_data()
+        if accept == "text/csv":
+            data = "".join(",".join(map(repr, row)) + "\n"
+                           for row in answer.get_json()["predictions"]).encode()
+        start_response(f"{answer.status_code} X", [("Content-Type", accept)])
+        return [data]
+
+
+@pytest.fixture(scope="module")
+def keyless_app():
+    """The real app and models (digits, the default, and diabetes), without an API key:
+    SageMaker and Lambda callers sign."""
+    from app import create_app
+    return create_app({"MODEL_URI": ",".join(str(ARTIFACTS / n / v) for n, v in DEPLOYED),
+                       "METRICS_ENABLED": "false", "LOG_LEVEL": "ERROR"})
+
+
+def _credentials():
+    from botocore.credentials import Credentials
+    return Credentials(*CREDENTIALS)
+
+
+def _client(service: str, url: str):
+    import botocore.session
+    return botocore.session.get_session().create_client(
+        service, region_name=REGION, endpoint_url=url, aws_access_key_id=CREDENTIALS[0],
+        aws_secret_access_key=CREDENTIALS[1])
+
+
+def test_smoke_on_lambda_signs_every_request_and_checks_the_alias(keyless_app):
+    front = FunctionUrl(keyless_app)
+    with serve(front) as url, serve(FakeAws(keyless_app)) as aws:
+        lines = []
+        smoke.run_lambda(url, function=FUNCTION, expect_version="7", region=REGION,
+                         client=_client("lambda", aws), credentials=_credentials(),
+                         expect_models=smoke.parse_models(MODELS), attempts=2, delay=0,
+                         log=lines.append)
+    assert lines[-1].startswith(f"smoke: OK {url}: alias live on version 7, ready, serves "
+                                "the deployed model versions")
+    digits, diabetes = "/v1/models/digits/versions/1", "/v1/models/diabetes/versions/1"
+    assert [(m, p) for m, p, _ in front.seen] == [
+        ("GET", "/readyz"), ("GET", "/readyz"), ("GET", f"{digits}/metadata"),
+        ("GET", f"{diabetes}/metadata"),
+        ("GET", f"{digits}/metadata"), ("POST", f"{digits}:predict"),
+        ("GET", f"{diabetes}/metadata"), ("POST", f"{diabetes}:predict")]
+    assert all(problem is None for _, _, problem in front.seen), front.seen
+
+
+def test_smoke_on_lambda_fails_unsigned_or_on_another_version(keyless_app):
+    from botocore.credentials import Credentials
+    with serve(FunctionUrl(keyless_app)) as url, serve(FakeAws(keyless_app, "6")) as aws:
+        with pytest.raises(smoke.SmokeFailure, match="points at version 6, not 7 that this "
+                                                     "deploy published"):
+            smoke.run_lambda(url, function=FUNCTION, expect_version="7", region=REGION,
+                             client=_client("lambda", aws), credentials=_credentials(),
+                             attempts=2, delay=0, log=lambda _: None)
+        wrong = Credentials(CREDENTIALS[0], "another-secret", CREDENTIALS[2])
+        with pytest.raises(smoke.SmokeFailure, match="answered 403"):
+            smoke.run_lambda(url, function=None, expect_version=None, region=REGION,
+                             credentials=wrong, attempts=1, delay=0, log=lambda _: None)
+        with pytest.raises(smoke.SmokeFailure, match="answered 403"):   # signed for us-east-1
+            smoke.run_lambda(url, function=None, expect_version=None, region="us-east-1",
+                             credentials=_credentials(), attempts=1, delay=0,
+                             log=lambda _: None)
+
+
+def test_smoke_on_sagemaker_invokes_json_and_csv_on_this_deploys_configuration(keyless_app):
+    fake = FakeAws(keyless_app)
+    with serve(fake) as aws:
+        lines = []
+        smoke.run_sagemaker(ENDPOINT, expect_config="ml-app-dev-config-1a2b3c4d", region=REGION,
+                            control=_client("sagemaker", aws),
+                            runtime=_client("sagemaker-runtime", aws), attempts=2, delay=0,
+                            log=lines.append)
+    assert "predicted as JSON" in lines[-1] and "and CSV" in lines[-1]
+    invocations = [details for op, details in fake.calls if op == "InvokeEndpoint"]
+    assert [(mime, accept) for mime, accept, _ in invocations] == [
+        ("application/json", "application/json"), ("text/csv", "text/csv")]
+    assert invocations[1][2] == ",".join(map(str, smoke.KNOWN_DIGIT)).encode() + b"\n"
+    assert fake.calls[0] == ("DescribeEndpoint", ENDPOINT)
+
+
+@pytest.mark.parametrize("status, config, message", [
+    ("InService", "ml-app-dev-config-0ld0ld00", "serves ml-app-dev-config-0ld0ld00, not "
+                                                "ml-app-dev-config-1a2b3c4d that this deploy "
+                                                "made: the blue/green update was rolled back"),
+    ("Updating", "ml-app-dev-config-1a2b3c4d", "is Updating"),
+    ("Failed", "ml-app-dev-config-1a2b3c4d", "the model container exited"),
+])
+def test_smoke_on_sagemaker_fails_after_a_rollback_or_a_failed_update(keyless_app, status,
+                                                                       config, message):
+    fake = FakeAws(keyless_app, endpoint_config=config, endpoint_status=status)
+    with serve(fake) as aws:
+        with pytest.raises(smoke.SmokeFailure, match=message):
+            smoke.run_sagemaker(ENDPOINT, expect_config="ml-app-dev-config-1a2b3c4d",
+                                region=REGION, control=_client("sagemaker", aws),
+                                runtime=_client("sagemaker-runtime", aws), attempts=2,
+                                delay=0, log=lambda _: None)
+    assert [op for op, _ in fake.calls] == ["DescribeEndpoint"] * 2   # retried, never invoked
+
+
+def test_smoke_checks_the_csv_answer_by_argmax():
+    class Runtime:
+        def __init__(self, text):
+            self.text = text
+
+        def invoke_endpoint(self, **kwargs):
+            import io
+            return {"ContentType": kwargs["Accept"], "Body": io.BytesIO(self.text.encode())}
+
+    probabilities = [0.01] * 9 + [0.91]
+    with pytest.raises(smoke.SmokeFailure, match="predicted as 9"):
+        smoke.invoke_endpoint(Runtime(",".join(map(str, probabilities))), ENDPOINT, csv=True)
+    with pytest.raises(smoke.SmokeFailure, match="one CSV line"):
+        smoke.invoke_endpoint(Runtime("0.9,0.1\n0.1,0.9\n"), ENDPOINT, csv=True)
+    with pytest.raises(smoke.SmokeFailure, match="unexpected CSV answer"):
+        smoke.invoke_endpoint(Runtime("zero"), ENDPOINT, csv=True)
+    right = [0.91] + [0.01] * 9
+    assert smoke.invoke_endpoint(Runtime(",".join(map(str, right))), ENDPOINT,
+                                 csv=True) == right
+
+
+def _aws_env(aws: str) -> dict[str, str]:
+    """The Deploy build's environment, its AWS APIs served by the stand-in."""
+    return {"AWS_ACCESS_KEY_ID": CREDENTIALS[0], "AWS_SECRET_ACCESS_KEY": CREDENTIALS[1],
+            "AWS_SESSION_TOKEN": CREDENTIALS[2], "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL_LAMBDA": aws, "AWS_ENDPOINT_URL_SAGEMAKER": aws,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": aws}
+
+
+@pytest.mark.parametrize("alias_version, ok", [("7", True), ("6", False)])
+def test_make_smoke_on_a_lambda_stack_end_to_end(tmp_path, keyless_app, alias_version, ok):
+    with serve(FunctionUrl(keyless_app)) as url, \
+            serve(FakeAws(keyless_app, alias_version)) as aws:
+        outputs = {"target": "lambda", "serviceUrl": url, "functionName": FUNCTION,
+                   "functionVersion": "7", "models": MODELS}
+        result = make_smoke(fake_tools(tmp_path, url, TASK_DEFINITION, outputs),
+                            SMOKE_REGION=REGION, **_aws_env(aws))
+    assert (result.returncode == 0) is ok, result.stdout + result.stderr
+    if ok:
+        assert f"smoke: OK {url}: alias live on version 7, ready" in result.stdout
+    else:
+        assert "points at version 6, not 7" in result.stderr
+
+
+@pytest.mark.parametrize("config, ok", [("ml-app-dev-config-1a2b3c4d", True),
+                                        ("ml-app-dev-config-0ld0ld00", False)])
+def test_make_smoke_on_a_sagemaker_stack_end_to_end(tmp_path, keyless_app, config, ok):
+    with serve(FakeAws(keyless_app, endpoint_config=config)) as aws:
+        outputs = {"target": "sagemaker", "endpointName": ENDPOINT,
+                   "endpointConfigName": "ml-app-dev-config-1a2b3c4d",
+                   "invocationUrl": f"https://runtime.sagemaker.{REGION}.amazonaws.com/"
+                                    f"endpoints/{ENDPOINT}/invocations",
+                   "models": MODELS}
+        result = make_smoke(fake_tools(tmp_path, "", TASK_DEFINITION, outputs),
+                            **_aws_env(aws))
+    assert (result.returncode == 0) is ok, result.stdout + result.stderr
+    assert ("predicted as JSON" in result.stdout) is ok
+    if not ok:
+        assert "rolled back" in result.stderr
+
+
+def test_the_region_comes_from_the_url_unless_given(monkeypatch):
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert smoke.region_of("https://abc.lambda-url.eu-central-1.on.aws") == "eu-central-1"
+    assert smoke.region_of("https://runtime.sagemaker.us-west-2.amazonaws.com/endpoints/x/"
+                           "invocations") == "us-west-2"
+    assert smoke.region_of("https://abc.lambda-url.eu-central-1.on.aws", "eu-west-1") == \
+        "eu-west-1"
+    with pytest.raises(ValueError, match="no region"):
+        smoke.region_of("http://127.0.0.1:8080")
+
+
+def test_smoke_command_line_per_target(capsys):
+    for argv, message in ((["--target", "sagemaker"], "needs --endpoint"),
+                          (["--target", "lambda"], "no URL"),
+                          (["--target", "lambda", "--url", "https://x.lambda-url.eu-west-1.on.aws",
+                            "--function", FUNCTION], "go together"),
+                          (["--target", "k8s", "--url", "http://x"], "invalid choice")):
+        with pytest.raises(SystemExit) as exit_:
+            smoke.main(argv)
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
 
 
 # --------------------------------------------------------- the approval, the promotion --

@@ -19,13 +19,20 @@ def stack_resources(graph: Graph) -> list[tuple[str, dict]]:
     return [(r.type, {**r.outputs, **r.inputs}) for r in graph.resources if r.custom]
 
 
-def test_mandatory_rules_pass_on_every_stack(graph):
-    found = rules.violations(stack_resources(graph), mandatory_only=True)
+def test_mandatory_rules_pass_on_every_stack(any_graph):
+    found = rules.violations(stack_resources(any_graph), mandatory_only=True)
     assert not found, found
 
 
-def test_prod_passes_the_advisory_rules_too(graphs):
-    assert rules.violations(stack_resources(graphs["prod"])) == []
+def test_prod_passes_the_advisory_rules_too(graphs, target_graphs):
+    for graph in (graphs["prod"], target_graphs["prod-sagemaker"], target_graphs["prod-lambda"]):
+        assert rules.violations(stack_resources(graph)) == [], graph.stack
+
+
+def test_a_public_function_url_is_warned_about(target_graphs):
+    found = rules.violations(stack_resources(target_graphs["staging-lambda"]))
+    assert {name for name, _, _ in found} == {"lambda-url-authenticated"}
+    assert rules.violations(stack_resources(target_graphs["dev-lambda"])) == []
 
 
 def test_dev_is_warned_about_plain_http(graphs):
@@ -84,6 +91,17 @@ BAD = {
                 "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
                 "token.actions.githubusercontent.com:sub": "repo:acme/app:pull_request"}}}]})}),
     "vpc-endpoint-has-a-policy": ("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Gateway"}),
+    "sagemaker-model-by-digest": ("aws:sagemaker/model:Model",
+                                  {"primaryContainer": {"image": "repo:latest"}}),
+    "sagemaker-endpoint-rolls-back": ("aws:sagemaker/endpoint:Endpoint",
+                                      {"deploymentConfig": {"blueGreenUpdatePolicy": {}}}),
+    "sagemaker-capture-encrypted": ("aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+                                    {"dataCaptureConfig": {"enableCapture": True,
+                                                           "destinationS3Uri": "s3://b/c"}}),
+    "lambda-function-hardened": ("aws:lambda/function:Function",
+                                 {"packageType": "Image", "imageUri": "repo:latest"}),
+    "lambda-url-authenticated": ("aws:lambda/functionUrl:FunctionUrl",
+                                 {"authorizationType": "NONE"}),
     "no-wildcard-actions": ("aws:iam/rolePolicy:RolePolicy",
                             {"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*",
                                                                   "Resource": "arn:aws:s3:::b"}]})}),

@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from tests.infra.harness import Graph, Resource, as_list, config_value, one, resources_of_type
+from tests.infra.harness import (Graph, Resource, as_list, config_value, one, resources_of_type,
+                                 target_of)
 
 
 WORLD = ("0.0.0.0/0", "::/0")
@@ -73,6 +74,24 @@ def test_only_the_alb_is_open_to_clients_and_only_on_80_and_443(graph):
         assert not any(set(r["cidrs"]) & set(WORLD) for _, r in rules)
 
 
+def test_sagemaker_and_lambda_open_no_port_and_authenticate_callers_with_iam(target_graph):
+    """No security group, no listener, no VPC: clients reach the endpoint through SageMaker's
+    runtime API and the function through its URL, signed with SigV4 (design.md 10); a public
+    URL only where the configuration says so, never in production."""
+    assert not _ingress_rules(target_graph)
+    assert not resources_of_type(target_graph, "aws:ec2/securityGroup:SecurityGroup",
+                                 "aws:lb/listener:Listener", "aws:ec2/vpc:Vpc")
+    if target_of(target_graph) == "lambda":
+        url = one(target_graph, "aws:lambda/functionUrl:FunctionUrl").inputs
+        assert url["authorizationType"] == config_value(target_graph, "lambdaUrlAuth")
+        if config_value(target_graph, "production") == "true":
+            assert url["authorizationType"] == "AWS_IAM"
+        assert "cors" not in url       # no browser origin may call it with credentials
+    else:
+        # SageMaker's only entry is the IAM-authenticated InvokeEndpoint.
+        assert one(target_graph, "aws:sagemaker/endpoint:Endpoint")
+
+
 def test_tasks_accept_only_the_alb_on_the_container_port(graph):
     alb_sg, task_sg = _alb_and_task_groups(graph)
     task_rules = [rule for _, rule in _ingress_rules(graph) if rule["sg"] == task_sg]
@@ -88,21 +107,25 @@ def test_tasks_accept_only_the_alb_on_the_container_port(graph):
                             for e in task_out)
 
 
-def test_production_data_is_protected_and_other_stacks_follow_protect_data(graph):
-    protect = config_value(graph, "protectData") == "true"
-    if graph.stack == "prod":
+def test_production_data_is_protected_and_other_stacks_follow_protect_data(any_graph):
+    protect = config_value(any_graph, "protectData") == "true"
+    if any_graph.stack == "prod":
         assert protect
-    data = [one(graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry"), one(graph, "aws:kms/key:Key"),
-            one(graph, "aws:ecr/repository:Repository", "ml-app:infra:ContainerImage")]
+    data = [one(any_graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry"), one(any_graph, "aws:kms/key:Key"),
+            one(any_graph, "aws:ecr/repository:Repository", "ml-app:infra:ContainerImage")]
     for resource in data:
         assert resource.protect is protect, resource.label
-    assert one(graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry").inputs["forceDestroy"] is (not protect)
-    assert one(graph, "aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is protect
+    assert one(any_graph, "aws:s3/bucket:Bucket", "ml-app:infra:ModelRegistry").inputs["forceDestroy"] is (not protect)
+    if target_of(any_graph) == "ecs":
+        assert one(any_graph, "aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is protect
+    # Every bucket follows protectData (SageMaker's data capture bucket included).
+    for bucket in resources_of_type(any_graph, "aws:s3/bucket:Bucket"):
+        assert bucket.inputs["forceDestroy"] is (not protect), bucket.label
 
 
-@pytest.mark.parametrize("stack", ["prod"])
-def test_prod_protects_every_piece_of_data(graphs, stack):
-    graph = graphs[stack]
+@pytest.mark.parametrize("stack", ["prod", "prod-sagemaker", "prod-lambda"])
+def test_prod_protects_every_piece_of_data(graphs, target_graphs, stack):
+    graph = graphs.get(stack) or target_graphs[stack]
     protected = {r.type for r in graph.resources if r.protect}
     # Data and what decrypts it are protected; nothing else is (a protected ALB or service
     # would block every replacement).

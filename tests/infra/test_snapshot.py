@@ -10,14 +10,14 @@ import difflib
 
 import pytest
 
-from tests.infra.harness import STACKS, Secret
-from tests.infra.snapshot import render, snapshot_path
+from tests.infra.harness import STACKS, Graph, Secret
+from tests.infra.snapshot import TARGET_SNAPSHOTS, render, snapshot_path
 
 MAX_DIFF_LINES = 120
 
 
-def test_snapshot_matches_the_program(graph):
-    path = snapshot_path(graph.stack)
+def _matches(name: str, graph: Graph) -> None:
+    path = snapshot_path(name)
     assert path.exists(), f"{path} is missing: run `make snapshot`"
     expected, actual = path.read_text(), render(graph)
     if actual != expected:
@@ -25,9 +25,18 @@ def test_snapshot_matches_the_program(graph):
                                          f"committed {path.name}", "program now", lineterm="", n=2))
         shown = "\n".join(diff[:MAX_DIFF_LINES])
         more = f"\n... {len(diff) - MAX_DIFF_LINES} more diff lines" if len(diff) > MAX_DIFF_LINES else ""
-        pytest.fail(f"the resource graph of stack {graph.stack!r} changed; if intended, run "
+        pytest.fail(f"the resource graph of {name!r} changed; if intended, run "
                     f"`make snapshot` and commit tests/infra/snapshots/:\n{shown}{more}",
                     pytrace=False)
+
+
+def test_snapshot_matches_the_program(graph):
+    _matches(graph.stack, graph)
+
+
+@pytest.mark.parametrize("name", TARGET_SNAPSHOTS)
+def test_each_targets_snapshot_matches_the_program(target_graphs, name):
+    _matches(name, target_graphs[name])
 
 
 def test_snapshot_masks_secrets_and_the_image_tag(graphs):

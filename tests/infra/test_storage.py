@@ -30,19 +30,19 @@ def settings_of(graph: Graph, bucket: Resource) -> dict[str, Resource]:
     return found
 
 
-def test_every_bucket_is_encrypted_versioned_private_tls_only_and_expires_old_versions(graph):
-    key_arn = one(graph, "aws:kms/key:Key").outputs["arn"]
-    buckets = resources_of_type(graph, "aws:s3/bucket:Bucket")
+def test_every_bucket_is_encrypted_versioned_private_tls_only_and_expires_old_versions(any_graph):
+    key_arn = one(any_graph, "aws:kms/key:Key").outputs["arn"]
+    buckets = resources_of_type(any_graph, "aws:s3/bucket:Bucket")
     assert buckets
     for bucket in buckets:
-        settings = settings_of(graph, bucket)
+        settings = settings_of(any_graph, bucket)
         assert set(settings) == set(PROTECTIONS), bucket.name
         versioning = settings[VERSIONING]
         assert versioning.inputs["versioningConfiguration"]["status"] == "Enabled"
 
         sse = settings[ENCRYPTION]
         [rule] = sse.inputs["rules"]
-        if any(a.type == "ml-app:infra:AuditLogs" for a in graph.ancestors(bucket)):
+        if any(a.type == "ml-app:infra:AuditLogs" for a in any_graph.ancestors(bucket)):
             assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
         else:
             assert rule["applyServerSideEncryptionByDefault"] == {
@@ -58,7 +58,7 @@ def test_every_bucket_is_encrypted_versioned_private_tls_only_and_expires_old_ve
         assert ownership.inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced"
 
         policy = settings[POLICY]
-        doc = [d for d in policy_documents(graph, "resource") if d.resource is policy][0]
+        doc = [d for d in policy_documents(any_graph, "resource") if d.resource is policy][0]
         denies_http = [s for s in doc.statements if s["Effect"] == "Deny"
                        and s["Condition"].get("Bool", {}).get("aws:SecureTransport") == "false"]
         assert denies_http and set(as_list(denies_http[0]["Resource"])) == {
