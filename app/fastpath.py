@@ -32,6 +32,8 @@ STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
                413: "413 Content Too Large",
                415: "415 Unsupported Media Type", 500: "500 Internal Server Error"}
 JSON_TYPES = ("application/json",)
+CUSTOM_ATTRIBUTES = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"
+TFS_ATTRIBUTE = re.compile(r"(tfs-model-name|tfs-model-version)=([^,\s]+)")
 INVOCATION_TYPES = ("application/json", "text/csv")
 
 
@@ -109,14 +111,35 @@ def predict(service: "Service", environ: dict, name: str,
         return exc.status, error_body(exc.message), model
 
 
+def selected_model(environ: dict) -> tuple[str | None, str | None]:
+    """The model (name, version) SageMaker's CustomAttributes name, as SageMaker's TensorFlow
+    Serving container reads them (``tfs-model-name=<name>,tfs-model-version=<v>``); (None,
+    None) without them. InvokeEndpoint reaches /invocations only, so this is how a
+    SageMaker client picks a model other than the default."""
+    raw = environ.get(CUSTOM_ATTRIBUTES)
+    if not raw:
+        return None, None
+    found = dict(TFS_ATTRIBUTE.findall(raw))
+    return found.get("tfs-model-name"), found.get("tfs-model-version")
+
+
 def invocations(service: "Service", environ: dict) -> tuple[int, bytes, "ServedModel", str]:
-    """SageMaker's inference route: JSON as for predict, or text/csv, on the default model;
-    answered in the type Accept asks for (app/negotiation.py). Returns predict's tuple plus
-    the answer's media type (errors are always JSON)."""
-    model = environ[MODEL] = service.default
+    """SageMaker's inference route: JSON as for predict, or text/csv, on the default model
+    (or the one CustomAttributes name); answered in the type Accept asks for
+    (app/negotiation.py). Returns predict's tuple plus the answer's media type (errors are
+    always JSON)."""
+    name, version = selected_model(environ)
+    if name is None and version is None:
+        model = service.default
+    else:
+        name = name or service.default.name        # a version alone: of the default model
+        model = service.models.get(name, version)
+    environ[MODEL] = model
     environ[INSTANCES] = 0
     try:
         check_api_key(service, environ.get("HTTP_X_API_KEY"))
+        if model is None:
+            raise service.models.not_found(name, version)
         mimetype = media_type(environ, INVOCATION_TYPES)
         answer = answer_type(environ)
         raw = read_body(environ, service.settings.max_body_bytes)

@@ -123,6 +123,12 @@ def openapi_document(models: "ModelSet", settings: "Settings") -> dict:
                 "parameters": [{"name": "Accept", "in": "header", "required": False,
                                 "description": "application/json (the default) or text/csv "
                                                "(one line of outputs per instance); else 406",
+                                "schema": {"type": "string"}},
+                               {"name": "X-Amzn-SageMaker-Custom-Attributes", "in": "header",
+                                "required": False,
+                                "description": "tfs-model-name=<name>[,tfs-model-version=<v>]:"
+                                               " another model than the default (its own "
+                                               "instances; 404 when not served)",
                                 "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {
                     **_predict_body(default, settings),

@@ -247,3 +247,31 @@ def test_metrics_carry_the_model_that_answered(tmp_path):
               for k, d in docs.items()}
     assert counts == {("digits", "1"): (1, 2, 0), ("diabetes", "1"): (3, 3, 2),
                       ("(none)", "(none)"): (1, 0, 1)}
+
+
+def test_sagemaker_custom_attributes_pick_the_model_on_invocations(versions, heldout,
+                                                                   diabetes_heldout):
+    """InvokeEndpoint reaches /invocations only: CustomAttributes, as SageMaker's TensorFlow
+    Serving container reads them, pick another model or version."""
+    def invoke(attributes, body):
+        return versions.post("/invocations", json=body,
+                             headers={"X-Amzn-SageMaker-Custom-Attributes": attributes})
+
+    x = diabetes_heldout.x[:3]
+    r = invoke("tfs-model-name=diabetes", {"instances": x.tolist()})
+    assert r.status_code == 200 and r.headers["X-Model-Name"] == "diabetes"
+    np.testing.assert_allclose(r.json["predictions"], run_litert(DIABETES_DIR, x), atol=1e-5)
+    digits = {"instances": heldout.x_test[:2].tolist()}
+    for attributes, version in (("tfs-model-name=digits,tfs-model-version=1", "1"),
+                                ("tfs-model-name=digits", "2"),        # the highest
+                                ("tfs-model-version=2, other=x", "2"),  # of the default model
+                                ("tfs-method=predict", "1"), ("", "1")):
+        r = invoke(attributes, digits)
+        assert r.status_code == 200, (attributes, r.json)
+        assert (r.headers["X-Model-Name"], r.headers["X-Model-Version"]) == ("digits", version)
+    r = invoke("tfs-model-name=cats", digits)
+    assert r.status_code == 404 and "serves models 'digits', 'diabetes'" in r.json["error"]
+    r = invoke("tfs-model-name=diabetes,tfs-model-version=9", digits)
+    assert r.status_code == 404 and "version '9' of model 'diabetes'" in r.json["error"]
+    r = invoke("tfs-model-name=diabetes", digits)             # digits' instances, diabetes' 400
+    assert r.status_code == 400 and "of model 'diabetes'" in r.json["error"]

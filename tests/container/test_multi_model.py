@@ -138,3 +138,13 @@ def test_metrics_and_logs_carry_the_model(docker, several):
     assert ("/v1/models/diabetes:predict", "diabetes", "1") in requests_logged
     loaded = [(e["model"], e["model_version"]) for e in lines if e.get("event") == "model_loaded"]
     assert loaded[:3] == [("digits", "1"), ("digits", "2"), ("diabetes", "1")]
+
+
+def test_custom_attributes_reach_another_model_through_nginx(several, diabetes_heldout):
+    """SageMaker's InvokeEndpoint reaches /invocations only; its CustomAttributes header
+    passes nginx and picks the model."""
+    x = diabetes_heldout.x[:2]
+    r = requests.post(f"{several.url}/invocations", json={"instances": x.tolist()}, timeout=30,
+                      headers={"X-Amzn-SageMaker-Custom-Attributes": "tfs-model-name=diabetes"})
+    assert r.status_code == 200 and r.headers["X-Model-Name"] == "diabetes"
+    np.testing.assert_allclose(r.json()["predictions"], run_litert(DIABETES_DIR, x), atol=1e-5)
