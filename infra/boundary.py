@@ -121,12 +121,23 @@ TARGET_ARNS: dict[str, tuple[str, ...]] = {
     "lambda": ("arn:{partition}:lambda:{region}:{account}:function:{prefix}-function",
                "arn:{partition}:lambda:{region}:{account}:function:{prefix}-function:*"),
 }
+# ... and of the services every target shares (logs, cloudwatch), those whose name AWS
+# fixes: SageMaker's log group of the endpoint (/aws/sagemaker/Endpoints/<endpoint>). The
+# ceiling grants them with the named services' actions (MaxNamed), the deploy role by name.
+TARGET_NAMED: dict[str, tuple[str, ...]] = {
+    "sagemaker": ("arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
+                  "{endpoint}",
+                  "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
+                  "{endpoint}:*"),
+}
 # The same, for the ceiling, in fewer characters (the size limit): any of those services'
 # resources in the stack's region and account whose name is the prefix, starts with
 # "<prefix>-", or is a path element ("cluster/<prefix>", "task-definition/<prefix>:3",
 # "loadbalancer/app/<prefix>-alb-1/..."); alarms, secrets, log groups, the dashboard, the
 # buckets; and AWS's managed WAF rule groups (read by the web ACL). IAM wildcards are only
-# "*" and "?", hence one pattern per separator.
+# "*" and "?", hence one pattern per separator; and a wildcard stays within its segment of
+# the ARN (between colons) unless it ends the segment, so "*/<prefix>" does not reach
+# "log-group:/aws/.../<prefix>" (TARGET_NAMED names those).
 _REGIONAL = "arn:{partition}:*:{region}:{account}:"
 CEILING_NAMED = (
     *(_REGIONAL + p for p in ("{prefix}", "{prefix}-*", "{prefix}/*", "*/{prefix}",
@@ -237,7 +248,7 @@ def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[S
             "Effect": "Allow",
             "Action": [f"{service}:*" for service in NAMED_SERVICES if target.uses(service)]
             + ["kms:*Alias"],
-            "Resource": _arns(scope, CEILING_NAMED),
+            "Resource": _arns(scope, (*CEILING_NAMED, *TARGET_NAMED.get(target.kind, ()))),
         },
         {
             # Read-only calls and calls without resource-level permissions (listed above).

@@ -46,15 +46,18 @@ class Scope:
 
     def arn_of(self, pattern: str) -> pulumi.Input[str]:
         """An ARN pattern as AWS writes it, with ``{partition}``, ``{region}``,
-        ``{account}``, ``{prefix}``, ``{logs}`` (the log-group path), ``{project}`` and
-        ``{stack}`` filled in; "*" stays."""
+        ``{account}``, ``{prefix}``, ``{logs}`` (the log-group path), ``{project}``,
+        ``{stack}`` and the targets' fixed names (``{cluster}``, ``{service}``,
+        ``{endpoint}``, ``{variant}``: StackNames) filled in; "*" stays."""
         if pattern == "*":
             return pattern
         ctx, names = self.context, self.names
         return pulumi.Output.all(ctx.partition, ctx.account_id).apply(
             lambda pa: pattern.format(partition=pa[0], account=pa[1], region=ctx.region,
                                       prefix=self.prefix, logs=self.log_group_prefix,
-                                      project=names.project, stack=names.stack))
+                                      project=names.project, stack=names.stack,
+                                      cluster=names.cluster, service=names.service,
+                                      endpoint=names.endpoint, variant=names.endpoint_variant))
 
     @property
     def request_tag(self) -> dict[str, Any]:

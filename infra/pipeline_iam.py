@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import pulumi
 
 from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, STACK_ARNS,
-                            TARGET_ARNS, Target)
+                            TARGET_ARNS, TARGET_NAMED, Target)
 from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
@@ -490,10 +490,7 @@ TARGET_BY_NAME: dict[str, tuple[tuple[str, list[str], tuple[str, ...]], ...]] = 
           "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy", "logs:DisassociateKmsKey",
           "logs:PutMetricFilter", "logs:PutRetentionPolicy", "logs:TagResource",
           "logs:UntagResource"],
-         ("arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
-          "{prefix}",
-          "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
-          "{prefix}:*")),
+         TARGET_NAMED["sagemaker"]),
     ),
     "lambda": (
         ("LambdaFunctionOfThisStack",

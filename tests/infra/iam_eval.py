@@ -18,7 +18,8 @@ Implemented (IAM User Guide, "Policy evaluation logic" and "IAM JSON policy elem
   naming the account delegates to the account's identity policies; across accounts both the
   resource policy and the caller's identity policy (and boundary) must allow;
 * Action/NotAction (case-insensitive, ``*`` and ``?``), Resource/NotResource (case-sensitive,
-  ``*`` and ``?``, policy variables ``${key}`` with ``${*}``, ``${?}``, ``${$}``);
+  ``*`` and ``?`` within one colon-separated segment of the ARN, a ``*`` that ends its
+  segment also beyond it; policy variables ``${key}`` with ``${*}``, ``${?}``, ``${$}``);
 * Principal/NotPrincipal of resource and trust policies (AWS account, role, ``*``, Service,
   Federated);
 * condition operators String*, Arn*, Bool, Null, Numeric*, each with ``IfExists`` and the
@@ -30,7 +31,8 @@ Implemented (IAM User Guide, "Policy evaluation logic" and "IAM JSON policy elem
 
 Not modelled (and not used by this program): session policies, AWS Organizations SCPs and
 RCPs, the root user, ``IpAddress``/``Date`` operators, access points and VPC endpoint policies
-in the evaluation of a request.
+in the evaluation of a request. A wildcard in an ARN's service segment (which the User Guide
+says cannot be used) is matched like any other segment's.
 """
 
 from __future__ import annotations
@@ -86,12 +88,26 @@ def substitute(text: str, context: Context) -> str | None:
     return None if missing else out
 
 
-def _match_pattern(pattern: str, value: str, *, ignore_case: bool) -> bool:
-    # Escaped wildcards (${*}, ${?}) were turned into placeholders: compare them literally.
+def _match_pattern(pattern: str, value: str, *, ignore_case: bool,
+                   arn_segments: bool = False) -> bool:
+    """``*`` and ``?`` in ``pattern`` (escaped ones, ``${*}``/``${?}``, were turned into
+    placeholders: compared literally). With ``arn_segments`` (the Resource element), a
+    wildcard stays within its colon-separated segment of the ARN unless it is a ``*`` that
+    ends its segment: "If the * wildcard is the last character of a resource ARN segment, it
+    can expand to match beyond the colon boundaries" (IAM JSON policy elements: Resource)."""
+    def wildcard(c: str, following: str) -> str:
+        if not arn_segments or (c == "*" and following in (":", "")):
+            return ".*" if c == "*" else "."
+        return "[^:]*" if c == "*" else "[^:]"
+
+    def literal_or_wildcard(text: str, after: str) -> str:
+        return "".join(wildcard(c, (text[i + 1:i + 2] or after[:1])) if c in "*?"
+                       else re.escape(c) for i, c in enumerate(text))
+
     parts = re.split("([\x00\x01])", pattern)
     body = "".join(re.escape("*") if p == "\x00" else re.escape("?") if p == "\x01" else
-                   "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in p)
-                   for p in parts)
+                   literal_or_wildcard(p, "".join(parts[i + 1:]))
+                   for i, p in enumerate(parts))
     return re.match(f"^{body}$", value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) \
         is not None
 
@@ -112,7 +128,8 @@ def action_matches(patterns: Iterable[str], action: str) -> bool:
 def resource_matches(patterns: Iterable[str], resource: str, context: Context) -> bool:
     for pattern in patterns:
         resolved = substitute(pattern, context)
-        if resolved is not None and _match_pattern(resolved, resource, ignore_case=False):
+        if resolved is not None and _match_pattern(resolved, resource, ignore_case=False,
+                                                   arn_segments=True):
             return True
     return False
 

@@ -105,6 +105,33 @@ def test_resources_match_case_sensitively_with_wildcards():
     assert not statement_applies(s, Request("s3:GetObject", "arn:aws:s3:::b/aab1.txt"))
 
 
+def test_a_resource_wildcard_stays_in_its_arn_segment_unless_it_ends_it():
+    # "You can use wildcard characters (* and ?) within the individual segments of an ARN
+    # (the parts separated by colons) ... If the * wildcard is the last character of a
+    # resource ARN segment, it can expand to match beyond the colon boundaries."
+    group = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/sagemaker/Endpoints/app"
+    assert not statement_applies(allow("logs:*", "arn:aws:logs:eu-west-1:111122223333:*/app"),
+                                 Request("logs:CreateLogGroup", group))
+    assert statement_applies(allow("logs:*", "arn:aws:logs:eu-west-1:111122223333:*"),
+                             Request("logs:CreateLogGroup", group))
+    assert statement_applies(allow("logs:*", f"{group}:*"),
+                             Request("logs:PutLogEvents", f"{group}:log-stream:a/b"))
+    alarm = ("arn:aws:cloudwatch:eu-west-1:111122223333:alarm:TargetTracking-service/app/"
+             "app-AlarmHigh-d4f0770c")
+    assert not statement_applies(
+        allow("cloudwatch:*", "arn:aws:cloudwatch:eu-west-1:111122223333:*/app-*"),
+        Request("cloudwatch:PutMetricAlarm", alarm))
+    assert statement_applies(
+        allow("cloudwatch:*", "arn:aws:cloudwatch:eu-west-1:111122223333:alarm:*/app-*"),
+        Request("cloudwatch:PutMetricAlarm", alarm))
+    # An S3 key may hold colons: the trailing "*" reaches them; "?" is one character of a
+    # segment, never the colon between two.
+    assert statement_applies(allow("s3:GetObject", "arn:aws:s3:::b/*"),
+                             Request("s3:GetObject", "arn:aws:s3:::b/a:b:c"))
+    assert not statement_applies(allow("sns:Publish", "arn:aws:sns:eu-west-1:1:a?b"),
+                                 Request("sns:Publish", "arn:aws:sns:eu-west-1:1:a:b"))
+
+
 def test_not_action_and_not_resource():
     # The User Guide's NotAction example: everything but IAM.
     s = {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}
