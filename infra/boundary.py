@@ -12,9 +12,10 @@ Two halves:
 
 * **The ceiling is the stack** (Allow statements). Every role the deploy role writes a policy
   for, and then runs code as (an ECS task), can reach at most this: resources named
-  ``<prefix>-*`` by the stack's services, resources tagged with the project AND the stack,
-  read-only calls, and the few resources outside the stack that the configuration names
-  (the Pulumi state, a hosted zone, an existing connection, the next stack's promotion
+  ``<prefix>-*`` by the stack's services (and the few its target's services name for it:
+  SageMaker's log group, target tracking's alarms), resources tagged with the project AND
+  the stack, read-only calls, and the few resources outside the stack that the configuration
+  names (the Pulumi state, a hosted zone, an existing connection, the next stack's promotion
   bucket). No ``s3:*``, ``kms:*`` or ``secretsmanager:*`` on ``*``: a role that could be
   given everything the boundary allows then still stays inside its stack.
 * **The invariants** (Deny statements): no role without this boundary; no IAM change outside
@@ -130,6 +131,27 @@ TARGET_NAMED: dict[str, tuple[str, ...]] = {
                   "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
                   "{endpoint}:*"),
 }
+# Target tracking (infra/autoscaling.py): PutScalingPolicy makes Application Auto Scaling
+# create two alarms per policy, named by AWS after the scalable target's resource ID,
+# "TargetTracking-<resource id>-AlarmHigh-<uuid>" and "...-AlarmLow-<uuid>", and
+# DeleteScalingPolicy (or DeregisterScalableTarget) delete them; both with the caller's
+# permissions (cloudwatch:PutMetricAlarm, DeleteAlarms, DescribeAlarms: Application Auto
+# Scaling User Guide, "Permissions required for actions on target services and CloudWatch").
+# The resource IDs of the stack's scalable targets: the ECS service, the endpoint's variant.
+SCALABLE_TARGETS: dict[str, str] = {"ecs": "service/{cluster}/{service}",
+                                    "sagemaker": "endpoint/{endpoint}/variant/{variant}"}
+
+
+def tracking_alarms(kind: str, alarms: Sequence[str] = ("AlarmHigh-*", "AlarmLow-*")
+                    ) -> tuple[str, ...]:
+    """ARN patterns of the target-tracking alarms of the stack's scalable target on target
+    ``kind`` (none on a target Application Auto Scaling does not scale: Lambda)."""
+    if kind not in SCALABLE_TARGETS:
+        return ()
+    return tuple(f"arn:{{partition}}:cloudwatch:{{region}}:{{account}}:alarm:TargetTracking-"
+                 f"{SCALABLE_TARGETS[kind]}-{alarm}" for alarm in alarms)
+
+
 # The same, for the ceiling, in fewer characters (the size limit): any of those services'
 # resources in the stack's region and account whose name is the prefix, starts with
 # "<prefix>-", or is a path element ("cluster/<prefix>", "task-definition/<prefix>:3",
@@ -248,7 +270,9 @@ def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[S
             "Effect": "Allow",
             "Action": [f"{service}:*" for service in NAMED_SERVICES if target.uses(service)]
             + ["kms:*Alias"],
-            "Resource": _arns(scope, (*CEILING_NAMED, *TARGET_NAMED.get(target.kind, ()))),
+            # (The target's tracking alarms as one pattern each: "-Alarm*" for High and Low.)
+            "Resource": _arns(scope, (*CEILING_NAMED, *TARGET_NAMED.get(target.kind, ()),
+                                      *tracking_alarms(target.kind, ("Alarm*",)))),
         },
         {
             # Read-only calls and calls without resource-level permissions (listed above).

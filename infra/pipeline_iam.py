@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import pulumi
 
 from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, STACK_ARNS,
-                            TARGET_ARNS, TARGET_NAMED, Target)
+                            TARGET_ARNS, TARGET_NAMED, Target, tracking_alarms)
 from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
@@ -469,13 +469,26 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
 )
 
 
-# The targets' own resources, by name (infra/naming.py names them): SageMaker's endpoint
+# What Application Auto Scaling does with the caller's permissions when the deploy puts or
+# deletes a target-tracking policy: the policy's two alarms (boundary.tracking_alarms).
+# (DescribeAlarms, and the scaled resource's Describe calls, are in READ_ACTIONS; ECS's
+# UpdateService and SageMaker's UpdateEndpointWeightsAndCapacities are granted by name.)
+TRACKING_ALARM_ACTIONS = ["cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm"]
+
+
+# The targets' own resources, by name (infra/naming.py names them): the alarms target
+# tracking creates for the ECS service or the endpoint's variant; SageMaker's endpoint
 # (fixed name) with its models and configurations (Pulumi-named <prefix>-model-*,
 # <prefix>-config-*, replaced on change), its log group, whose name SageMaker fixes;
 # Lambda's function with its versions and alias. Each also lets the smoke test call it
 # (InvokeEndpoint; the Function URL needs InvokeFunctionUrl and InvokeFunction).
 TARGET_BY_NAME: dict[str, tuple[tuple[str, list[str], tuple[str, ...]], ...]] = {
+    "ecs": (
+        ("TargetTrackingAlarmsOfThisStack", TRACKING_ALARM_ACTIONS, tracking_alarms("ecs")),
+    ),
     "sagemaker": (
+        ("TargetTrackingAlarmsOfThisStack", TRACKING_ALARM_ACTIONS,
+         tracking_alarms("sagemaker")),
         ("SageMakerEndpointOfThisStack",
          ["sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:CreateEndpointConfig",
           "sagemaker:CreateModel", "sagemaker:DeleteEndpoint",
@@ -547,13 +560,15 @@ def _function_url(scope: Scope, target: Target) -> list[Statement]:
 
 # Resources whose ARN holds a generated ID (vpc-..., key/...): created only with the project
 # and stack tags in the request (boundary.CREATE_WITH_STACK_TAG), changed or deleted only
-# while they carry both.
+# while they carry both. (RegisterScalableTarget is both: a new scalable target with its
+# tags, and an update of min or max capacity, which the provider sends without tags.)
 CHANGE_WITH_STACK_TAG = [
     "acm:AddTagsToCertificate", "acm:DeleteCertificate",
     "acm:RemoveTagsFromCertificate",
     "application-autoscaling:DeleteScalingPolicy",
     "application-autoscaling:DeregisterScalableTarget",
     "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:RegisterScalableTarget",
     "application-autoscaling:TagResource",
     "application-autoscaling:UntagResource",
     "ec2:AssociateRouteTable", "ec2:AttachInternetGateway",

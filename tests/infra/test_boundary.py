@@ -11,7 +11,7 @@ import pytest
 from infra import boundary
 from tests.infra.harness import (BOUNDARY, Graph, as_list, boundary_arn, json_input, one,
                                  prefix, principals, resources_of_type, role_named,
-                                 role_statements)
+                                 role_statements, target_of)
 from tests.infra.iam_eval import Request, effects
 
 PIPELINE_ROLES = ("pipeline", "test-build", "preview-build", "deploy-build", "github-preview")
@@ -101,6 +101,25 @@ def test_the_ceiling_is_the_stack(any_graph):
                       "aws:ResourceTag/stack": any_graph.stack}
     assert s["MaxCreateTagged"]["Condition"]["StringEquals"] == {
         "aws:RequestTag/project": "ml-app", "aws:RequestTag/stack": any_graph.stack}
+
+
+def test_the_ceiling_holds_the_tracking_alarms_of_its_own_scalable_target_only(any_graph):
+    """Target tracking's alarms (TargetTracking-<resource id>-AlarmHigh-<uuid>, -AlarmLow-)
+    are named by AWS, outside the stack's name prefix: the ceiling names those of the
+    stack's target's scalable target, no other stack's and no other target's."""
+    ceiling = principals(any_graph)[role_named(any_graph, "deploy-build").outputs["arn"]].boundary
+    account, region = boundary_arn(any_graph).split(":")[4], any_graph.config["aws:region"]
+    p, target = prefix(any_graph), target_of(any_graph)
+    forms = {"ecs": "service/{p}/{p}", "sagemaker": "endpoint/{p}/variant/live"}
+    for kind, form in forms.items():
+        for stack_prefix in (p, "ml-app-other"):
+            for level in ("High", "Low"):
+                alarm = (f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-"
+                         f"{form.format(p=stack_prefix)}-Alarm{level}-1b437334")
+                for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"):
+                    found = effects(ceiling, Request(action, alarm))
+                    assert found == ({"Allow"} if (kind, stack_prefix) == (target, p)
+                                     else set()), (alarm, action, found)
 
 
 def _context_for(statement: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from typing import Any, Callable
 import pytest
 
 from infra import boundary as boundary_module
-from tests.infra.harness import (STACKS, VARIANT_IDS, Graph, boundary_arn, prefix, principals,
-                                 resource_policies, target_of)
+from tests.infra.harness import (STACKS, VARIANT_IDS, Graph, Resource, boundary_arn, prefix,
+                                 principals, resource_policies, resources_of_type, target_of)
 from tests.infra.iam_eval import Principal, Request, evaluate
 
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -40,6 +40,10 @@ CODE_RUNNERS = {
     "codebuild.amazonaws.com": ("codebuild:CreateProject", "project/{prefix}-x"),
     "sagemaker.amazonaws.com": ("sagemaker:CreateModel", "model/{prefix}-model-x"),
 }
+
+
+# The suffix Application Auto Scaling gives a target-tracking alarm (a UUID).
+ALARM_ID = "d4f0770c-b46e-434a-a60f-3b36d653feca"
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,10 @@ class Stack:
     def allowed(self, principal: Principal, request: Request) -> bool:
         return bool(evaluate(principal, request, self.policy_for(request.resource),
                              self.account))
+
+    @property
+    def deploy(self) -> Principal:
+        return self.roles[self.arn("iam", f"role/{self.prefix}-deploy-build", region=False)]
 
     @property
     def pipeline_roles(self) -> list[str]:
@@ -166,6 +174,11 @@ def probes(stack: Stack, me: Principal) -> list[Probe]:
             "ec2:CreateSnapshot", stack.arn("ec2", "volume/vol-other"))),
         Probe("another stack's resources", Request(
             "ecs:UpdateService", stack.arn("ecs", "service/ml-app-other/ml-app-other"))),
+        *(Probe("another stack's target-tracking alarms", Request(action, stack.arn(
+            "cloudwatch", f"alarm:TargetTracking-{resource}-AlarmHigh-{ALARM_ID}")))
+          for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
+          for resource in ("service/ml-app-other/ml-app-other",
+                           "endpoint/ml-app-other/variant/live")),
         Probe("tag alone: another project's key", Request(
             "kms:PutKeyPolicy", stack.arn("kms", "key/other"),
             {"aws:ResourceTag/stack": stack.graph.stack, "aws:ResourceTag/project": "other"})),
@@ -275,7 +288,7 @@ def test_the_deploy_role_can_still_do_its_job(stacks, name):
     two-step path it has (rewrite a service role, pass it to ECS) is real, only capped."""
     stack = stacks[name]
     name = stack.graph.stack
-    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    deploy = stack.deploy
     task_role = next(a for a in stack.service_roles if "/ecs-tasks/" in a)
     assert stack.allowed(deploy, Request("iam:PutRolePolicy", task_role,
                                          {"iam:PermissionsBoundary": stack.boundary}))
@@ -322,7 +335,7 @@ def test_the_deploy_role_does_its_targets_job_and_no_other_targets(stacks, name)
     stack = stacks[name]
     target = target_of(stack.graph)
     kind, service, calls = TARGET_JOBS[target]
-    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    deploy = stack.deploy
     [role] = [a for a in stack.service_roles if f"/service/{kind}/" in a]
     bounded = {"iam:PermissionsBoundary": stack.boundary}
     assert stack.allowed(deploy, Request("iam:PutRolePolicy", role, bounded))
@@ -353,10 +366,126 @@ def test_the_deploy_role_does_its_targets_job_and_no_other_targets(stacks, name)
                                                f"{other}/x", region=False), bounded)), other
 
 
+def autoscaling_calls(stack: Stack, target: Resource) -> dict[str, list[Request]]:
+    """Every API call `pulumi up` of the autoscaling component makes for one scalable target
+    and its policies (pulumi-aws's appautoscaling Target and Policy: create, read, update,
+    tags, delete), each with the requests AWS authorises for it: the call's own action, and
+    the dependent actions Application Auto Scaling checks with the caller's permissions
+    (User Guide, "Permissions required for actions on target services and CloudWatch": the
+    scaled resource's describe and update, the policy's alarms; the target's service-linked
+    role on an account's first RegisterScalableTarget)."""
+    resource_id, namespace = target.inputs["resourceId"], target.inputs["serviceNamespace"]
+    scalable = stack.arn("application-autoscaling",
+                         "scalable-target/0123456789abcdef0123456789abcdef0123")
+    keys = {"application-autoscaling:service-namespace": namespace,
+            "application-autoscaling:scalable-dimension": target.inputs["scalableDimension"]}
+    tags = {"project": "ml-app", "stack": stack.graph.stack}
+    requested = {**keys, **{f"aws:RequestTag/{k}": v for k, v in tags.items()}}
+    carried = {**keys, **{f"aws:ResourceTag/{k}": v for k, v in tags.items()}}
+    alarms = [stack.arn("cloudwatch", f"alarm:TargetTracking-{resource_id}-Alarm{level}-"
+                                      f"{ALARM_ID}") for level in ("High", "Low")]
+    put_alarms = [Request(a, alarm) for alarm in alarms
+                  for a in ("cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm")]
+    delete_alarms = [Request(a, alarm) for alarm in alarms
+                     for a in ("cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms")]
+    if namespace == "ecs":
+        service = stack.arn("ecs", resource_id)
+        scaled = [Request("ecs:DescribeServices", service), Request("ecs:UpdateService", service)]
+        role = "ecs.application-autoscaling.amazonaws.com/" \
+               "AWSServiceRoleForApplicationAutoScaling_ECSService"
+    else:
+        endpoint = stack.arn("sagemaker", "/".join(resource_id.split("/")[:2]))
+        [config] = resources_of_type(
+            stack.graph, "aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+        scaled = [Request("sagemaker:DescribeEndpoint", endpoint),
+                  Request("sagemaker:DescribeEndpointConfig", config.outputs["arn"]),
+                  Request("sagemaker:UpdateEndpointWeightsAndCapacities", endpoint)]
+        role = "sagemaker.application-autoscaling.amazonaws.com/" \
+               "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+    linked_role = Request("iam:CreateServiceLinkedRole",
+                          stack.arn("iam", f"role/aws-service-role/{role}", region=False),
+                          {"iam:AWSServiceName": role.split("/")[0]})
+    return {
+        "RegisterScalableTarget (create, tagged)": [
+            Request("application-autoscaling:RegisterScalableTarget", scalable, requested),
+            *scaled, linked_role],
+        "RegisterScalableTarget (update: min or max capacity)": [
+            Request("application-autoscaling:RegisterScalableTarget", scalable, carried),
+            *scaled],
+        "DescribeScalableTargets": [
+            Request("application-autoscaling:DescribeScalableTargets", "*")],
+        "ListTagsForResource": [Request("application-autoscaling:ListTagsForResource", scalable,
+                                        carried)],
+        "TagResource": [Request("application-autoscaling:TagResource", scalable,
+                                {**carried, **requested})],
+        "UntagResource": [Request("application-autoscaling:UntagResource", scalable, carried)],
+        "PutScalingPolicy (create or update)": [
+            Request("application-autoscaling:PutScalingPolicy", scalable, carried),
+            *scaled, *put_alarms],
+        "DescribeScalingPolicies": [
+            Request("application-autoscaling:DescribeScalingPolicies", "*")],
+        "DeleteScalingPolicy": [
+            Request("application-autoscaling:DeleteScalingPolicy", scalable, carried),
+            *delete_alarms],
+        "DeregisterScalableTarget": [
+            Request("application-autoscaling:DeregisterScalableTarget", scalable, carried),
+            *delete_alarms],
+    }
+
+
+@pytest.mark.parametrize("name", (*STACKS, *VARIANT_IDS))
+def test_the_deploy_role_makes_every_call_of_the_autoscaling_component(stacks, name):
+    """Every call of `pulumi up` of the ECS service's or the endpoint variant's autoscaling,
+    with its dependent actions, is allowed (identity AND boundary) for the stack's own
+    scalable target; a target on which the stack has none (Lambda) has nothing to check."""
+    stack = stacks[name]
+    targets = resources_of_type(stack.graph, "aws:appautoscaling/target:Target")
+    # (A serverless endpoint scales itself: staging-sagemaker has no scalable target.)
+    serverless = stack.graph.config.get("ml-app:sagemakerServerlessMemoryMb", "0") != "0"
+    assert len(targets) == (target_of(stack.graph) != "lambda" and not serverless), targets
+    for target in targets:
+        for call, requests in autoscaling_calls(stack, target).items():
+            denied = [(r.action, r.resource, evaluate(stack.deploy, r).reason)
+                      for r in requests if not stack.allowed(stack.deploy, r)]
+            assert not denied, (call, denied)
+
+
+@pytest.mark.parametrize("name", (*STACKS, *VARIANT_IDS))
+def test_the_deploy_role_writes_the_tracking_alarms_of_its_own_target_only(stacks, name):
+    """The alarms target tracking creates, for the stack's own scalable target: the ECS
+    service in its cluster, or the endpoint's variant; not another stack's, not another
+    service's of the cluster, not the other target's form, not its other alarms by name
+    (on Lambda, none: Application Auto Scaling scales nothing there). The same for the
+    service-linked role Application Auto Scaling creates on its first use."""
+    stack = stacks[name]
+    target, p = target_of(stack.graph), stack.prefix
+    own = {"ecs": f"service/{p}/{p}", "sagemaker": f"endpoint/{p}/variant/live"}
+    others = ["service/ml-app-other/ml-app-other", f"service/{p}/other",
+              f"service/ml-app-other/{p}", "endpoint/ml-app-other/variant/live",
+              f"endpoint/{p}/variant/other", *[r for t, r in own.items() if t != target]]
+    for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"):
+        for resource, allowed in ([(own[target], True)] if target in own else []) + \
+                [(r, False) for r in others]:
+            for level in ("High", "Low"):
+                alarm = stack.arn("cloudwatch",
+                                  f"alarm:TargetTracking-{resource}-Alarm{level}-{ALARM_ID}")
+                assert stack.allowed(stack.deploy, Request(action, alarm)) is allowed, alarm
+        if target in own:
+            lookalike = stack.arn("cloudwatch", f"alarm:TargetTracking-{own[target]}-AlarmX")
+            assert not stack.allowed(stack.deploy, Request(action, lookalike))
+    # Its target's Application Auto Scaling service-linked role, and not the other's.
+    for kind, role in (("ecs", "ECSService"), ("sagemaker", "SageMakerEndpoint")):
+        principal = f"{kind}.application-autoscaling.amazonaws.com"
+        request = Request("iam:CreateServiceLinkedRole", stack.arn(
+            "iam", f"role/aws-service-role/{principal}/AWSServiceRoleForApplicationAutoScaling_"
+                   f"{role}", region=False), {"iam:AWSServiceName": principal})
+        assert stack.allowed(stack.deploy, request) is (kind == target), principal
+
+
 @pytest.mark.parametrize("name", STACKS)
 def test_an_ecs_stacks_deploy_role_starts_no_other_targets_compute(stacks, name):
     stack = stacks[name]
-    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    deploy = stack.deploy
     for action, resource in COMPUTE:
         request = Request(action, stack.arn(action.split(":")[0],
                                             resource.format(prefix=stack.prefix)))
@@ -368,7 +497,7 @@ def test_a_lambda_url_takes_only_the_configured_auth(stacks, name):
     """The deploy role creates the Function URL with the auth lambdaUrlAuth names, no other
     (condition key lambda:FunctionUrlAuthType): prod's cannot open a public URL."""
     stack = stacks[name]
-    deploy = stack.roles[stack.arn("iam", f"role/{stack.prefix}-deploy-build", region=False)]
+    deploy = stack.deploy
     url = stack.arn("lambda", f"function:{stack.prefix}-function:live")
     configured = stack.graph.config["ml-app:lambdaUrlAuth"]
     for auth in ("AWS_IAM", "NONE"):
