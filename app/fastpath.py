@@ -184,8 +184,9 @@ class PredictFastPath:
             status, body = 500, self._internal_error(environ, exc)
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         if model is not None:
-            # Which model answered (the demo page shows it; clients can log it).
-            headers += [("X-Model-Name", model.name), ("X-Model-Version", model.version)]
+            # Which model answered (the demo page shows it; clients can log it), and on
+            # /invocations SageMaker's CustomAttributes naming it with its manifest's hash.
+            headers += model.invocation_headers if handler is invocations else model.headers
         start_response(STATUS_TEXT.get(status) or f"{status} Error", headers)
         return [body]
 

@@ -20,7 +20,7 @@ REQUIRED_KEYS = ("name", "version", "input", "files")
 # A name becomes a URL segment, an S3 prefix and a metrics dimension; a version is a positive
 # integer (TF Serving's rule). model/manifest.schema.json says the same.
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-VERSION_RULE = re.compile(r"^[1-9][0-9]*$")
+VERSION_RULE = re.compile(r"^[1-9][0-9]{0,63}$")   # 64 digits at most, like a name
 TENSOR_NAME_RULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 TENSOR_NAME_TEXT = "1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or _"
 # The input types LiteRT models take that the service converts request numbers to:
@@ -146,7 +146,8 @@ def serving_spec(manifest: dict, where: str) -> ServingSpec:
         problems.append(f"name {name!r} must be 1 to 64 of A-Z a-z 0-9 . _ -, starting with a "
                         "letter or digit")
     if not VERSION_RULE.match(version):
-        problems.append(f"version {version!r} must be a positive whole number")
+        problems.append(f"version {version!r} must be a positive whole number of at most 64 "
+                        "digits")
     spec_in = manifest.get("input") if isinstance(manifest.get("input"), dict) else {}
     spec_out = manifest.get("output")
     if spec_out is None and schema_1 and isinstance(manifest.get("labels"), list):

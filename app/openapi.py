@@ -134,7 +134,12 @@ def openapi_document(models: "ModelSet", settings: "Settings") -> dict:
                     **_predict_body(default, settings),
                     "text/csv": {"schema": {"type": "string"}}}},
                 "responses": {"200": {**answer, "content": {
-                    **answer["content"], "text/csv": {"schema": {"type": "string"}}}},
+                    **answer["content"], "text/csv": {"schema": {"type": "string"}}},
+                    "headers": {"X-Amzn-SageMaker-Custom-Attributes": {
+                        "description": "the version that answered, as SageMaker hands it to "
+                                       "the caller (CustomAttributes): tfs-model-name=<name>,"
+                                       "tfs-model-version=<v>,manifest-sha256=<hex>",
+                        "schema": {"type": "string"}}}},
                     **CLIENT_ERRORS, "406": ERROR}}},
             "/ping": {"get": {"summary": "SageMaker health check", "responses": simple_ok}},
             "/healthz": {"get": {"summary": "Liveness", "responses": simple_ok}},

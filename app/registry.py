@@ -12,7 +12,7 @@ version loaded under its name, as in TensorFlow Serving.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -25,6 +25,11 @@ from app.predictor import Predictor
 from app.validation import BadRequest, InstanceParser
 
 
+# SageMaker forwards this response header of the container to the InvokeEndpoint caller
+# verbatim, as CustomAttributes (at most 1,024 visible US-ASCII characters).
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
 @dataclass
 class ServedModel:
     """One loaded model version: its manifest, its interpreter and the request parser built
@@ -35,6 +40,19 @@ class ServedModel:
     predictor: Predictor
     parser: InstanceParser
     source: str                          # the MODEL_URI entry it came from
+    # The response headers naming this version, made once here so that answering costs a
+    # list concatenation: every prediction's, and /invocations' (which adds CustomAttributes).
+    headers: list[tuple[str, str]] = field(init=False, repr=False)
+    invocation_headers: list[tuple[str, str]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.headers = [("X-Model-Name", self.name), ("X-Model-Version", self.version)]
+        # The same key=value pairs the request's CustomAttributes select a model with, and the
+        # manifest's hash: a SageMaker caller can tell which version and bytes answered. The
+        # manifest's name and version rules keep it ASCII, comma-free and under 250 characters.
+        self.invocation_headers = [*self.headers, (CUSTOM_ATTRIBUTES, (
+            f"tfs-model-name={self.name},tfs-model-version={self.version},"
+            f"manifest-sha256={self.sha256}"))]
 
     @property
     def name(self) -> str:

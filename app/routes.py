@@ -32,8 +32,9 @@ def _json(payload: dict, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
-def _answer(status: int, body: bytes, model, mimetype: str = "application/json") -> Response:
-    headers = {"X-Model-Name": model.name, "X-Model-Version": model.version} if model else None
+def _answer(status: int, body: bytes, model, mimetype: str = "application/json", *,
+            invocation: bool = False) -> Response:
+    headers = (model.invocation_headers if invocation else model.headers) if model else None
     return Response(body, status=status, mimetype=mimetype, headers=headers)
 
 
@@ -103,7 +104,7 @@ def ping():
 
 @sagemaker.post("/invocations")
 def invocations():
-    return _answer(*fastpath.invocations(_service(), request.environ))
+    return _answer(*fastpath.invocations(_service(), request.environ), invocation=True)
 
 
 @health.get("/healthz")

@@ -58,9 +58,9 @@ def check_name(name: str) -> str | None:
 
 def check_version(version: str) -> str | None:
     if not (version.isascii() and version.isdigit()) or version != str(int(version)) \
-            or int(version) < 1:
+            or int(version) < 1 or len(version) > 64:
         return (f"version {version!r}: versions are positive integers without leading zeros "
-                "(TF Serving's rule)")
+                "(TF Serving's rule), at most 64 digits")
     return None
 
 

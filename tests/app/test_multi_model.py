@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -269,9 +270,58 @@ def test_sagemaker_custom_attributes_pick_the_model_on_invocations(versions, hel
         r = invoke(attributes, digits)
         assert r.status_code == 200, (attributes, r.json)
         assert (r.headers["X-Model-Name"], r.headers["X-Model-Version"]) == ("digits", version)
+        assert r.headers["X-Amzn-SageMaker-Custom-Attributes"] == \
+            f"tfs-model-name=digits,tfs-model-version={version},manifest-sha256=" \
+            f"{versions.application.extensions['ml_app'].models.find('digits', version).sha256}"
     r = invoke("tfs-model-name=cats", digits)
     assert r.status_code == 404 and "serves models 'digits', 'diabetes'" in r.json["error"]
+    assert "X-Amzn-SageMaker-Custom-Attributes" not in r.headers     # no model answered
     r = invoke("tfs-model-name=diabetes,tfs-model-version=9", digits)
     assert r.status_code == 404 and "version '9' of model 'diabetes'" in r.json["error"]
     r = invoke("tfs-model-name=diabetes", digits)             # digits' instances, diabetes' 400
     assert r.status_code == 400 and "of model 'diabetes'" in r.json["error"]
+
+
+def test_invocations_answer_which_version_and_manifest_answered(tmp_path):
+    """SageMaker forwards the container's X-Amzn-SageMaker-Custom-Attributes to the
+    InvokeEndpoint caller verbatim: it names the model, the version and the manifest's
+    sha256 that answered, within SageMaker's limit (1,024 visible US-ASCII characters) for
+    the longest name and version a manifest may have; the predict routes do not send it."""
+    manifest = json.loads((DIABETES_DIR / "manifest.json").read_text())
+    longest = tmp_path / "longest"
+    shutil.copytree(DIABETES_DIR, longest)
+    manifest.update(name="m" * 63 + "-", version="9" * 64)
+    (longest / "manifest.json").write_text(json.dumps(manifest))
+    client = _app(tmp_path, MODEL_DIR, longest).test_client()
+    answer = client.post("/invocations", json={"instances": [[0.1] * 10]}, headers={
+        "X-Amzn-SageMaker-Custom-Attributes": f"tfs-model-name={'m' * 63}-"})
+    assert answer.status_code == 200, answer.json
+    value = answer.headers["X-Amzn-SageMaker-Custom-Attributes"]
+    assert value == (f"tfs-model-name={'m' * 63}-,tfs-model-version={'9' * 64},"
+                     f"manifest-sha256={manifest_sha256(longest)}")
+    assert len(value) <= 1024 and all("!" <= c <= "~" for c in value)   # RFC 7230 VCHAR
+    # Errors of a known model name it too; the TF Serving routes keep their own headers.
+    bad = client.post("/invocations", data="x", content_type="text/csv")
+    assert bad.status_code == 400 and "tfs-model-name=digits," in \
+        bad.headers["X-Amzn-SageMaker-Custom-Attributes"]
+    predict = client.post("/v1/models/digits:predict", json={"instances": [[0] * 64]})
+    assert predict.headers["X-Model-Name"] == "digits"
+    assert "X-Amzn-SageMaker-Custom-Attributes" not in predict.headers
+
+
+def test_the_flask_view_of_invocations_answers_like_the_lean_path(both):
+    """The Flask views stay in the map behind the lean path: should a request reach one, it
+    answers with the same headers."""
+    app = both.application
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/invocations", "SERVER_NAME": "test",
+               "SERVER_PORT": "80", "wsgi.url_scheme": "http", "CONTENT_TYPE": "application/json",
+               "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES": "tfs-model-name=diabetes"}
+    seen = []
+    for wsgi in (app.wsgi_app, app.wsgi_app.wsgi_app.flask_app):
+        body = json.dumps({"instances": [[0.1] * 10]}).encode()
+        headers = {}
+        wsgi({**environ, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)},
+             lambda status, h, exc_info=None: headers.update(h, status=status))
+        seen.append({k: headers[k] for k in ("status", "X-Model-Name",
+                                             "X-Amzn-SageMaker-Custom-Attributes")})
+    assert seen[0] == seen[1] and seen[0]["X-Model-Name"] == "diabetes", seen

@@ -121,6 +121,9 @@ def test_one_process_serves_two_models_and_two_versions(tmp_path, heldout, diabe
                               timeout=10)
             assert r.status_code == 200 and r.headers["X-Model-Version"] == version, path
             assert list(np.argmax(r.json()["predictions"], 1)) == list(heldout.y_test[:8])
+        # nginx passes /invocations' CustomAttributes (SageMaker hands them to the caller).
+        assert r.headers["X-Amzn-SageMaker-Custom-Attributes"] == \
+            f"tfs-model-name=digits,tfs-model-version=1,manifest-sha256={manifest_sha256(MODEL_DIR)}"
         wrong = requests.post(f"{url}/v1/models/diabetes:predict",
                               json={"instances": heldout.x_test[:1].tolist()}, timeout=10)
         assert wrong.status_code == 400 and "'features' of model 'diabetes'" in wrong.json()["error"]

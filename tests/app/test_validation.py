@@ -83,6 +83,13 @@ def test_manifests_the_service_cannot_serve_are_refused(change, words):
         assert word in str(info.value)
 
 
+def test_a_version_is_at_most_64_digits():
+    """Like a name: the two, with the manifest's hash, fit SageMaker's CustomAttributes."""
+    assert serving_spec({**_manifest(), "version": "9" * 64}, "m").version == "9" * 64
+    with pytest.raises(ModelIntegrityError, match="positive whole number of at most 64 digits"):
+        serving_spec({**_manifest(), "version": "9" * 65}, "m")
+
+
 def test_labels_must_name_the_outputs_and_schema_1_gets_its_defaults():
     manifest = {**_manifest(), "labels": ["a", "b", "c"]}
     with pytest.raises(ModelIntegrityError, match=r"3 labels but output.shape \[2\]"):

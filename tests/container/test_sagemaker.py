@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import MODEL_DIR, free_port
+from tests.conftest import MODEL_DIR, free_port, manifest_sha256
 
 from .conftest import LOCKED_DOWN, Service, wait_ready
 
@@ -122,10 +122,16 @@ def test_invocations_json_and_csv_in_and_out(sagemaker, heldout):
     csv_in = "\n".join(",".join(str(int(v)) for v in row) for row in x)
     as_json = requests.post(f"{sagemaker.url}/invocations", json={"instances": x.tolist()}, timeout=10)
     assert as_json.status_code == 200 and as_json.headers["Content-Type"] == "application/json"
+    # Which version and manifest answered, for SageMaker to hand the caller (CustomAttributes).
+    answered = f"tfs-model-name=digits,tfs-model-version=1,manifest-sha256={manifest_sha256(MODEL_DIR)}"
+    assert as_json.headers["X-Amzn-SageMaker-Custom-Attributes"] == answered
     for accept in ("text/csv", "text/csv;q=0.9, application/json;q=0.1"):
         as_csv = requests.post(f"{sagemaker.url}/invocations", data=csv_in, timeout=10,
-                               headers={"Content-Type": "text/csv", "Accept": accept})
+                               headers={"Content-Type": "text/csv", "Accept": accept,
+                                        "X-Amzn-SageMaker-Custom-Attributes":
+                                            "tfs-model-name=digits,tfs-model-version=1"})
         assert as_csv.status_code == 200 and as_csv.headers["Content-Type"] == "text/csv"
+        assert as_csv.headers["X-Amzn-SageMaker-Custom-Attributes"] == answered
         rows = [[float(v) for v in ln.split(",")] for ln in as_csv.text.splitlines()]
         assert rows == as_json.json()["predictions"]
     assert (np.argmax(as_json.json()["predictions"], axis=1) == y).mean() >= 0.95

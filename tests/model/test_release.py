@@ -300,6 +300,7 @@ def test_versions_count_up_and_are_never_overwritten(models, release, tmp_path):
     (("--version", "0"), "version '0': versions are positive integers"),
     (("--version", "01"), "without leading zeros"),
     (("--version", "v2"), "version 'v2'"),
+    (("--version", "1" * 65), "at most 64 digits"),
     (("--input-min=1",), "--input-min given without --input-max"),
     (("--input-min=1", "--input-max=1"), "--input-min 1 must be below --input-max 1"),
     (("--input-min=nan", "--input-max=1"), "--input-min nan: must be a finite number"),
