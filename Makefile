@@ -131,10 +131,11 @@ deploy: check-stack
 # ECS-style deployment; otherwise the stack's outputs say where and what to check: on ECS
 # the service URL and API key, and that ECS runs the task definition this deploy made; on
 # SageMaker that the endpoint runs the configuration this deploy made, then InvokeEndpoint
-# (JSON and CSV); on Lambda that the live alias points at the version this deploy published,
-# then the Function URL with SigV4. On ECS and Lambda the models output too: the service
-# serves exactly those versions, each one's manifest, and a prediction from each. A stack
-# deployed before `target` existed is ECS.
+# (JSON and CSV, and each model); on Lambda that the live alias points at the version this deploy published,
+# then the Function URL with SigV4. The models output too: on ECS and Lambda the service
+# serves exactly those versions, each one's manifest, and a prediction from each; on
+# SageMaker each version is invoked by CustomAttributes and its answer must name it and its
+# pinned manifest. A stack deployed before `target` existed is ECS.
 # SageMaker and Lambda need botocore: the program's venv (`pulumi install` made it) has it.
 SMOKE_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 smoke:

@@ -27,14 +27,21 @@ lambda (``--url`` is the Function URL)
   2-4. as on ECS, every request signed with SigV4 for service ``lambda`` (botocore's
      SigV4Auth; the URL's auth is AWS_IAM), no API key.
 
-sagemaker (``--endpoint``, ``--expect-endpoint-config``)
+sagemaker (``--endpoint``, ``--expect-endpoint-config``, ``--expect-models``)
   1. the endpoint is InService on the endpoint configuration this deploy made: a blue/green
      update that an alarm rolled back leaves it on the previous one (and ``pulumi up`` may
      still report success);
-  2. ``InvokeEndpoint`` through ``sagemaker-runtime`` with the known digit, as JSON and as
-     ``text/csv`` (answered in the ``Accept`` type), each checked by argmax: the default
-     model (the first of ``models``; SageMaker forwards /invocations only, and other models
-     are reached with ``CustomAttributes='tfs-model-name=<name>'``, docs/api.md).
+  2. ``InvokeEndpoint`` through ``sagemaker-runtime`` without ``CustomAttributes``, as a
+     plain client calls it, as JSON and as ``text/csv`` (answered in the ``Accept`` type):
+     the default model (the first of ``models``) answers, and the CSV line holds the JSON
+     answer's numbers;
+  3. each deployed model version, selected with ``CustomAttributes=
+     'tfs-model-name=<name>,tfs-model-version=<v>'`` (SageMaker reaches /invocations only),
+     with an instance built from that version's manifest as committed in this checkout
+     (``model/artifacts/<name>/<version>``, after checking it is the pinned one): the answer's
+     ``CustomAttributes``, which SageMaker forwards verbatim from the container, must name
+     that model, version and pinned manifest sha256, and the answer must be finite numbers
+     of the manifest's output shape (the known label where ``KNOWN_ANSWERS`` has one).
 
 Exit status 0 when every check passes, 1 when the service is not serving correctly (the
 message says what was seen), 2 on bad arguments. The ECS path needs the standard library
@@ -48,6 +55,7 @@ variable, never from the command line in CI logs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -57,7 +65,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from pathlib import Path
+from typing import Callable
 
 # load_digits().data[0], label 0. Integers 0..16, row-major 8x8.
 KNOWN_DIGIT = [
@@ -79,6 +88,9 @@ KNOWN_ANSWERS = {"digits": {"instance": KNOWN_DIGIT, "label": str(KNOWN_LABEL),
 ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})/"
                    r"(?P<version>[A-Za-z0-9][A-Za-z0-9._-]{0,63})@sha256:(?P<sha256>[0-9a-f]{64})$")
 TARGETS = ("ecs", "sagemaker", "lambda")
+# The released versions in the checkout the Deploy build runs in (the deployed commit).
+ARTIFACTS = Path(__file__).resolve().parents[1] / "model" / "artifacts"
+JSON, CSV = "application/json", "text/csv"
 # The region in a Function URL's or SageMaker runtime URL's host name.
 URL_REGION = re.compile(r"^https://(?:[^/]*\.)?(?:lambda-url|runtime\.sagemaker)\.([a-z0-9-]+)\.")
 
@@ -222,33 +234,39 @@ def _finite_of_shape(value, shape: list[int]) -> bool:
         and all(_finite_of_shape(v, shape[1:]) for v in value)
 
 
-def check_prediction(base: str, name: str, version: str, *, api_key, timeout,
-                     sign: Signer | None = None) -> str:
-    """One prediction from ``name``/``version``; returns what was checked, for the log."""
-    manifest = _get_json(f"{base}/v1/models/{name}/versions/{version}/metadata",
-                         api_key=api_key, timeout=timeout, sign=sign).get("manifest") or {}
+def instance_for(name: str, version: str, manifest: dict) -> list:
+    """The instance to send ``name``/``version``: the known input where ``KNOWN_ANSWERS``
+    has one of the manifest's input size, else one generated from the manifest."""
     try:
         known = KNOWN_ANSWERS.get(name)
-        shape = manifest["output"]["shape"]
         size = math.prod(manifest["input"]["shape"])
-        instance = known["instance"] if known and len(known["instance"]) == size \
+        return known["instance"] if known and len(known["instance"]) == size \
             else _instance(manifest)
     except (KeyError, TypeError) as err:
-        raise SmokeFailure(f"the metadata of {name}/{version} has no input and output "
-                           f"description: {err}") from err
-    url = f"{base}/v1/models/{name}/versions/{version}:predict"
-    status, body = _request(url, body={"instances": [instance]}, api_key=api_key,
-                            timeout=timeout, sign=sign)
-    if status != 200:
-        raise SmokeFailure(f"POST {url} answered {status}: {body[:200]!r}")
+        raise SmokeFailure(f"the manifest of {name}/{version} has no input description: "
+                           f"{err}") from err
+
+
+def first_prediction(body: bytes) -> object:
+    """The answer for the first instance of a JSON prediction body."""
     try:
-        answer = json.loads(body)["predictions"][0]
+        return json.loads(body)["predictions"][0]
     except (ValueError, KeyError, IndexError, TypeError) as err:
         raise SmokeFailure(f"unexpected prediction body {body[:200]!r}: {err}") from err
+
+
+def check_answer(name: str, version: str, manifest: dict, instance: list, answer) -> str:
+    """The answer is finite numbers of the manifest's output shape, and for a known input its
+    label; returns what was checked, for the log."""
+    try:
+        shape = manifest["output"]["shape"]
+    except (KeyError, TypeError) as err:
+        raise SmokeFailure(f"the manifest of {name}/{version} has no output description: "
+                           f"{err}") from err
     if not _finite_of_shape(answer, shape):
         raise SmokeFailure(f"{name}/{version}: expected finite numbers of shape {shape}, got "
                            f"{answer!r}"[:300])
-    labels = manifest.get("labels")
+    known, labels = KNOWN_ANSWERS.get(name), manifest.get("labels")
     if not (known and labels and instance is known["instance"]):
         return f"{name}/{version} answered a generated instance with shape {shape}"
     if known.get("probabilities") and abs(sum(answer) - 1.0) > 1e-3:
@@ -261,25 +279,19 @@ def check_prediction(base: str, name: str, version: str, *, api_key, timeout,
     return f"{name}/{version} predicted the known {known['label']!r}"
 
 
-def check_probabilities(body: bytes) -> list[float]:
-    """The known digit's answer as JSON: 10 probabilities summing to 1, the label largest."""
-    try:
-        probs = json.loads(body)["predictions"][0]
-    except (ValueError, KeyError, IndexError, TypeError) as err:
-        raise SmokeFailure(f"unexpected prediction body {body[:200]!r}: {err}") from err
-    return _check_label(probs)
-
-
-def _check_label(probs: Any) -> list[float]:
-    if not (isinstance(probs, list) and len(probs) == 10
-            and all(isinstance(p, (int, float)) and not math.isnan(p) for p in probs)):
-        raise SmokeFailure(f"expected 10 probabilities, got {probs!r}")
-    if abs(sum(probs) - 1.0) > 1e-3:
-        raise SmokeFailure(f"probabilities sum to {sum(probs):.4f}, not 1: {probs!r}")
-    label = max(range(10), key=probs.__getitem__)
-    if label != KNOWN_LABEL:
-        raise SmokeFailure(f"known digit {KNOWN_LABEL} predicted as {label}: {probs!r}")
-    return probs
+def check_prediction(base: str, name: str, version: str, *, api_key, timeout,
+                     sign: Signer | None = None) -> str:
+    """One prediction from ``name``/``version`` (the instance from its metadata's manifest);
+    returns what was checked, for the log."""
+    manifest = _get_json(f"{base}/v1/models/{name}/versions/{version}/metadata",
+                         api_key=api_key, timeout=timeout, sign=sign).get("manifest") or {}
+    instance = instance_for(name, version, manifest)
+    url = f"{base}/v1/models/{name}/versions/{version}:predict"
+    status, body = _request(url, body={"instances": [instance]}, api_key=api_key,
+                            timeout=timeout, sign=sign)
+    if status != 200:
+        raise SmokeFailure(f"POST {url} answered {status}: {body[:200]!r}")
+    return check_answer(name, version, manifest, instance, first_prediction(body))
 
 
 # ----------------------------------------------------------------- SageMaker, Lambda --
@@ -346,32 +358,114 @@ def check_endpoint(client, endpoint: str, expected_config: str) -> None:
                            "and its alarms)")
 
 
-def invoke_endpoint(client, endpoint: str, *, csv: bool) -> list[float]:
-    """The known digit through InvokeEndpoint (JSON, or text/csv both ways), checked."""
-    from botocore.exceptions import BotoCoreError, ClientError
-    if csv:
-        body, mime = ",".join(map(str, KNOWN_DIGIT)).encode() + b"\n", "text/csv"
-    else:
-        body, mime = json.dumps({"instances": [KNOWN_DIGIT]}).encode(), "application/json"
+def committed_manifest(artifacts: Path, name: str, version: str, sha256: str) -> dict:
+    """``name``/``version``'s manifest as committed in the checkout (the Deploy build's
+    source is the deployed commit), once its sha256 is the deployed pin."""
+    path = artifacts / name / version / "manifest.json"
     try:
-        answer = client.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=mime,
-                                        Accept=mime)
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SmokeFailure(f"{path}: {err.strerror}: the SageMaker smoke test builds each "
+                           "model's request from its committed manifest; run it in a checkout "
+                           "of the deployed commit (or pass --artifacts)") from err
+    found = hashlib.sha256(raw).hexdigest()
+    if found != sha256:
+        raise SmokeFailure(f"{path} has sha256 {found[:16]}..., not the deployed "
+                           f"{sha256[:16]}...: this checkout is not the deployed commit")
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise SmokeFailure(f"{path}: not JSON: {err}") from err
+
+
+def custom_attributes(text: str | None) -> dict[str, str]:
+    """SageMaker's CustomAttributes as key=value pairs, comma-separated."""
+    pairs = (part.split("=", 1) for part in (text or "").split(",") if "=" in part)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def invoke(runtime, endpoint: str, body: bytes, mime: str,
+           attributes: str | None = None) -> tuple[bytes, str | None]:
+    """InvokeEndpoint with ``body`` in ``mime``, answered in ``mime``: (the answer's body,
+    its CustomAttributes: what the container sent in X-Amzn-SageMaker-Custom-Attributes)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    options = {"CustomAttributes": attributes} if attributes else {}
+    shown = f"{endpoint} ({mime}{', CustomAttributes ' + attributes if attributes else ''})"
+    try:
+        answer = runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=mime,
+                                         Accept=mime, **options)
     except (BotoCoreError, ClientError) as err:
-        raise SmokeFailure(f"InvokeEndpoint {endpoint} ({mime}) failed: {err}") from err
+        raise SmokeFailure(f"InvokeEndpoint {shown} failed: {err}") from err
     if answer.get("ContentType", "").split(";")[0].strip() != mime:
-        raise SmokeFailure(f"InvokeEndpoint {endpoint}: asked for {mime}, answered "
+        raise SmokeFailure(f"InvokeEndpoint {shown}: asked for {mime}, answered "
                            f"{answer.get('ContentType')!r}")
-    payload = answer["Body"].read()
-    if not csv:
-        return check_probabilities(payload)
+    return answer["Body"].read(), answer.get("CustomAttributes")
+
+
+def check_answered_by(attributes: str | None, model: tuple[str, str, str], what: str) -> None:
+    """The answer's CustomAttributes name ``model`` (name, version, manifest sha256)."""
+    name, version, sha256 = model
+    found = custom_attributes(attributes)
+    answered = (found.get("tfs-model-name"), found.get("tfs-model-version"),
+                found.get("manifest-sha256"))
+    if answered == (None, None, None):
+        raise SmokeFailure(f"{what}: the answer has no CustomAttributes naming the model that "
+                           f"answered (got {attributes!r}); the image sends them from this "
+                           "release on: is the endpoint running an older image?")
+    if answered != model:
+        raise SmokeFailure(f"{what}: answered by {_shown([answered])}, not the deployed "
+                           f"{_shown([model])} (an older endpoint configuration still "
+                           "serves, or the model's bytes differ from the pin)")
+
+
+def check_endpoint_default(runtime, endpoint: str, model: tuple[str, str, str],
+                           manifest: dict) -> str:
+    """The default model as a client without CustomAttributes reaches it, as JSON and as
+    CSV: the default version answers, and the CSV line holds the JSON answer's numbers."""
+    name, version, _ = model
+    instance = instance_for(name, version, manifest)
+    payload, attributes = invoke(runtime, endpoint,
+                                 json.dumps({"instances": [instance]}).encode(), JSON)
+    check_answered_by(attributes, model, f"InvokeEndpoint {endpoint} (JSON, no model named)")
+    answer = first_prediction(payload)
+    checked = check_answer(name, version, manifest, instance, answer)
+    payload, attributes = invoke(runtime, endpoint,
+                                 ",".join(map(str, instance)).encode() + b"\n", CSV)
+    check_answered_by(attributes, model, f"InvokeEndpoint {endpoint} (CSV, no model named)")
     lines = payload.decode(errors="replace").strip().splitlines()
     try:
-        probs = [float(cell) for cell in lines[0].split(",")] if len(lines) == 1 else None
+        numbers = [float(cell) for cell in lines[0].split(",")] if len(lines) == 1 else None
     except ValueError as err:
         raise SmokeFailure(f"unexpected CSV answer {payload[:200]!r}: {err}") from err
-    if probs is None:
+    if numbers is None:
         raise SmokeFailure(f"expected one CSV line for one instance, got {payload[:200]!r}")
-    return _check_label(probs)
+    expected = list(_flat(answer))
+    if len(numbers) != len(expected) or not all(
+            math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) for a, b in zip(numbers, expected)):
+        raise SmokeFailure(f"{name}/{version}: the CSV answer {payload[:200]!r} is not the "
+                           f"JSON answer {expected!r}"[:400])
+    return f"the default {checked}, as JSON and CSV"
+
+
+def _flat(value):
+    if isinstance(value, list):
+        for item in value:
+            yield from _flat(item)
+    else:
+        yield value
+
+
+def check_endpoint_model(runtime, endpoint: str, model: tuple[str, str, str],
+                         manifest: dict) -> str:
+    """One deployed version, selected with CustomAttributes: it answers (its CustomAttributes
+    name it and its pinned manifest), in its output shape."""
+    name, version, _ = model
+    instance = instance_for(name, version, manifest)
+    selector = f"tfs-model-name={name},tfs-model-version={version}"
+    payload, attributes = invoke(runtime, endpoint,
+                                 json.dumps({"instances": [instance]}).encode(), JSON, selector)
+    check_answered_by(attributes, model, f"InvokeEndpoint {endpoint} ({selector})")
+    return check_answer(name, version, manifest, instance, first_prediction(payload))
 
 
 # ---------------------------------------------------------------------------- targets --
@@ -456,12 +550,16 @@ def run_lambda(url: str, *, function: str | None, expect_version: str | None,
         f"{checked} (SigV4)")
 
 
-def run_sagemaker(endpoint: str, *, expect_config: str | None, region: str | None = None,
-                  url: str | None = None, attempts: int = 20, delay: float = 15.0, log=print,
-                  control=None, runtime=None) -> None:
-    """SageMaker: the endpoint is InService on this deploy's configuration, then the known
-    digit through InvokeEndpoint as JSON and as CSV (``control``: a ``sagemaker`` client,
-    ``runtime``: a ``sagemaker-runtime`` client; from the environment unless given)."""
+def run_sagemaker(endpoint: str, *, expect_config: str | None,
+                  expect_models: list[tuple[str, str, str]], artifacts: Path = ARTIFACTS,
+                  region: str | None = None, url: str | None = None, attempts: int = 20,
+                  delay: float = 15.0, log=print, control=None, runtime=None) -> None:
+    """SageMaker: the endpoint is InService on this deploy's configuration; then through
+    InvokeEndpoint the default model (no CustomAttributes) as JSON and CSV, and each deployed
+    version selected by CustomAttributes, each answer naming the version and manifest that
+    answered (``control``: a ``sagemaker`` client, ``runtime``: a ``sagemaker-runtime``
+    client; from the environment unless given)."""
+    manifests = {m: committed_manifest(artifacts, *m) for m in expect_models}
     region = region_of(url, region)
     if expect_config:
         control = control or aws_client("sagemaker", region)
@@ -469,14 +567,19 @@ def run_sagemaker(endpoint: str, *, expect_config: str | None, region: str | Non
                lambda: check_endpoint(control, endpoint, expect_config),
                attempts=attempts, delay=delay, log=log)
     runtime = runtime or aws_client("sagemaker-runtime", region)
-    answers = {kind: _retry(f"InvokeEndpoint ({kind})",
-                            lambda kind=kind: invoke_endpoint(runtime, endpoint,
-                                                              csv=kind == "csv"),
-                            attempts=min(3, attempts), delay=delay, log=log)
-               for kind in ("json", "csv")}
-    log(f"smoke: OK endpoint {endpoint} on {expect_config or '?'}: known digit "
-        f"{KNOWN_LABEL} predicted as JSON (p={answers['json'][KNOWN_LABEL]:.3f}) and CSV "
-        f"(p={answers['csv'][KNOWN_LABEL]:.3f})")
+    default = expect_models[0]
+    # Each at most 3 times (instances of the previous configuration may drain).
+    checked = [_retry("InvokeEndpoint (the default model)",
+                      lambda: check_endpoint_default(runtime, endpoint, default,
+                                                     manifests[default]),
+                      attempts=min(3, attempts), delay=delay, log=log)]
+    checked += [_retry(f"InvokeEndpoint ({m[0]}/{m[1]})",
+                       lambda m=m: check_endpoint_model(runtime, endpoint, m, manifests[m]),
+                       attempts=min(3, attempts), delay=delay, log=log)
+                for m in expect_models]
+    log(f"smoke: OK endpoint {endpoint} on {expect_config or '?'}: each deployed version "
+        f"answered, named by its CustomAttributes with its pinned manifest; "
+        + "; ".join(checked))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -507,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     sagemaker.add_argument("--expect-endpoint-config",
                            default=env("SMOKE_ENDPOINT_CONFIG") or None,
                            help="the endpoint configuration the deploy made")
+    sagemaker.add_argument("--artifacts", type=Path,
+                           default=Path(env("SMOKE_ARTIFACTS") or ARTIFACTS),
+                           help="the released versions in the deployed checkout, for each "
+                                "model's request (default: model/artifacts beside ci/)")
     function = parser.add_argument_group("lambda")
     function.add_argument("--function", default=env("SMOKE_FUNCTION") or None)
     function.add_argument("--alias", default=env("SMOKE_ALIAS") or "live")
@@ -521,7 +628,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.target == "sagemaker":
             if not args.endpoint:
                 parser.error("--target sagemaker needs --endpoint (or $SMOKE_ENDPOINT)")
+            if not expected:
+                parser.error("--target sagemaker needs --expect-models (the stack's models "
+                             "output, or $SMOKE_MODELS): each deployed version is invoked")
             run_sagemaker(args.endpoint, expect_config=args.expect_endpoint_config,
+                          expect_models=expected, artifacts=args.artifacts,
                           region=args.region, url=args.url, **common)
         elif args.target == "lambda":
             if not args.url:

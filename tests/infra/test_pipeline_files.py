@@ -630,14 +630,21 @@ class FunctionUrl:
 
 class FakeAws:
     """Lambda's GetAlias, SageMaker's DescribeEndpoint and sagemaker-runtime's InvokeEndpoint
-    as botocore calls them (its endpoint URL overridden), the endpoint answering with the real
-    model: JSON or a CSV line, in the type Accept asks for."""
+    as botocore calls them (its endpoint URL overridden). InvokeEndpoint does what SageMaker
+    does with the container: POST /invocations of the real app with the request's
+    Content-Type, Accept and CustomAttributes (X-Amzn-SageMaker-Custom-Attributes); the
+    container's answer and its X-Amzn-SageMaker-Custom-Attributes come back verbatim, an
+    error as a ModelError (424) carrying the container's status and message.
+    ``custom_attributes``: what the endpoint's answer carries instead (None: none)."""
+
+    KEEP = object()
 
     def __init__(self, app, alias_version="7", endpoint_config="ml-app-dev-config-1a2b3c4d",
-                 endpoint_status="InService"):
+                 endpoint_status="InService", custom_attributes=KEEP):
         self.client = app.test_client()
         self.alias_version, self.endpoint_config = alias_version, endpoint_config
         self.endpoint_status, self.calls = endpoint_status, []
+        self.custom_attributes = custom_attributes
 
     def __call__(self, environ, start_response):
         path = environ["PATH_INFO"]
@@ -668,18 +675,25 @@ class FakeAws:
 
     def _invoke(self, environ, body, start_response):
         mime, accept = environ.get("CONTENT_TYPE", ""), environ.get("HTTP_ACCEPT", "")
-        self.calls.append(("InvokeEndpoint", (mime, accept, body)))
-        if mime == "text/csv":
-            instances = [[float(x) for x in line.split(b",")] for line in body.splitlines()]
-        else:
-            instances = json.loads(body)["instances"]
-        answer = self.client.post("/v1/models/digits:predict", json={"instances": instances})
-        data = answer.get_data()
-        if accept == "text/csv":
-            data = "".join(",".join(map(repr, row)) + "\n"
-                           for row in answer.get_json()["predictions"]).encode()
-        start_response(f"{answer.status_code} X", [("Content-Type", accept)])
-        return [data]
+        attributes = environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES")
+        self.calls.append(("InvokeEndpoint", (mime, accept, body, attributes)))
+        answer = self.client.post("/invocations", data=body, headers={
+            "Content-Type": mime, "Accept": accept,
+            **({"X-Amzn-SageMaker-Custom-Attributes": attributes} if attributes else {})})
+        if answer.status_code != 200:
+            start_response("424 Failed Dependency", [
+                ("Content-Type", "application/json"), ("x-amzn-ErrorType", "ModelError")])
+            return [json.dumps({
+                "message": f"Received client error ({answer.status_code}) from primary with "
+                           f"message \"{answer.get_data(as_text=True)}\"",
+                "OriginalStatusCode": answer.status_code,
+                "OriginalMessage": answer.get_data(as_text=True)}).encode()]
+        returned = answer.headers.get("X-Amzn-SageMaker-Custom-Attributes") \
+            if self.custom_attributes is self.KEEP else self.custom_attributes
+        start_response("200 OK", [("Content-Type", answer.headers["Content-Type"]),
+                                  *([("X-Amzn-SageMaker-Custom-Attributes", returned)]
+                                    if returned is not None else [])])
+        return [answer.get_data()]
 
 
 @pytest.fixture(scope="module")
@@ -740,20 +754,85 @@ def test_smoke_on_lambda_fails_unsigned_or_on_another_version(keyless_app):
                              log=lambda _: None)
 
 
-def test_smoke_on_sagemaker_invokes_json_and_csv_on_this_deploys_configuration(keyless_app):
-    fake = FakeAws(keyless_app)
+def _run_sagemaker(fake, **options):
     with serve(fake) as aws:
         lines = []
         smoke.run_sagemaker(ENDPOINT, expect_config="ml-app-dev-config-1a2b3c4d", region=REGION,
                             control=_client("sagemaker", aws),
                             runtime=_client("sagemaker-runtime", aws), attempts=2, delay=0,
-                            log=lines.append)
-    assert "predicted as JSON" in lines[-1] and "and CSV" in lines[-1]
-    invocations = [details for op, details in fake.calls if op == "InvokeEndpoint"]
-    assert [(mime, accept) for mime, accept, _ in invocations] == [
-        ("application/json", "application/json"), ("text/csv", "text/csv")]
-    assert invocations[1][2] == ",".join(map(str, smoke.KNOWN_DIGIT)).encode() + b"\n"
+                            log=lines.append, **{"expect_models": smoke.parse_models(MODELS),
+                                                 **options})
+    return lines
+
+
+def test_smoke_on_sagemaker_invokes_each_deployed_model_and_checks_who_answered(keyless_app):
+    fake = FakeAws(keyless_app)
+    lines = _run_sagemaker(fake)
+    assert "each deployed version answered" in lines[-1]
+    assert "the default digits/1 predicted the known '0', as JSON and CSV" in lines[-1]
+    assert "diabetes/1 answered a generated instance with shape [1]" in lines[-1]
     assert fake.calls[0] == ("DescribeEndpoint", ENDPOINT)
+    invocations = [details for op, details in fake.calls if op == "InvokeEndpoint"]
+    assert [(mime, accept, attributes) for mime, accept, _, attributes in invocations] == [
+        ("application/json", "application/json", None),      # the default, as a client would
+        ("text/csv", "text/csv", None),
+        ("application/json", "application/json", "tfs-model-name=digits,tfs-model-version=1"),
+        ("application/json", "application/json",
+         "tfs-model-name=diabetes,tfs-model-version=1")]
+    assert invocations[1][2] == ",".join(map(str, smoke.KNOWN_DIGIT)).encode() + b"\n"
+    # diabetes' instance comes from its committed manifest: 10 features inside -0.3..0.3.
+    assert json.loads(invocations[3][2]) == {"instances": [[0.0] * 10]}
+
+
+def _released_again(tmp_path: Path, name: str, **changes) -> Path:
+    """The committed ``name``/1 with a changed manifest (other bytes, so another sha256)."""
+    folder = tmp_path / name / "1"
+    shutil.copytree(ARTIFACTS / name / "1", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+    return folder
+
+
+@pytest.mark.parametrize("served, custom_attributes, message", [
+    # the endpoint runs other bytes under the same name and version
+    ("other-diabetes", FakeAws.KEEP,
+     "answered by diabetes/1@sha256:.*, not the deployed diabetes/1@sha256:"),
+    # a deployed model the endpoint does not serve (the container's 404, as a ModelError)
+    ("digits-only", FakeAws.KEEP, r"tfs-model-name=diabetes.*failed: .*ModelError.*"
+                                  r"model 'diabetes' not found"),
+    # an image that does not name what answered
+    ("both", None, "no CustomAttributes naming the model that answered"),
+    # another version answers
+    ("both", "tfs-model-name=digits,tfs-model-version=2,manifest-sha256=" + "0" * 64,
+     "answered by digits/2@sha256:000000000000..., not the deployed digits/1"),
+], ids=["other-bytes", "model-missing", "no-attributes", "other-version"])
+def test_smoke_on_sagemaker_fails_unless_each_deployed_version_answers(
+        tmp_path, keyless_app, served, custom_attributes, message):
+    from app import create_app
+    folders = {"other-diabetes": [ARTIFACTS / "digits" / "1",
+                                  _released_again(tmp_path, "diabetes", created="2027-01-01")],
+               "digits-only": [ARTIFACTS / "digits" / "1"]}.get(served)
+    app = keyless_app if folders is None else create_app({
+        "MODEL_URI": ",".join(map(str, folders)), "METRICS_ENABLED": "false",
+        "LOG_LEVEL": "ERROR", "MODEL_CACHE_DIR": str(tmp_path / "cache")})
+    with pytest.raises(smoke.SmokeFailure, match=message):
+        _run_sagemaker(FakeAws(app, custom_attributes=custom_attributes))
+
+
+def test_smoke_on_sagemaker_builds_requests_from_the_pinned_committed_manifests(tmp_path,
+                                                                               keyless_app):
+    """The checkout must hold the deployed versions: a manifest that is not the pinned one,
+    or none, stops the smoke test before it invokes anything, naming the file."""
+    _released_again(tmp_path, "diabetes", created="2027-01-01")
+    shutil.copytree(ARTIFACTS / "digits" / "1", tmp_path / "digits" / "1")
+    fake = FakeAws(keyless_app)
+    with pytest.raises(smoke.SmokeFailure, match=r"diabetes/1/manifest.json has sha256 .*, "
+                                                 "not the deployed .*: this checkout is not "
+                                                 "the deployed commit"):
+        _run_sagemaker(fake, artifacts=tmp_path)
+    with pytest.raises(smoke.SmokeFailure, match="cats/1/manifest.json: No such file"):
+        _run_sagemaker(fake, expect_models=[("cats", "1", "0" * 64)])
+    assert fake.calls == []
 
 
 @pytest.mark.parametrize("status, config, message", [
@@ -766,34 +845,35 @@ def test_smoke_on_sagemaker_invokes_json_and_csv_on_this_deploys_configuration(k
 def test_smoke_on_sagemaker_fails_after_a_rollback_or_a_failed_update(keyless_app, status,
                                                                        config, message):
     fake = FakeAws(keyless_app, endpoint_config=config, endpoint_status=status)
-    with serve(fake) as aws:
-        with pytest.raises(smoke.SmokeFailure, match=message):
-            smoke.run_sagemaker(ENDPOINT, expect_config="ml-app-dev-config-1a2b3c4d",
-                                region=REGION, control=_client("sagemaker", aws),
-                                runtime=_client("sagemaker-runtime", aws), attempts=2,
-                                delay=0, log=lambda _: None)
+    with pytest.raises(smoke.SmokeFailure, match=message):
+        _run_sagemaker(fake)
     assert [op for op, _ in fake.calls] == ["DescribeEndpoint"] * 2   # retried, never invoked
 
 
-def test_smoke_checks_the_csv_answer_by_argmax():
+def test_smoke_checks_the_csv_answer_against_the_json_answer():
     class Runtime:
-        def __init__(self, text):
-            self.text = text
+        """Answers JSON with the known digit's probabilities, CSV with ``csv``."""
+
+        def __init__(self, csv):
+            self.csv = csv
 
         def invoke_endpoint(self, **kwargs):
             import io
-            return {"ContentType": kwargs["Accept"], "Body": io.BytesIO(self.text.encode())}
+            json_answer = {"predictions": [[0.91] + [0.01] * 9]}
+            text = self.csv if kwargs["Accept"] == "text/csv" else json.dumps(json_answer)
+            return {"ContentType": kwargs["Accept"], "Body": io.BytesIO(text.encode()),
+                    "CustomAttributes": f"tfs-model-name=digits,tfs-model-version=1,"
+                                        f"manifest-sha256={'a' * 64}"}
 
-    probabilities = [0.01] * 9 + [0.91]
-    with pytest.raises(smoke.SmokeFailure, match="predicted as 9"):
-        smoke.invoke_endpoint(Runtime(",".join(map(str, probabilities))), ENDPOINT, csv=True)
-    with pytest.raises(smoke.SmokeFailure, match="one CSV line"):
-        smoke.invoke_endpoint(Runtime("0.9,0.1\n0.1,0.9\n"), ENDPOINT, csv=True)
-    with pytest.raises(smoke.SmokeFailure, match="unexpected CSV answer"):
-        smoke.invoke_endpoint(Runtime("zero"), ENDPOINT, csv=True)
-    right = [0.91] + [0.01] * 9
-    assert smoke.invoke_endpoint(Runtime(",".join(map(str, right))), ENDPOINT,
-                                 csv=True) == right
+    model, manifest = ("digits", "1", "a" * 64), json.loads(
+        (ARTIFACTS / "digits" / "1" / "manifest.json").read_text())
+    right = ",".join(map(str, [0.91] + [0.01] * 9))
+    assert "as JSON and CSV" in smoke.check_endpoint_default(Runtime(right), ENDPOINT, model,
+                                                             manifest)
+    for csv, words in ((",".join(map(str, [0.01] * 9 + [0.91])), "is not the JSON answer"),
+                       (f"{right}\n{right}\n", "one CSV line"), ("zero", "unexpected CSV")):
+        with pytest.raises(smoke.SmokeFailure, match=words):
+            smoke.check_endpoint_default(Runtime(csv), ENDPOINT, model, manifest)
 
 
 def _aws_env(aws: str) -> dict[str, str]:
@@ -831,7 +911,8 @@ def test_make_smoke_on_a_sagemaker_stack_end_to_end(tmp_path, keyless_app, confi
         result = make_smoke(fake_tools(tmp_path, "", TASK_DEFINITION, outputs),
                             **_aws_env(aws))
     assert (result.returncode == 0) is ok, result.stdout + result.stderr
-    assert ("predicted as JSON" in result.stdout) is ok
+    assert ("each deployed version answered" in result.stdout) is ok
+    assert ("diabetes/1 answered" in result.stdout) is ok
     if not ok:
         assert "rolled back" in result.stderr
 
@@ -850,6 +931,8 @@ def test_the_region_comes_from_the_url_unless_given(monkeypatch):
 
 def test_smoke_command_line_per_target(capsys):
     for argv, message in ((["--target", "sagemaker"], "needs --endpoint"),
+                          (["--target", "sagemaker", "--endpoint", ENDPOINT],
+                           "needs --expect-models"),
                           (["--target", "lambda"], "no URL"),
                           (["--target", "lambda", "--url", "https://x.lambda-url.eu-west-1.on.aws",
                             "--function", FUNCTION], "go together"),
