@@ -105,7 +105,7 @@ ARG SOURCE="unknown" \
 # accept-bind-to-port: SageMaker may then set SAGEMAKER_BIND_TO_PORT, which `serve` honours.
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port="true" \
       org.opencontainers.image.title="ml-app" \
-      org.opencontainers.image.description="Digits model served with LiteRT: nginx, granian, Flask" \
+      org.opencontainers.image.description="Released TensorFlow models served with LiteRT (MODEL_URI): TF Serving REST, SageMaker, Lambda; nginx, granian, Flask" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \

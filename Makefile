@@ -16,9 +16,13 @@ REQS := requirements.txt requirements-dev.txt requirements-policy.txt app/requir
 help:
 	@echo "make run          serve MODEL_URI (digits/1; several: MODEL_URI=a,b) at http://127.0.0.1:$(PORT)"
 	@echo "make test         set up and run every test (container tests need Docker, browser tests Chromium)"
+	@echo "make test-fast    the tests without containers and the slow ones"
+	@echo "make setup        only build .venv (run and test do it themselves)"
+	@echo "make clean        remove .venv, caches, benchmark results and test screenshots"
 	@echo "make lint         hadolint on the Dockerfile"
 	@echo "make snapshot     regenerate tests/infra/snapshots (the offline preview diff)"
-	@echo "make bench        serving benchmark: ours vs a Keras baseline; draws docs/figures/serving-*.svg"
+	@echo "make bench        serving benchmark: ours vs the fronts it was chosen over, FastAPI, KServe"
+	@echo "                  and a Keras baseline; draws docs/figures/serving-*.svg"
 	@echo "make bench-image  image benchmark: ours vs a seed-style image; draws docs/figures/image.svg"
 	@echo "make bench-targets  the image's cold start per target: ECS, SageMaker serve, Lambda"
 	@echo "make train        train the digits model and release it (VERSION=N, default: next)"
@@ -28,6 +32,10 @@ help:
 	@echo "make deploy       pulumi up of STACK (what the pipeline's Deploy stage runs)"
 	@echo "make smoke        smoke-test STACK's deployment on its target (or URL=...): readiness,"
 	@echo "                  each deployed model's manifest, a prediction from each"
+	@echo "make check-approval  (Deploy stage) was STACK's approval given by one of its approvers?"
+	@echo "make promote      (Deploy stage) publish the deployed revision to the next stack's pipeline"
+	@echo "make pulumi-cli   install the pinned Pulumi CLI (PULUMI_VERSION) unless it is on PATH"
+	@echo "make chromium     a Chromium for the browser tests where Debian's is not at hand"
 
 setup: $(STAMP)
 

@@ -30,7 +30,8 @@ from infra.network import TaskEgress
 # TLS 1.2 and 1.3 with forward-secret AEAD ciphers and post-quantum key exchange: AWS's
 # current console default. Old clients without TLS 1.2 cannot connect, which is intended.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
-IDLE_TIMEOUT = 60            # seconds; gunicorn's keep-alive (75 s) stays above it: no 502s
+IDLE_TIMEOUT = 60            # seconds; the task's nginx keeps idle connections longer
+                             # (SERVER_KEEPALIVE, 75 s), so the ALB closes them: no 502s
 DEREGISTRATION_DELAY = 30    # seconds to drain a stopping task (requests take milliseconds)
 HEALTH_CHECK_PATH = "/readyz"
 

@@ -33,7 +33,7 @@ CONTAINER_PORT = 8080
 APP_USER = "10001:10001"          # the image's "app" user
 TMP_VOLUME = "tmp"
 MODEL_CACHE_DIR = "/tmp/ml-app-models"
-STOP_TIMEOUT = 30                 # seconds; gunicorn's graceful timeout is 25
+STOP_TIMEOUT = 30                 # seconds; the app drains within SERVER_GRACEFUL_TIMEOUT, 25
 HEALTH_CHECK_GRACE = 60           # seconds; the model loads in under 2
 HEALTH_CHECK_COMMAND = [
     "CMD", "python", "-c",

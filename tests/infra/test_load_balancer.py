@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.harness import config_value, one, resources_of_type
+from app.config import load_server_settings
+from tests.infra.harness import config_value, json_input, one, resources_of_type
 
 
 def test_alb_and_target_group_settings(graph):
     alb = one(graph, "aws:lb/loadBalancer:LoadBalancer")
     assert alb.inputs["dropInvalidHeaderFields"] is True
     assert alb.inputs["idleTimeout"] == 60
+    # The task's nginx keeps an idle connection open longer than the ALB does (SERVER_KEEPALIVE
+    # as the server reads the task's environment): the ALB closes it first, no random 502s.
+    [task] = json_input(one(graph, "aws:ecs/taskDefinition:TaskDefinition"),
+                        "containerDefinitions")
+    server = load_server_settings({e["name"]: e["value"] for e in task["environment"]})
+    assert alb.inputs["idleTimeout"] < server.server_keepalive
     tg = one(graph, "aws:lb/targetGroup:TargetGroup")
     assert tg.inputs["targetType"] == "ip" and tg.inputs["port"] == 8080
     assert tg.inputs["healthCheck"]["path"] == "/readyz"

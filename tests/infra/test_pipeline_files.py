@@ -45,6 +45,16 @@ def makefile_targets() -> set[str]:
     return targets
 
 
+def test_make_help_lists_every_target():
+    """README sends newcomers to `make help` for the targets beyond run and test."""
+    shown = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, text=True,
+                           capture_output=True, check=True, timeout=60).stdout
+    listed = set(re.findall(r"^make ([a-z-]+)", shown, re.MULTILINE))
+    # check-stack is the other targets' guard, not a command of its own
+    assert listed == makefile_targets() - {".PHONY", "help", "check-stack"}, \
+        listed ^ (makefile_targets() - {".PHONY", "help", "check-stack"})
+
+
 def make_calls(command: str) -> list[tuple[str, dict[str, str]]]:
     """``make a b VAR=x`` -> [("a", {"VAR": "x"}), ("b", {...})]; fails on anything else."""
     words = shlex.split(command)

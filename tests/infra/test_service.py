@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from app.config import load_server_settings
 from infra import releases
 from tests.infra.harness import (Graph, config_value, deployed_models, json_input, one,
                                  resources_of_type, validate, within)
@@ -62,7 +63,10 @@ def test_task_health_check_shutdown_and_logs(graph):
     c = container(graph)
     assert c["healthCheck"]["command"] == HEALTH_CHECK
     assert c["healthCheck"]["startPeriod"] >= 60
-    assert 30 <= c["stopTimeout"] <= 120   # above gunicorn's 25 s drain, Fargate's maximum 120
+    # ECS sends SIGKILL stopTimeout seconds after SIGTERM: after the drain the server takes
+    # with the task's environment (SERVER_GRACEFUL_TIMEOUT, app/config.py), within Fargate's
+    # maximum of 120.
+    assert load_server_settings(env(graph)).server_graceful_timeout < c["stopTimeout"] <= 120
     logs = c["logConfiguration"]
     assert logs["logDriver"] == "awslogs"
     group = one(graph, "aws:cloudwatch/logGroup:LogGroup", "ml-app:infra:Monitoring")
@@ -90,7 +94,8 @@ def test_task_loads_the_configured_model_versions_each_pinned_by_hash(graph):
     settings = load_settings({k: e[k] for k in app_keys})
     assert settings.models == tuple(ModelSource(f"s3://{bucket}/{m.prefix}", m.manifest_sha256)
                                     for m in models)
-    assert e["WEB_CONCURRENCY"] == str(max(1, int(config_value(graph, "cpu")) // 1024))
+    # One app worker per vCPU, as the server reads it.
+    assert load_server_settings(e).web_concurrency == max(1, int(config_value(graph, "cpu")) // 1024)
     assert e["METRICS_NAMESPACE"] == f"ml-app/{graph.stack}"
     assert all(isinstance(v, str) and v for v in e.values()), "null or empty env values diff forever"
     assert [x["name"] for x in container(graph)["environment"]] == sorted(e)
