@@ -29,8 +29,10 @@ Two halves:
 
 Built before any other component: ``every_role_carries(boundary.arn)`` then puts it on every
 ``aws.iam.Role`` the program creates after that call. The size limit of a managed policy
-(6,144 characters without whitespace) is why the ceiling uses service wildcards and verb
-wildcards (``ec2:Delete*``) where the deploy role's own policies list exact actions.
+(6,144 characters without whitespace) is why the ceiling grants whole services (``ecs:*``)
+and verb wildcards (``ec2:Delete*``) on the stack's resources where the deploy role's own
+policies list exact actions; its ARN patterns name every service (IAM allows no wildcard
+in that segment: tests/infra/test_iam.py).
 """
 
 from __future__ import annotations
@@ -109,9 +111,6 @@ STACK_ARNS: dict[str, tuple[str, ...]] = {
              "arn:{partition}:logs:{region}:{account}:log-group:aws-waf-logs-{prefix}*"),
     "codepipeline": ("arn:{partition}:codepipeline:{region}:{account}:{prefix}",),
 }
-NAMED_SERVICES = ("cloudwatch", "codebuild", "codepipeline", "ecr", "ecs",
-                  "elasticloadbalancing", "events", "logs", "s3", "secretsmanager", "sns",
-                  "wafv2")
 # The SageMaker and Lambda targets' resources, exactly (not any "<prefix>-*" of the service:
 # a training job, a notebook or a second function would run code the stack does not have).
 # The deploy role's grants by name use the same patterns (pipeline_iam.TARGET_BY_NAME).
@@ -152,21 +151,49 @@ def tracking_alarms(kind: str, alarms: Sequence[str] = ("AlarmHigh-*", "AlarmLow
                  f"{SCALABLE_TARGETS[kind]}-{alarm}" for alarm in alarms)
 
 
-# The same, for the ceiling, in fewer characters (the size limit): any of those services'
-# resources in the stack's region and account whose name is the prefix, starts with
-# "<prefix>-", or is a path element ("cluster/<prefix>", "task-definition/<prefix>:3",
-# "loadbalancer/app/<prefix>-alb-1/..."); alarms, secrets, log groups, the dashboard, the
-# buckets; and AWS's managed WAF rule groups (read by the web ACL). IAM wildcards are only
-# "*" and "?", hence one pattern per separator; and a wildcard stays within its segment of
-# the ARN (between colons) unless it ends the segment, so "*/<prefix>" does not reach
-# "log-group:/aws/.../<prefix>" (TARGET_NAMED names those).
-_REGIONAL = "arn:{partition}:*:{region}:{account}:"
-CEILING_NAMED = (
-    *(_REGIONAL + p for p in ("{prefix}", "{prefix}-*", "{prefix}/*", "*/{prefix}",
-                              "*/{prefix}-*", "*/{prefix}/*", "*/{prefix}:*", "*:{prefix}-*")),
-    "arn:{partition}:cloudwatch::{account}:dashboard/{prefix}*",
-    "arn:{partition}:wafv2:{region}:{account}:regional/managedruleset/*/*",
-    *STACK_ARNS["s3"], *STACK_ARNS["logs"])
+# The same, for the ceiling, in fewer characters (the size limit): per service, the resource
+# part of "arn:{partition}:<service>:*:{account}:<part>" for the stack's resources of that
+# service. The service is always named: "You can't use a wildcard in the service segment"
+# (IAM JSON policy elements: Resource). The region is not: a stack's roles are named
+# "<prefix>-..." and IAM names are global to the account, so a prefix is one stack's in every
+# region of it (tags, MaxTagged, span regions too); "*" there keeps the policy's size
+# independent of the region's name. A "*" within the part stays within its colon-separated
+# segment unless it ends it, and IAM wildcards are only "*" and "?", hence one pattern per
+# separator after the prefix ("cluster/<prefix>", "service/<prefix>/...",
+# "task-definition/<prefix>:3"). The ceiling grants "<service>:*" on these (kms: aliases only;
+# the key side by its tags), and S3, Logs and CloudWatch's dashboard on CEILING_GLOBAL_NAMED.
+CEILING_NAMED: dict[str, tuple[str, ...]] = {
+    "cloudwatch": ("alarm:{prefix}-*",),
+    "codebuild": ("*/{prefix}-*",),                        # project/, report-group/
+    "codepipeline": ("{prefix}",),
+    "ecr": ("repository/{prefix}-*",),
+    "ecs": ("*/{prefix}", "*/{prefix}/*", "*/{prefix}:*"),  # cluster, service, task-definition
+    "elasticloadbalancing": ("*/{prefix}-*",),             # loadbalancer/app/, targetgroup/...
+    "kms": ("alias/{prefix}",),
+    "secretsmanager": ("secret:{prefix}-*",),
+    "sns": ("{prefix}-*",),
+    # the web ACL, and AWS's managed rule groups it reads
+    "wafv2": ("*/{prefix}-*", "regional/managedruleset/*/*"),
+}
+CEILING_NAMED_ACTIONS = {"kms": "kms:*Alias"}
+# (The bucket pattern's trailing "*" reaches the buckets' objects too.)
+CEILING_GLOBAL_NAMED = ("arn:{partition}:cloudwatch::{account}:dashboard/{prefix}*",
+                        STACK_ARNS["s3"][0], *STACK_ARNS["logs"])
+
+
+def ceiling_named(target: Target) -> tuple[list[str], list[str]]:
+    """(actions, ARN patterns) of the ceiling's grant by name for a stack on ``target``: the
+    services it uses, its target's own named resources (TARGET_NAMED) and tracking alarms
+    (as one pattern each: "-Alarm*" for High and Low)."""
+    services = [service for service in CEILING_NAMED if target.uses(service)]
+    actions = [CEILING_NAMED_ACTIONS.get(service, f"{service}:*")
+               for service in (*services, "logs", "s3")]
+    patterns = [f"arn:{{partition}}:{service}:*:{{account}}:{part}"
+                for service in services for part in CEILING_NAMED[service]]
+    return sorted(actions), [*patterns, *CEILING_GLOBAL_NAMED,
+                             *TARGET_NAMED.get(target.kind, ()),
+                             *tracking_alarms(target.kind, ("Alarm*",))]
+
 
 # Read-only calls, and calls AWS authorises only on "*" (no resource-level permissions).
 # No data reads here: s3:GetObject, secretsmanager:GetSecretValue, logs:GetLogEvents are
@@ -220,8 +247,8 @@ PIPELINE_CHANGES = ["codebuild:*Project", "codebuild:*Webhook",
                     "codepipeline:PutActionRevision", "codepipeline:Put*Job*",
                     "codepipeline:PutWebhook"]
 # Audit logs are written by AWS's log delivery and expire by lifecycle; no role deletes them.
-LOG_TAMPERING = ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention",
-                 "s3:PutObjectLegalHold", "s3:BypassGovernanceRetention"]
+LOG_TAMPERING = ["s3:DeleteObject*", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
+                 "s3:BypassGovernanceRetention"]
 # Buckets of the stack that only an administrator (and AWS's log delivery) configures.
 ADMIN_BUCKETS = ("{prefix}-artifacts-*", "{prefix}-promotion-*")
 LOG_BUCKETS = "{prefix}-*-logs-*"          # <prefix>-audit-logs-*, <prefix>-access-logs-*
@@ -263,16 +290,14 @@ def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[S
     service_policies = iam("iam", f"policy{names.service_path}*", region=False)
     target_creates = target.only(CREATE_WITH_STACK_TAG)
     on_any = target.only(CEILING_ON_ANY_RESOURCE)
+    named_actions, named_patterns = ceiling_named(target)
     statements: list[Statement] = [
         {
             # (KMS aliases carry no tags: alias/<prefix> by name, the key side by its tags.)
             "Sid": "MaxNamed",
             "Effect": "Allow",
-            "Action": [f"{service}:*" for service in NAMED_SERVICES if target.uses(service)]
-            + ["kms:*Alias"],
-            # (The target's tracking alarms as one pattern each: "-Alarm*" for High and Low.)
-            "Resource": _arns(scope, (*CEILING_NAMED, *TARGET_NAMED.get(target.kind, ()),
-                                      *tracking_alarms(target.kind, ("Alarm*",)))),
+            "Action": named_actions,
+            "Resource": _arns(scope, named_patterns),
         },
         {
             # Read-only calls and calls without resource-level permissions (listed above).
@@ -462,8 +487,8 @@ def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
             # The artifact and promotion buckets: configured by an administrator.
             "Sid": "NoChangingPipelineBuckets",
             "Effect": "Deny",
-            "Action": ["s3:PutBucket*", "s3:DeleteBucket*", "s3:PutLifecycleConfiguration",
-                       "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration"],
+            # (Put*Configuration: lifecycle, encryption, replication, inventory...)
+            "Action": ["s3:PutBucket*", "s3:DeleteBucket*", "s3:Put*Configuration"],
             "Resource": [scope.s3(p.format(prefix=scope.prefix))
                          for p in ADMIN_BUCKETS[:2 if outside.promoted else 1]],
         },

@@ -31,8 +31,12 @@ Implemented (IAM User Guide, "Policy evaluation logic" and "IAM JSON policy elem
 
 Not modelled (and not used by this program): session policies, AWS Organizations SCPs and
 RCPs, the root user, ``IpAddress``/``Date`` operators, access points and VPC endpoint policies
-in the evaluation of a request. A wildcard in an ARN's service segment (which the User Guide
-says cannot be used) is matched like any other segment's.
+in the evaluation of a request.
+
+A wildcard in an ARN's service segment never matches: "You can't use a wildcard in the
+service segment that identifies the AWS product" (IAM JSON policy elements: Resource), so a
+pattern such as ``arn:aws:*:eu-west-1:123456789012:x`` grants nothing here, whatever IAM
+makes of it; test_iam_lint.py keeps such patterns out of every policy of the program.
 """
 
 from __future__ import annotations
@@ -125,10 +129,16 @@ def action_matches(patterns: Iterable[str], action: str) -> bool:
     return any(like(p, action, ignore_case=True) for p in patterns)
 
 
+def service_wildcard(pattern: str) -> bool:
+    """Whether an ARN pattern has a wildcard in its service segment (the third)."""
+    parts = pattern.split(":")
+    return pattern.startswith("arn:") and len(parts) > 2 and any(c in parts[2] for c in "*?")
+
+
 def resource_matches(patterns: Iterable[str], resource: str, context: Context) -> bool:
     for pattern in patterns:
         resolved = substitute(pattern, context)
-        if resolved is not None and _match_pattern(resolved, resource, ignore_case=False,
+        if resolved is not None and not service_wildcard(resolved) and _match_pattern(resolved, resource, ignore_case=False,
                                                    arn_segments=True):
             return True
     return False

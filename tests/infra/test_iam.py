@@ -142,6 +142,49 @@ def test_execution_role_touches_only_this_repository_log_group_and_secret(graph)
     assert set(statements) <= allowed
 
 
+def arn_pattern_problem(pattern: str) -> str | None:
+    """Why a Resource/NotResource pattern is not a valid IAM ARN pattern (None if it is):
+    "arn:partition:service:region:account:resource", six colon-separated segments, with no
+    wildcard in the partition or the service ("You can't use a wildcard in the service
+    segment that identifies the AWS product": IAM JSON policy elements, Resource)."""
+    if pattern == "*":
+        return None
+    parts = pattern.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        return "not arn:partition:service:region:account:resource"
+    if any(c in parts[1] + parts[2] for c in "*?"):
+        return "a wildcard in the partition or service segment"
+    if not (parts[1] and parts[2] and parts[5]):
+        return "an empty partition, service or resource"
+    return None
+
+
+def test_every_arn_pattern_names_its_partition_and_service(any_graph):
+    """Every Resource and NotResource of every policy in the graph (the permissions
+    boundary, each role's, each bucket's, key's and repository's): a pattern IAM would
+    refuse, or read differently from us (tests/infra/iam_eval.py never matches a service
+    wildcard), grants nothing or does not deploy."""
+    bad = [(d.resource.name, s.get("Sid"), pattern, problem)
+           for d in policy_documents(any_graph) for s in d.statements
+           for pattern in as_list(s.get("Resource")) + as_list(s.get("NotResource"))
+           if (problem := arn_pattern_problem(pattern))]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("pattern, problem", [
+    # The ceiling's named grant before this check: a service wildcard.
+    ("arn:aws:*:eu-west-1:333333333333:*/ml-app-prod", "service"),
+    ("arn:*:s3:::ml-app-prod-*", "partition"),
+    ("arn:aws:s?s:eu-west-1:333333333333:ml-app-prod-*", "service"),
+    ("arn:aws:s3:::", "empty"),
+    ("arn:aws:s3", "not arn"),
+    ("ml-app-prod-*", "not arn"),
+])
+def test_a_bad_arn_pattern_would_be_caught(pattern, problem):
+    assert problem in (arn_pattern_problem(pattern) or ""), pattern
+    assert arn_pattern_problem("arn:aws:ecs:*:333333333333:*/ml-app-prod:*") is None
+
+
 @pytest.mark.parametrize("stack", ["dev"])
 def test_a_wildcard_would_be_caught(graphs, stack):
     """The checks above can fail: widen the task policy in a copy and lint it."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.infra.iam_eval import (Principal, Request, condition_holds, evaluate,
-                                  statement_applies, trust_allows)
+                                  service_wildcard, statement_applies, trust_allows)
 
 ACCOUNT = "111122223333"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
@@ -130,6 +130,21 @@ def test_a_resource_wildcard_stays_in_its_arn_segment_unless_it_ends_it():
                              Request("s3:GetObject", "arn:aws:s3:::b/a:b:c"))
     assert not statement_applies(allow("sns:Publish", "arn:aws:sns:eu-west-1:1:a?b"),
                                  Request("sns:Publish", "arn:aws:sns:eu-west-1:1:a:b"))
+
+
+def test_a_wildcard_in_the_service_segment_matches_nothing():
+    # "You can't use a wildcard in the service segment that identifies the AWS product."
+    # (IAM JSON policy elements: Resource): such a pattern grants nothing here.
+    queue = "arn:aws:sqs:eu-west-1:111122223333:app-jobs"
+    for pattern in ("arn:aws:*:eu-west-1:111122223333:app-*", "arn:aws:sq?:eu-west-1:*",
+                    "arn:aws:s*:*"):
+        assert service_wildcard(pattern)
+        assert not statement_applies(allow("sqs:*", pattern), Request("sqs:SendMessage", queue))
+    # ... while the same pattern with the service named matches, and "*" alone is any resource.
+    assert not service_wildcard("arn:aws:sqs:*:*:app-*")
+    assert statement_applies(allow("sqs:*", "arn:aws:sqs:*:*:app-*"),
+                             Request("sqs:SendMessage", queue))
+    assert statement_applies(allow("sqs:*", "*"), Request("sqs:SendMessage", queue))
 
 
 def test_not_action_and_not_resource():
