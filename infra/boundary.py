@@ -281,17 +281,16 @@ def _arns(scope: Scope, patterns: Sequence[str]) -> list[pulumi.Input[str]]:
 
 def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[Statement]:
     """Allow statements: the most any role of the stack can ever do."""
-    names = scope.names
-    iam = scope.context.arn
-    # Roles only under the path of a known kind (SERVICE_ROLES) of this target: nothing else
-    # can be created, so every service role is passable to exactly one service.
-    service_roles = [iam("iam", f"role{names.service_role_path(kind)}*", region=False)
-                     for kind in target.service_roles]
-    service_policies = iam("iam", f"policy{names.service_path}*", region=False)
-    target_creates = target.only(CREATE_WITH_STACK_TAG)
-    on_any = target.only(CEILING_ON_ANY_RESOURCE)
+    return [*_ceiling_stack(scope, target), *_ceiling_target(scope, target),
+            *_ceiling_iam(scope, outside, target), *_ceiling_outside(scope, outside)]
+
+
+def _ceiling_stack(scope: Scope, target: Target) -> list[Statement]:
+    """The stack's resources by name and by tags, and what needs no resource."""
     named_actions, named_patterns = ceiling_named(target)
-    statements: list[Statement] = [
+    on_any, target_creates = (target.only(CEILING_ON_ANY_RESOURCE),
+                              target.only(CREATE_WITH_STACK_TAG))
+    return [
         {
             # (KMS aliases carry no tags: alias/<prefix> by name, the key side by its tags.)
             "Sid": "MaxNamed",
@@ -324,6 +323,11 @@ def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[S
             "Condition": scope.resource_tag,
         },
     ]
+
+
+def _ceiling_target(scope: Scope, target: Target) -> list[Statement]:
+    """What only the stack's target needs: its own resources, metrics and tags on create."""
+    statements: list[Statement] = []
     if target.kind in TARGET_ARNS:
         statements.append({
             "Sid": "MaxTargetResources",
@@ -349,7 +353,20 @@ def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[S
             "Resource": "*",
             "Condition": {"Null": {"ec2:CreateAction": "false"}},
         })
-    statements += [
+    return statements
+
+
+def _ceiling_iam(scope: Scope, outside: Outside, target: Target) -> list[Statement]:
+    """IAM: the target's service roles and policies, reads of the stack's roles, AWS's
+    service-linked roles."""
+    names = scope.names
+    iam = scope.context.arn
+    # Roles only under the path of a known kind (SERVICE_ROLES) of this target: nothing else
+    # can be created, so every service role is passable to exactly one service.
+    service_roles = [iam("iam", f"role{names.service_role_path(kind)}*", region=False)
+                     for kind in target.service_roles]
+    service_policies = iam("iam", f"policy{names.service_path}*", region=False)
+    return [
         {
             "Sid": "MaxServiceRoles",
             "Effect": "Allow",
@@ -371,8 +388,6 @@ def ceiling(scope: Scope, outside: Outside, target: Target = Target()) -> list[S
             "Resource": iam("iam", "role/aws-service-role/*", region=False),
         },
     ]
-    statements += _ceiling_outside(scope, outside)
-    return statements
 
 
 def _ceiling_outside(scope: Scope, outside: Outside) -> list[Statement]:
@@ -413,9 +428,14 @@ def _ceiling_outside(scope: Scope, outside: Outside) -> list[Statement]:
 def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
                ) -> list[Statement]:
     """Deny statements: what holds for every role of the stack, whatever it is granted."""
+    return [*_iam_invariants(scope, boundary_arn), *_pipeline_invariants(scope, outside)]
+
+
+def _iam_invariants(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
+    """No role without the boundary, and no IAM change outside the service roles."""
     names = scope.names
     iam = scope.context.arn
-    statements: list[Statement] = [
+    return [
         {
             # A Deny on "*": no role of the account gets or keeps permissions without it.
             "Sid": "NoRoleWithoutThisBoundary",
@@ -452,6 +472,13 @@ def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
             "Condition": {"ArnNotLike": {"iam:PolicyARN": iam(
                 "iam", f"policy{names.service_path}*", region=False)}},
         },
+    ]
+
+
+def _pipeline_invariants(scope: Scope, outside: Outside) -> list[Statement]:
+    """The pipeline is the administrator's, approvals the approvers', audit logs AWS's."""
+    iam = scope.context.arn
+    statements: list[Statement] = [
         {
             # A Deny on "*": approvals come from the named approvers, never from a role of
             # the stack (the Deploy stage verifies who approved, ci/approval.py).
@@ -468,7 +495,8 @@ def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
             "Action": "codepipeline:StartPipelineExecution",
             "Resource": "*",
             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": iam(
-                "iam", f"role/{names.pipeline_role('promotion-trigger')}", region=False)}},
+                "iam", f"role/{scope.names.pipeline_role('promotion-trigger')}",
+                region=False)}},
         },
         {
             # A Deny on "*": the pipeline and its builds are the administrator's.

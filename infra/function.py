@@ -114,18 +114,48 @@ class LambdaFunction(pulumi.ComponentResource):
         super().__init__("ml-app:infra:LambdaFunction", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         names, size = args.names, args.size
+        role, role_policy = self._execution_role(name, args)
+        function = self._function(name, args, role, role_policy)
+        alias = lambda_.Alias(
+            f"{name}-alias", name=names.function_alias, function_name=function.name,
+            function_version=function.version,
+            description="The version the last deploy published", opts=child)
+        if size.provisioned_concurrency:
+            lambda_.ProvisionedConcurrencyConfig(
+                f"{name}-provisioned", function_name=function.name, qualifier=alias.name,
+                provisioned_concurrent_executions=size.provisioned_concurrency, opts=child)
+        url = lambda_.FunctionUrl(
+            f"{name}-url", function_name=function.name, qualifier=alias.name,
+            authorization_type=args.url_auth, invoke_mode="BUFFERED", opts=child)
 
+        self.function_name = function.name
+        self.function_version = function.version
+        self.alias_name = alias.name
+        # The URL ends with "/"; the API's paths start with one.
+        self.url = url.function_url.apply(lambda u: u.rstrip("/"))
+        self.register_outputs({"function_name": self.function_name, "url": self.url,
+                               "function_version": self.function_version})
+
+    def _execution_role(self, name: str, args: LambdaFunctionArgs
+                        ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        child = pulumi.ResourceOptions(parent=self)
         # Under the service-role path for Lambda: passable to Lambda only, and the only roles
         # of this kind the deploy role may change (infra/boundary.py).
         role = aws.iam.Role(
             f"{name}-execution", description="The function: read its model version, log",
-            path=names.service_role_path("lambda"), assume_role_policy=trust_policy(args.context),
-            opts=child)
+            path=args.names.service_role_path("lambda"),
+            assume_role_policy=trust_policy(args.context), opts=child)
         role_policy = aws.iam.RolePolicy(
             f"{name}-execution", role=role.id,
             policy=policy_document(execution_statements(args)), opts=child)
+        return role, role_policy
 
-        function = lambda_.Function(
+    def _function(self, name: str, args: LambdaFunctionArgs, role: aws.iam.Role,
+                  role_policy: aws.iam.RolePolicy) -> lambda_.Function:
+        """The image on its digest, its JSON logs in the stack's group, a version per
+        change."""
+        names, size = args.names, args.size
+        return lambda_.Function(
             f"{name}-function", name=names.function,
             description=f"{names.prefix}: the serving image (design.md 10)",
             package_type="Image", image_uri=args.image.image_ref,
@@ -150,22 +180,3 @@ class LambdaFunction(pulumi.ComponentResource):
             # repository policy Lambda pulls through.
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[role_policy, *args.image.policy_ready]))
-        alias = lambda_.Alias(
-            f"{name}-alias", name=names.function_alias, function_name=function.name,
-            function_version=function.version,
-            description="The version the last deploy published", opts=child)
-        if size.provisioned_concurrency:
-            lambda_.ProvisionedConcurrencyConfig(
-                f"{name}-provisioned", function_name=function.name, qualifier=alias.name,
-                provisioned_concurrent_executions=size.provisioned_concurrency, opts=child)
-        url = lambda_.FunctionUrl(
-            f"{name}-url", function_name=function.name, qualifier=alias.name,
-            authorization_type=args.url_auth, invoke_mode="BUFFERED", opts=child)
-
-        self.function_name = function.name
-        self.function_version = function.version
-        self.alias_name = alias.name
-        # The URL ends with "/"; the API's paths start with one.
-        self.url = url.function_url.apply(lambda u: u.rstrip("/"))
-        self.register_outputs({"function_name": self.function_name, "url": self.url,
-                               "function_version": self.function_version})

@@ -77,20 +77,7 @@ class ContainerImage(pulumi.ComponentResource):
     def __init__(self, name: str, args: ContainerImageArgs,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-app:infra:ContainerImage", name, None, opts)
-        self.repository = aws.ecr.Repository(
-            f"{name}-repo",
-            image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
-                scan_on_push=True),
-            encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(
-                encryption_type="KMS", kms_key=args.kms_key_arn)],
-            force_delete=not args.protect,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
-        aws.ecr.LifecyclePolicy(
-            f"{name}-lifecycle", repository=self.repository.name,
-            policy=LIFECYCLE_POLICY,
-            opts=pulumi.ResourceOptions(parent=self))
-
+        self.repository = self._repository(name, args)
         self.tag = build_inputs_hash(args.context.resolve(), args.dockerfile, PLATFORM,
                                      tuple(sorted(args.build_args.items())))[:16]
         # A tag already in the repository is reused, never pushed again. That happens on a
@@ -100,10 +87,40 @@ class ContainerImage(pulumi.ComponentResource):
         # that pushed a new tag, the next run flips skipPush to true (one "~ image" line in
         # the preview, a cached local build, no push and no change to the service).
         existing_digest = _digest_of(self.repository, self.tag, parent=self)
+        image = self._image(name, args, existing_digest)
+        self.policy_ready = self._repository_policy(name, args, image)
+        self.repository_url = self.repository.repository_url
+        self.repository_arn = self.repository.arn
+        self.image_ref = pulumi.Output.all(existing_digest, self.repository.repository_url,
+                                           image.repo_digest).apply(
+            lambda a: f"{a[1]}@{a[0]}" if a[0] else a[2])
+        self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
+                               "tag": self.tag})
+
+    def _repository(self, name: str, args: ContainerImageArgs) -> aws.ecr.Repository:
+        """Immutable tags, scanned on push, encrypted with the stack's key, old images
+        expired."""
+        repository = aws.ecr.Repository(
+            f"{name}-repo",
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                scan_on_push=True),
+            encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(
+                encryption_type="KMS", kms_key=args.kms_key_arn)],
+            force_delete=not args.protect,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle", repository=repository.name,
+            policy=LIFECYCLE_POLICY,
+            opts=pulumi.ResourceOptions(parent=self))
+        return repository
+
+    def _image(self, name: str, args: ContainerImageArgs,
+               existing_digest: pulumi.Output[str | None]) -> docker.Image:
         # Short-lived (12 h) credentials, fetched at each run; kept secret in the state.
         creds = aws.ecr.get_authorization_token_output(
             registry_id=self.repository.registry_id, opts=pulumi.InvokeOptions(parent=self))
-        image = docker.Image(
+        return docker.Image(
             f"{name}-image",
             image_name=pulumi.Output.concat(self.repository.repository_url, ":", self.tag),
             build=docker.DockerBuildArgs(context=args.context_label,
@@ -117,9 +134,12 @@ class ContainerImage(pulumi.ComponentResource):
                                          password=pulumi.Output.secret(creds.password)),
             opts=pulumi.ResourceOptions(parent=self))
 
-        self.policy_ready = []
+    def _repository_policy(self, name: str, args: ContainerImageArgs,
+                           image: docker.Image) -> list[aws.ecr.RepositoryPolicy]:
+        """Only the deploy role pushes (when the pipeline names it), after the first image."""
+        ready: list[aws.ecr.RepositoryPolicy] = []
         if args.pusher_arn is not None:
-            self.policy_ready.append(aws.ecr.RepositoryPolicy(
+            ready.append(aws.ecr.RepositoryPolicy(
                 f"{name}-repo-policy", repository=self.repository.name,
                 policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
                     {
@@ -132,13 +152,7 @@ class ContainerImage(pulumi.ComponentResource):
                     *args.pull_statements,
                 ]}),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[image])))
-        self.repository_url = self.repository.repository_url
-        self.repository_arn = self.repository.arn
-        self.image_ref = pulumi.Output.all(existing_digest, self.repository.repository_url,
-                                           image.repo_digest).apply(
-            lambda a: f"{a[1]}@{a[0]}" if a[0] else a[2])
-        self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
-                               "tag": self.tag})
+        return ready
 
 
 def lambda_pull_statement(function_arn: pulumi.Input[str]) -> dict:

@@ -595,7 +595,12 @@ def deploy_by_tag(scope: Scope, target: Target = Target()) -> list[Statement]:
     """Resources whose ARN is not known before they exist (generated IDs): created only with
     the project and stack tags, changed or deleted only while they carry both (those of the
     stack's target's services)."""
-    creates, changes = target.only(CREATE_WITH_STACK_TAG), target.only(CHANGE_WITH_STACK_TAG)
+    return [*_create_with_stack_tag(scope, target), *_change_with_stack_tag(scope, target),
+            *_stack_key(scope)]
+
+
+def _create_with_stack_tag(scope: Scope, target: Target) -> list[Statement]:
+    creates = target.only(CREATE_WITH_STACK_TAG)
     ec2_creates = [a.removeprefix("ec2:") for a in creates if a.startswith("ec2:")]
     statements: list[Statement] = [
         {
@@ -617,7 +622,12 @@ def deploy_by_tag(scope: Scope, target: Target = Target()) -> list[Statement]:
             "Resource": "*",
             "Condition": {"StringEquals": {"ec2:CreateAction": ec2_creates}},
         })
-    return statements + [
+    return statements
+
+
+def _change_with_stack_tag(scope: Scope, target: Target) -> list[Statement]:
+    changes = target.only(CHANGE_WITH_STACK_TAG)
+    return [
         {
             # Resource "*" with both tags as the condition: generated IDs (vpc-..., key/...).
             "Sid": "ChangeOnlyStackTaggedResources",
@@ -650,6 +660,12 @@ def deploy_by_tag(scope: Scope, target: Target = Target()) -> list[Statement]:
                        "logs:ListLogDeliveries", "logs:UpdateLogDelivery"],
             "Resource": "*",
         }] if target.uses("wafv2") else []),
+    ]
+
+
+def _stack_key(scope: Scope) -> list[Statement]:
+    """Grants on the stack's key for AWS services, and its alias."""
+    return [
         {
             # Resource "*" with the stack tag: ECR (a KMS-encrypted repository) and Secrets
             # Manager create grants on the stack's key for the caller; only for AWS services.
@@ -739,13 +755,19 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str],
                target: Target = Target()) -> list[Statement]:
     """The stack's service roles and service policies (under ``/<project>/<stack>/service/``),
     each role carrying the permissions boundary; nothing else in IAM."""
+    return [*_service_roles_and_policies(scope, boundary_arn, target),
+            *_pass_service_roles(scope, target)]
+
+
+def _service_roles_and_policies(scope: Scope, boundary_arn: pulumi.Input[str],
+                                target: Target) -> list[Statement]:
     names, arn = scope.names, scope.context.arn
     # Roles only under the path of a kind of service role of the target (boundary.Target).
     roles = [arn("iam", f"role{names.service_role_path(kind)}*", region=False)
              for kind in target.service_roles]
     policies = arn("iam", f"policy{names.service_path}*", region=False)
     boundary = {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}}
-    statements: list[Statement] = [
+    return [
         {
             # Creating a service role, or changing its permissions, only with the boundary
             # attached: nothing the deploy creates can exceed it.
@@ -781,15 +803,21 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str],
                        "iam:DeletePolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"],
             "Resource": policies,
         },
-        *[{
-            # One statement per kind of service role (boundary.SERVICE_ROLES).
-            "Sid": f"Pass{''.join(p.title() for p in kind.split('-'))}RolesToTheirService",
-            "Effect": "Allow",
-            "Action": "iam:PassRole",
-            "Resource": arn("iam", f"role{names.service_role_path(kind)}*", region=False),
-            "Condition": {"StringEquals": {"iam:PassedToService": service}},
-        } for kind, service in target.service_roles.items()],
     ]
+
+
+def _pass_service_roles(scope: Scope, target: Target) -> list[Statement]:
+    """Each kind of service role to its service only, and the service-linked roles the
+    target's services need."""
+    names, arn = scope.names, scope.context.arn
+    # One statement per kind of service role (boundary.SERVICE_ROLES).
+    statements: list[Statement] = [{
+        "Sid": f"Pass{''.join(p.title() for p in kind.split('-'))}RolesToTheirService",
+        "Effect": "Allow",
+        "Action": "iam:PassRole",
+        "Resource": arn("iam", f"role{names.service_role_path(kind)}*", region=False),
+        "Condition": {"StringEquals": {"iam:PassedToService": service}},
+    } for kind, service in target.service_roles.items()]
     if SERVICE_LINKED_ROLES[target.kind]:
         statements.append({
             "Sid": "ServiceLinkedRolesTheStackNeeds",

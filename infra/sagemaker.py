@@ -214,31 +214,8 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             access_log_bucket=args.access_log_bucket), opts=child).bucket \
             if args.data_capture_percent else None
 
-        # Under the service-role path for SageMaker: passable to SageMaker only, and the only
-        # roles of this kind the deploy role may change (infra/boundary.py).
-        role = aws.iam.Role(
-            f"{name}-execution", description="SageMaker hosts the model: image, model, logs",
-            path=names.service_role_path("sagemaker"),
-            assume_role_policy=service_trust_policy("sagemaker.amazonaws.com", ctx,
-                                                    ctx.arn("sagemaker", "*")),
-            opts=child)
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-execution", role=role.id, policy=policy_document(execution_statements(
-                args, self.capture_bucket.arn if self.capture_bucket else None)), opts=child)
-
-        container = {"image": args.image.image_ref, "mode": "SingleModel",
-                     "environment": container_environment(args)}
-        model = sagemaker.Model(
-            f"{name}-model",
-            name=content_name(names.prefix, "model", [container, role.arn]),
-            execution_role_arn=role.arn,
-            primary_container=sagemaker.ModelPrimaryContainerArgs(**container),
-            # The container reads its model from S3 itself (as on ECS); network isolation
-            # would take that away.
-            enable_network_isolation=False,
-            # SageMaker checks the role when the model is created: its policy first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]))
-
+        role, role_policy = self._execution_role(name, args)
+        model = self._model(name, args, role, role_policy)
         variant = production_variant(args, model.name)
         capture = self._data_capture(args)
         config = sagemaker.EndpointConfiguration(
@@ -247,21 +224,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             production_variants=[sagemaker.EndpointConfigurationProductionVariantArgs(
                 **variant)],
             data_capture_config=capture, opts=child)
-        endpoint = sagemaker.Endpoint(
-            f"{name}-endpoint", name=names.endpoint, endpoint_config_name=config.name,
-            deployment_config=sagemaker.EndpointDeploymentConfigArgs(
-                blue_green_update_policy=sagemaker.
-                EndpointDeploymentConfigBlueGreenUpdatePolicyArgs(
-                    traffic_routing_configuration=sagemaker.
-                    EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs(
-                        type="ALL_AT_ONCE", wait_interval_in_seconds=BAKE_SECONDS),
-                    termination_wait_in_seconds=TERMINATION_WAIT_SECONDS,
-                    maximum_execution_timeout_in_seconds=UPDATE_TIMEOUT_SECONDS),
-                auto_rollback_configuration=sagemaker.
-                EndpointDeploymentConfigAutoRollbackConfigurationArgs(alarms=[
-                    sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationAlarmArgs(
-                        alarm_name=alarm) for alarm in args.rollback_alarm_names])),
-            opts=child)
+        endpoint = self._endpoint(name, args, config)
         if not args.capacity.serverless and \
                 args.capacity.max_instance_count > args.capacity.instance_count:
             self._autoscaling(name, args, endpoint)
@@ -275,6 +238,58 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         self.register_outputs({"endpoint_name": self.endpoint_name,
                                "endpoint_config_name": self.endpoint_config_name,
                                "invocation_url": self.invocation_url})
+
+    def _execution_role(self, name: str, args: SageMakerEndpointArgs
+                        ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        ctx = args.context
+        child = pulumi.ResourceOptions(parent=self)
+        # Under the service-role path for SageMaker: passable to SageMaker only, and the only
+        # roles of this kind the deploy role may change (infra/boundary.py).
+        role = aws.iam.Role(
+            f"{name}-execution", description="SageMaker hosts the model: image, model, logs",
+            path=args.names.service_role_path("sagemaker"),
+            assume_role_policy=service_trust_policy("sagemaker.amazonaws.com", ctx,
+                                                    ctx.arn("sagemaker", "*")),
+            opts=child)
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-execution", role=role.id, policy=policy_document(execution_statements(
+                args, self.capture_bucket.arn if self.capture_bucket else None)), opts=child)
+        return role, role_policy
+
+    def _model(self, name: str, args: SageMakerEndpointArgs, role: aws.iam.Role,
+               role_policy: aws.iam.RolePolicy) -> sagemaker.Model:
+        container = {"image": args.image.image_ref, "mode": "SingleModel",
+                     "environment": container_environment(args)}
+        return sagemaker.Model(
+            f"{name}-model",
+            name=content_name(args.names.prefix, "model", [container, role.arn]),
+            execution_role_arn=role.arn,
+            primary_container=sagemaker.ModelPrimaryContainerArgs(**container),
+            # The container reads its model from S3 itself (as on ECS); network isolation
+            # would take that away.
+            enable_network_isolation=False,
+            # SageMaker checks the role when the model is created: its policy first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]))
+
+    def _endpoint(self, name: str, args: SageMakerEndpointArgs,
+                  config: sagemaker.EndpointConfiguration) -> sagemaker.Endpoint:
+        """Blue/green: the new fleet takes all traffic after the bake, and the alarms roll
+        it back."""
+        return sagemaker.Endpoint(
+            f"{name}-endpoint", name=args.names.endpoint, endpoint_config_name=config.name,
+            deployment_config=sagemaker.EndpointDeploymentConfigArgs(
+                blue_green_update_policy=sagemaker.
+                EndpointDeploymentConfigBlueGreenUpdatePolicyArgs(
+                    traffic_routing_configuration=sagemaker.
+                    EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs(
+                        type="ALL_AT_ONCE", wait_interval_in_seconds=BAKE_SECONDS),
+                    termination_wait_in_seconds=TERMINATION_WAIT_SECONDS,
+                    maximum_execution_timeout_in_seconds=UPDATE_TIMEOUT_SECONDS),
+                auto_rollback_configuration=sagemaker.
+                EndpointDeploymentConfigAutoRollbackConfigurationArgs(alarms=[
+                    sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationAlarmArgs(
+                        alarm_name=alarm) for alarm in args.rollback_alarm_names])),
+            opts=pulumi.ResourceOptions(parent=self))
 
     def _data_capture(self, args: SageMakerEndpointArgs) -> dict[str, Any] | None:
         """Requests and responses, a sample of them, to the capture bucket under the key."""
