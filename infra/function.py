@@ -166,9 +166,8 @@ class LambdaFunction(pulumi.ComponentResource):
             ephemeral_storage=lambda_.FunctionEphemeralStorageArgs(
                 size=size.ephemeral_storage_mb),
             reserved_concurrent_executions=size.reserved_concurrency,
-            environment=lambda_.FunctionEnvironmentArgs(variables={
-                "LOG_LEVEL": "INFO", "METRICS_NAMESPACE": names.metrics_namespace,
-                **args.registry.deployment.environment}),
+            environment=lambda_.FunctionEnvironmentArgs(
+                variables=args.registry.deployment.app_environment(names.metrics_namespace)),
             # The app writes JSON lines; Lambda's own lines (START, REPORT...) become JSON too,
             # in the stack's log group (its key, its retention, its ERROR-line metric).
             logging_config=lambda_.FunctionLoggingConfigArgs(

@@ -39,6 +39,12 @@ class ModelDeployment:
     environment: Mapping[str, pulumi.Input[str]]
     object_arns: tuple[pulumi.Input[str], ...]     # s3:GetObject on exactly these
 
+    def app_environment(self, metrics_namespace: str) -> dict[str, pulumi.Input[str]]:
+        """The environment every target gives the app (app/config.py): its log level, the
+        stack's metrics namespace (the dashboard's), and the deployed model versions."""
+        return {"LOG_LEVEL": "INFO", "METRICS_NAMESPACE": metrics_namespace,
+                **self.environment}
+
 
 @dataclass
 class ModelRegistryArgs:

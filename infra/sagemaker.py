@@ -167,9 +167,7 @@ def container_environment(args: SageMakerEndpointArgs) -> dict[str, pulumi.Input
     ECS passes too (region for S3, log level, metrics namespace, workers)."""
     return {
         "AWS_REGION": args.context.region,
-        "LOG_LEVEL": "INFO",
-        "METRICS_NAMESPACE": args.names.metrics_namespace,
-        **args.registry.deployment.environment,
+        **args.registry.deployment.app_environment(args.names.metrics_namespace),
         "WEB_CONCURRENCY": str(args.capacity.workers),
     }
 

@@ -87,10 +87,8 @@ def container_definitions(args: ServiceArgs) -> pulumi.Output[str]:
     ``pulumi preview`` shows no phantom diff (pulumi-aws#1985)."""
     environment = {
         "AWS_REGION": args.context.region,
-        "LOG_LEVEL": "INFO",
-        "METRICS_NAMESPACE": args.names.metrics_namespace,
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-        **args.registry.deployment.environment,
+        **args.registry.deployment.app_environment(args.names.metrics_namespace),
         # One sync worker per vCPU (design.md 6).
         "WEB_CONCURRENCY": str(max(1, args.capacity.cpu // 1024)),
     }

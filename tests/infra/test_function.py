@@ -41,6 +41,8 @@ def test_the_function_runs_the_pushed_digest_through_the_images_lambda_entry(fn)
     env = f["environment"]["variables"]
     assert env["MODEL_URI"] == fn.exports["modelUri"]
     assert env["MODEL_SHA256"] == fn.exports["modelManifestSha256"]
+    # The app's metrics land where the dashboard reads them (monitoring.dashboard_body).
+    assert env["METRICS_NAMESPACE"] == f"ml-app/{fn.stack}"
     # Lambda sets AWS_REGION itself (a reserved name); no API key (IAM authenticates).
     assert "AWS_REGION" not in env and not {k for k in env if k.startswith("API_")}
     assert f["publish"] is True
