@@ -203,12 +203,6 @@ class StackConfig:
     def https(self) -> bool:
         return bool(self.certificate_arn or (self.domain_name and self.hosted_zone_id))
 
-    @property
-    def serverless(self) -> bool:
-        """A serverless SageMaker endpoint (memory and concurrency) rather than instances."""
-        return self.sagemaker_serverless_memory_mb > 0
-
-
 
 class _Problems:
     """Collects problems as ``ml-app:key = value: rule; edit Pulumi.<stack>.yaml`` lines."""
@@ -366,6 +360,8 @@ def branch_problem(branch: str) -> str | None:
 
 
 _ARN = r"^arn:aws[a-z-]*:"
+_BUCKET_NAME = ("must be an S3 bucket name (3 to 63 lower-case letters, digits, . and -)",
+                re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))
 TEXTS: dict[str, Text] = {
     "owner": Text(
         "must be 1 to 256 characters of letters, digits, spaces and _ . : / = + - @ (it "
@@ -412,8 +408,7 @@ TEXTS: dict[str, Text] = {
         required="is required when pulumiBackend is cloud: the Secrets Manager secret "
                  "holding the Pulumi access token", when=("pulumiBackend", "cloud")),
     "pulumiStateBucket": Text(
-        "must be an S3 bucket name (3 to 63 lower-case letters, digits, . and -)",
-        re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+        *_BUCKET_NAME,
         required="is required when pulumiBackend is s3", when=("pulumiBackend", "s3")),
     "pulumiSecretsKeyArn": Text(
         "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
@@ -429,9 +424,7 @@ RETIRED_MODEL_DEFAULTS = {"modelName": "digits", "modelVersion": "1"}   # their 
 TEXTS["promotedFrom"] = TEXTS["promotesTo"] = Text(
     "must be the name of another stack of this project (a Pulumi.<stack>.yaml beside this "
     "one), e.g. staging", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"))
-TEXTS["auditLogBucket"] = Text(
-    "must be an S3 bucket name (3 to 63 lower-case letters, digits, . and -)",
-    re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))
+TEXTS["auditLogBucket"] = Text(*_BUCKET_NAME)
 # An approver: a role or a group of this account (users approve through their groups).
 APPROVER = re.compile(_ARN + r"iam::(?P<account>\d{12}):(?P<kind>role|group)/"
                       r"(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,128}$")
@@ -716,12 +709,10 @@ def _check_audit_logs(v: dict[str, Any], stack: str, problems: _Problems) -> Non
     if not bucket.startswith(prefix):
         problems.add("auditLogBucket", bucket, f"must start with {prefix} (the deploy role "
                      "and the boundary recognise the stack's log bucket by that prefix)")
-    clash = {"pulumiStateBucket": v.get("pulumiStateBucket")}
-    for key, other in clash.items():
-        if other and other == bucket:
-            problems.add_many({"auditLogBucket": bucket, key: other},
-                              "the log bucket cannot be another bucket of the stack: choose "
-                              "a name of its own for auditLogBucket")
+    if v.get("pulumiStateBucket") == bucket:
+        problems.add_many({"auditLogBucket": bucket, "pulumiStateBucket": bucket},
+                          "the log bucket cannot be another bucket of the stack: choose "
+                          "a name of its own for auditLogBucket")
     if v.get("auditLogs") is False:
         problems.add("auditLogBucket", bucket, "names a log bucket but auditLogs is false")
 
