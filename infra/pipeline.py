@@ -100,6 +100,16 @@ class Upstream:
         return f"arn:{partition}:iam::{self.account}:role/" \
                f"{names.of(self.stack).pipeline_role('deploy-build')}"
 
+    def account_root(self, partition: str = "aws") -> str:
+        """The upstream account as a principal (its policies then decide who acts)."""
+        return f"arn:{partition}:iam::{self.account}:root"
+
+
+def promotion_bucket_arn(context: AwsContext, names: StackNames) -> pulumi.Output[str]:
+    """This stack's promotion bucket (a fixed name: known before the bucket exists)."""
+    return pulumi.Output.all(context.partition, context.account_id).apply(
+        lambda pa: f"arn:{pa[0]}:s3:::{names.promotion_bucket(pa[1])}")
+
 
 def key_statements(context: AwsContext, names: StackNames,
                    upstream: Upstream | None = None) -> list[Statement]:
@@ -122,14 +132,12 @@ def key_statements(context: AwsContext, names: StackNames,
         },
     }]
     if upstream:
-        bucket = pulumi.Output.all(context.partition, context.account_id).apply(
-            lambda pa: f"arn:{pa[0]}:s3:::{names.promotion_bucket(pa[1])}")
+        bucket = promotion_bucket_arn(context, names)
         statements.append({
             # The other account is the principal; the condition names its deploy role.
             "Sid": "UpstreamDeployRoleEncryptsThePromotedRevision",
             "Effect": "Allow",
-            "Principal": {"AWS": context.partition.apply(
-                lambda p: f"arn:{p}:iam::{upstream.account}:root")},
+            "Principal": {"AWS": context.partition.apply(upstream.account_root)},
             "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": "*",        # in a key policy, "*" is this key
             "Condition": {
@@ -309,13 +317,11 @@ def _promotion_bucket(make: _Children, args: PipelineArgs) -> aws.s3.Bucket:
     upstream = args.upstream
     assert upstream is not None
     writer = args.context.partition.apply(lambda p: upstream.deploy_role_arn(args.names, p))
-    account_root = args.context.partition.apply(
-        lambda p: f"arn:{p}:iam::{upstream.account}:root")
+    account_root = args.context.partition.apply(upstream.account_root)
     name = f"{make.name}-promotion"
     bucket_name = args.context.account_id.apply(args.names.promotion_bucket)
     # The policy refers to the bucket by name: its ARN is known before the bucket exists.
-    arn = pulumi.Output.all(args.context.partition, bucket_name).apply(
-        lambda pb: f"arn:{pb[0]}:s3:::{pb[1]}")
+    arn = promotion_bucket_arn(args.context, args.names)
     objects = pulumi.Output.concat(arn, "/*")
     storage = SecureBucket(name, SecureBucketArgs(
         kms_key_arn=args.kms_key_arn, noncurrent_days=NONCURRENT_DAYS,
@@ -411,6 +417,8 @@ def _build_role(make: _Children, scope: Scope, args: PipelineArgs, build: Build,
                                  args.context.arn("codebuild", f"project/{project_name}"))
     return make.role(f"{build.kind}-build", f"CodeBuild {project_name}: {build.kind} stage",
                      trust, statements, [policies[key] for key in build.policies])
+
+
 def _project(make: _Children, scope: Scope, args: PipelineArgs, build: Build,
              bucket_arn: pulumi.Input[str],
              policies: dict[str, pulumi.Output[str]]) -> aws.codebuild.Project:
