@@ -133,7 +133,7 @@ def serve_on_ecs() -> Served:
     api_key = ApiKey(name, ApiKeyArgs(kms_key_arn=key_arn), opts=use_provider) \
         if cfg.api_key_enabled else None
     lb = LoadBalancer(name, LoadBalancerArgs(
-        vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, public_subnet_ids=network.public_subnet_ids,
+        vpc_id=network.vpc_id, public_subnet_ids=network.public_subnet_ids,
         allowed_cidrs=cfg.allowed_cidrs, container_port=CONTAINER_PORT,
         certificate_arn=cfg.certificate_arn, domain_name=cfg.domain_name,
         hosted_zone_id=cfg.hosted_zone_id, deletion_protection=cfg.protect_data,

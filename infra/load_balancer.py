@@ -39,7 +39,6 @@ HEALTH_CHECK_PATH = "/readyz"
 @dataclass
 class LoadBalancerArgs:
     vpc_id: pulumi.Input[str]
-    vpc_cidr: str
     public_subnet_ids: Sequence[pulumi.Input[str]]
     allowed_cidrs: Sequence[str]
     container_port: int
