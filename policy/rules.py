@@ -458,7 +458,8 @@ def vpc_endpoint_has_a_policy(t: str, props: Mapping) -> list[str]:
 
 # ------------------------------------------------------------------------ stack rules --
 def buckets_fully_configured(resources: Sequence[tuple[str, Mapping]]) -> list[str]:
-    """Every bucket has versioning, SSE-KMS, a public access block and a TLS-only policy.
+    """Every bucket has versioning, default encryption (s3-kms-encryption judges which), a
+    public access block and a bucket policy (s3-tls-only judges its content).
 
     Resources refer to their bucket by its name (the bucket's ID)."""
     buckets = [p.get("bucket") for t, p in resources if t == "aws:s3/bucket:Bucket"]
@@ -517,8 +518,8 @@ RULES: tuple[Rule, ...] = (
          "log delivery requires it).", s3_encryption, stack=True),
     Rule("s3-versioning", "S3 buckets are versioned.", s3_versioning),
     Rule("s3-tls-only", "S3 bucket policies deny plain HTTP.", s3_tls_only),
-    Rule("s3-buckets-fully-configured", "Every bucket has versioning, SSE-KMS, a public "
-         "access block and a bucket policy.", buckets_fully_configured, stack=True),
+    Rule("s3-buckets-fully-configured", "Every bucket has versioning, default encryption, "
+         "a public access block and a bucket policy.", buckets_fully_configured, stack=True),
     Rule("no-world-ingress", "Only tcp 80/443 may be open to 0.0.0.0/0 or ::/0.",
          no_world_ingress),
     Rule("subnet-no-public-ip", "Subnets do not assign public IPs.", subnet_no_public_ip),
