@@ -325,23 +325,26 @@ def dashboard_body(args: MonitoringArgs,
 Widgets = list[tuple[str, list]]
 
 
+def _widget_dimensions(args: MonitoringArgs, kind: str) -> list:
+    """The alarms' dimensions of ``kind`` as a dashboard metric spells them (name, value...)."""
+    return [part for item in (_dimensions(args)[kind] or {}).items() for part in item]
+
+
 def _ecs_widgets(args: MonitoringArgs) -> Widgets:
-    lb, tg = args.alb_arn_suffix, args.target_group_arn_suffix
-    svc = ["ClusterName", args.names.cluster, "ServiceName", args.names.service]
+    alb, target = _widget_dimensions(args, "alb"), _widget_dimensions(args, "target")
+    svc = _widget_dimensions(args, "service")
     return [
         ("Requests and 5xx", [
-            [ALB, "RequestCount", "LoadBalancer", lb, {"stat": "Sum"}],
-            [ALB, "HTTPCode_Target_5XX_Count", "LoadBalancer", lb, "TargetGroup", tg,
-             {"stat": "Sum"}],
-            [ALB, "HTTPCode_ELB_5XX_Count", "LoadBalancer", lb, {"stat": "Sum"}]]),
+            [ALB, "RequestCount", *alb, {"stat": "Sum"}],
+            [ALB, "HTTPCode_Target_5XX_Count", *target, {"stat": "Sum"}],
+            [ALB, "HTTPCode_ELB_5XX_Count", *alb, {"stat": "Sum"}]]),
         ("Target response time (s)", [
-            [ALB, "TargetResponseTime", "LoadBalancer", lb, "TargetGroup", tg, {"stat": "p50"}],
+            [ALB, "TargetResponseTime", *target, {"stat": "p50"}],
             [".", ".", ".", ".", ".", ".", {"stat": "p99"}]]),
         ("Tasks", [
             [INSIGHTS, "RunningTaskCount", *svc, {"stat": "Average"}],
             [INSIGHTS, "DesiredTaskCount", *svc, {"stat": "Average"}],
-            [ALB, "HealthyHostCount", "LoadBalancer", lb, "TargetGroup", tg,
-             {"stat": "Minimum"}]]),
+            [ALB, "HealthyHostCount", *target, {"stat": "Minimum"}]]),
         ("CPU and memory (%)", [
             [ECS, "CPUUtilization", *svc, {"stat": "Average"}],
             [ECS, "MemoryUtilization", *svc, {"stat": "Average"}]]),
@@ -349,7 +352,7 @@ def _ecs_widgets(args: MonitoringArgs) -> Widgets:
 
 
 def _sagemaker_widgets(args: MonitoringArgs) -> Widgets:
-    variant = ["EndpointName", args.names.endpoint, "VariantName", args.names.endpoint_variant]
+    variant = _widget_dimensions(args, "endpoint")
     return [
         ("Invocations and errors", [
             [SAGEMAKER, "Invocations", *variant, {"stat": "Sum"}],
@@ -368,8 +371,7 @@ def _sagemaker_widgets(args: MonitoringArgs) -> Widgets:
 
 
 def _lambda_widgets(args: MonitoringArgs) -> Widgets:
-    alias = ["FunctionName", args.names.function,
-             "Resource", f"{args.names.function}:{args.names.function_alias}"]
+    alias = _widget_dimensions(args, "function")
     return [
         ("Function URL requests, 4xx and 5xx", [
             [LAMBDA, "UrlRequestCount", *alias, {"stat": "Sum"}],
