@@ -405,6 +405,8 @@ def test_configuration_doc_covers_every_key():
     ({"pulumiBackend": "s3"}, "pulumiStateBucket", "''", "required when pulumiBackend is s3"),
     ({"pulumiBackend": "s3", "pulumiStateBucket": "b"}, "pulumiSecretsKeyArn", "''",
      "required when pulumiBackend is s3"),
+    ({"pulumiBackend": "s3", "pulumiStateBucket": "Not_A_Bucket"}, "pulumiStateBucket",
+     "'Not_A_Bucket'", "must be an S3 bucket name"),
     ({"pulumiAccessTokenSecret": ""}, "pulumiAccessTokenSecret", "''",
      "required when pulumiBackend is cloud"),
     ({"codestarConnectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:"
