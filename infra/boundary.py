@@ -418,10 +418,8 @@ def _ceiling_outside(scope: Scope, outside: Outside) -> list[Statement]:
         bucket, account = outside.promotes_to
         found.append({"Sid": "MaxPromote", "Effect": "Allow",
                       "Action": ["s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"],
-                      "Resource": [scope.s3(f"{bucket}/*"),
-                                   scope.context.partition.apply(
-                                       lambda p: f"arn:{p}:kms:{scope.context.region}:"
-                                                 f"{account}:key/*")]})
+                      "Resource": [scope.s3(f"{bucket}/*"), scope.arn_of(
+                          f"arn:{{partition}}:kms:{{region}}:{account}:key/*")]})
     return found
 
 

@@ -739,8 +739,8 @@ def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                 "Sid": "EncryptForTheNextStack",
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": scope.context.partition.apply(
-                    lambda p: f"arn:{p}:kms:{scope.context.region}:{promotes_to.account}:key/*"),
+                "Resource": scope.arn_of(
+                    f"arn:{{partition}}:kms:{{region}}:{promotes_to.account}:key/*"),
                 "Condition": {
                     **scope.via("s3"),
                     "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
