@@ -386,7 +386,8 @@ ALLOWED_FINDINGS: AllowList = {
 
 
 # The boundary is a ceiling, not a grant: its service wildcards are the point. It is
-# checked structurally (test_the_boundary_caps_services_and_closes_the_ways_out).
+# checked structurally and by evaluation in test_boundary.py (test_the_ceiling_is_the_stack,
+# test_the_invariants_are_deny_statements) and walked in test_escalation.py.
 NOT_LINTED = ("permissions-boundary",)
 
 
