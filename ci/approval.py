@@ -127,9 +127,11 @@ def main(argv: list[str] | None = None, run: Run = subprocess.run) -> int:
     try:
         approvers = json.loads(args.approvers)
     except ValueError:
+        approvers = None
+    if not (isinstance(approvers, list) and all(isinstance(a, str) for a in approvers)):
         parser.error(f"--approvers must be a JSON list of ARNs, not {args.approvers!r}")
     try:
-        check(args.pipeline, args.execution, list(approvers), run=run)
+        check(args.pipeline, args.execution, approvers, run=run)
     except NotApproved as err:
         print(f"approval: REFUSED: {err}", file=sys.stderr)
         return 1

@@ -79,11 +79,10 @@ class Target:
     SERVICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "ecs": ("acm", "ec2", "ecs", "elasticloadbalancing", "route53", "wafv2"),
         "sagemaker": ("sagemaker",), "lambda": ("lambda",)}
-    # ... and the actions of a shared service only one target calls: WAF's log delivery.
-    ACTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "ecs": ("logs:*LogDeliver*", "logs:CreateLogDelivery", "logs:DeleteLogDelivery",
-                "logs:DescribeResourcePolicies", "logs:GetLogDelivery",
-                "logs:ListLogDeliveries", "logs:UpdateLogDelivery")}
+    # ... and the actions of a shared service only one target calls, as the lists that
+    # ``only`` filters hold them: WAF's log delivery in the ceiling (the deploy role's
+    # WafLogDelivery statement goes with WAF itself: ``uses("wafv2")``).
+    ACTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"ecs": ("logs:*LogDeliver*",)}
 
     @property
     def service_roles(self) -> dict[str, str]:
@@ -359,19 +358,16 @@ def _ceiling_target(scope: Scope, target: Target) -> list[Statement]:
 def _ceiling_iam(scope: Scope, outside: Outside, target: Target) -> list[Statement]:
     """IAM: the target's service roles and policies, reads of the stack's roles, AWS's
     service-linked roles."""
-    names = scope.names
     iam = scope.context.arn
     # Roles only under the path of a known kind (SERVICE_ROLES) of this target: nothing else
     # can be created, so every service role is passable to exactly one service.
-    service_roles = [iam("iam", f"role{names.service_role_path(kind)}*", region=False)
-                     for kind in target.service_roles]
-    service_policies = iam("iam", f"policy{names.service_path}*", region=False)
+    service_roles = [scope.service_roles_arn(kind) for kind in target.service_roles]
     return [
         {
             "Sid": "MaxServiceRoles",
             "Effect": "Allow",
             "Action": ["iam:*"],
-            "Resource": [*service_roles, service_policies],
+            "Resource": [*service_roles, scope.service_policies_arn],
         },
         {
             "Sid": "MaxReadIam",
@@ -385,7 +381,7 @@ def _ceiling_iam(scope: Scope, outside: Outside, target: Target) -> list[Stateme
             "Sid": "MaxServiceLinkedRoles",
             "Effect": "Allow",
             "Action": "iam:CreateServiceLinkedRole",
-            "Resource": iam("iam", "role/aws-service-role/*", region=False),
+            "Resource": scope.service_linked_roles_arn,
         },
     ]
 
@@ -418,10 +414,8 @@ def _ceiling_outside(scope: Scope, outside: Outside) -> list[Statement]:
         bucket, account = outside.promotes_to
         found.append({"Sid": "MaxPromote", "Effect": "Allow",
                       "Action": ["s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"],
-                      "Resource": [scope.s3(f"{bucket}/*"),
-                                   scope.context.partition.apply(
-                                       lambda p: f"arn:{p}:kms:{scope.context.region}:"
-                                                 f"{account}:key/*")]})
+                      "Resource": [scope.s3(f"{bucket}/*"), scope.arn_of(
+                          f"arn:{{partition}}:kms:{{region}}:{account}:key/*")]})
     return found
 
 
@@ -433,8 +427,6 @@ def invariants(scope: Scope, boundary_arn: pulumi.Input[str], outside: Outside
 
 def _iam_invariants(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[Statement]:
     """No role without the boundary, and no IAM change outside the service roles."""
-    names = scope.names
-    iam = scope.context.arn
     return [
         {
             # A Deny on "*": no role of the account gets or keeps permissions without it.
@@ -458,9 +450,8 @@ def _iam_invariants(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[State
             "Sid": "NoIamOutsideServiceRoles",
             "Effect": "Deny",
             "Action": IAM_WRITES,
-            "NotResource": [iam("iam", f"role{names.service_path}*", region=False),
-                            iam("iam", f"policy{names.service_path}*", region=False),
-                            iam("iam", "role/aws-service-role/*", region=False)],
+            "NotResource": [scope.service_roles_arn(), scope.service_policies_arn,
+                            scope.service_linked_roles_arn],
         },
         {
             # Even on a service role: only the stack's own service policies are attached
@@ -469,8 +460,7 @@ def _iam_invariants(scope: Scope, boundary_arn: pulumi.Input[str]) -> list[State
             "Effect": "Deny",
             "Action": "iam:AttachRolePolicy",
             "Resource": "*",
-            "Condition": {"ArnNotLike": {"iam:PolicyARN": iam(
-                "iam", f"policy{names.service_path}*", region=False)}},
+            "Condition": {"ArnNotLike": {"iam:PolicyARN": scope.service_policies_arn}},
         },
     ]
 

@@ -41,6 +41,22 @@ class Scope:
     def arn(self, service: str, resource: str, *, region: bool = True) -> pulumi.Output[str]:
         return self.context.arn(service, resource, region=region)
 
+    def service_roles_arn(self, kind: str | None = None) -> pulumi.Output[str]:
+        """ARN pattern of the stack's service roles, or of one kind of them (its IAM path,
+        ``StackNames.service_role_path``)."""
+        path = self.names.service_role_path(kind) if kind else self.names.service_path
+        return self.arn("iam", f"role{path}*", region=False)
+
+    @property
+    def service_policies_arn(self) -> pulumi.Output[str]:
+        """ARN pattern of the stack's service policies."""
+        return self.arn("iam", f"policy{self.names.service_path}*", region=False)
+
+    @property
+    def service_linked_roles_arn(self) -> pulumi.Output[str]:
+        """ARN pattern of AWS's service-linked roles (AWS names and owns them)."""
+        return self.arn("iam", "role/aws-service-role/*", region=False)
+
     def s3(self, resource: str) -> pulumi.Output[str]:
         return self.context.partition.apply(lambda p: f"arn:{p}:s3:::{resource}")
 

@@ -739,8 +739,8 @@ def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                 "Sid": "EncryptForTheNextStack",
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": scope.context.partition.apply(
-                    lambda p: f"arn:{p}:kms:{scope.context.region}:{promotes_to.account}:key/*"),
+                "Resource": scope.arn_of(
+                    f"arn:{{partition}}:kms:{{region}}:{promotes_to.account}:key/*"),
                 "Condition": {
                     **scope.via("s3"),
                     "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
@@ -761,11 +761,9 @@ def deploy_iam(scope: Scope, boundary_arn: pulumi.Input[str],
 
 def _service_roles_and_policies(scope: Scope, boundary_arn: pulumi.Input[str],
                                 target: Target) -> list[Statement]:
-    names, arn = scope.names, scope.context.arn
     # Roles only under the path of a kind of service role of the target (boundary.Target).
-    roles = [arn("iam", f"role{names.service_role_path(kind)}*", region=False)
-             for kind in target.service_roles]
-    policies = arn("iam", f"policy{names.service_path}*", region=False)
+    roles = [scope.service_roles_arn(kind) for kind in target.service_roles]
+    policies = scope.service_policies_arn
     boundary = {"ArnEquals": {"iam:PermissionsBoundary": boundary_arn}}
     return [
         {
@@ -809,13 +807,12 @@ def _service_roles_and_policies(scope: Scope, boundary_arn: pulumi.Input[str],
 def _pass_service_roles(scope: Scope, target: Target) -> list[Statement]:
     """Each kind of service role to its service only, and the service-linked roles the
     target's services need."""
-    names, arn = scope.names, scope.context.arn
     # One statement per kind of service role (boundary.SERVICE_ROLES).
     statements: list[Statement] = [{
         "Sid": f"Pass{''.join(p.title() for p in kind.split('-'))}RolesToTheirService",
         "Effect": "Allow",
         "Action": "iam:PassRole",
-        "Resource": arn("iam", f"role{names.service_role_path(kind)}*", region=False),
+        "Resource": scope.service_roles_arn(kind),
         "Condition": {"StringEquals": {"iam:PassedToService": service}},
     } for kind, service in target.service_roles.items()]
     if SERVICE_LINKED_ROLES[target.kind]:
@@ -823,7 +820,7 @@ def _pass_service_roles(scope: Scope, target: Target) -> list[Statement]:
             "Sid": "ServiceLinkedRolesTheStackNeeds",
             "Effect": "Allow",
             "Action": "iam:CreateServiceLinkedRole",
-            "Resource": arn("iam", "role/aws-service-role/*", region=False),
+            "Resource": scope.service_linked_roles_arn,
             "Condition": {"StringEquals": {
                 "iam:AWSServiceName": SERVICE_LINKED_ROLES[target.kind]}},
         })

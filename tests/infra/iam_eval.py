@@ -36,7 +36,8 @@ in the evaluation of a request.
 A wildcard in an ARN's service segment never matches: "You can't use a wildcard in the
 service segment that identifies the AWS product" (IAM JSON policy elements: Resource), so a
 pattern such as ``arn:aws:*:eu-west-1:123456789012:x`` grants nothing here, whatever IAM
-makes of it; test_iam_lint.py keeps such patterns out of every policy of the program.
+makes of it; tests/infra/test_iam.py keeps such patterns out of every policy of the
+program.
 """
 
 from __future__ import annotations
@@ -138,8 +139,8 @@ def service_wildcard(pattern: str) -> bool:
 def resource_matches(patterns: Iterable[str], resource: str, context: Context) -> bool:
     for pattern in patterns:
         resolved = substitute(pattern, context)
-        if resolved is not None and not service_wildcard(resolved) and _match_pattern(resolved, resource, ignore_case=False,
-                                                   arn_segments=True):
+        if resolved is not None and not service_wildcard(resolved) and _match_pattern(
+                resolved, resource, ignore_case=False, arn_segments=True):
             return True
     return False
 

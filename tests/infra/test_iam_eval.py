@@ -70,6 +70,9 @@ def test_resource_policies_in_one_account():
     assert not evaluate(role([allow("s3:*")]), req,
                         [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
                           "Resource": "arn:aws:s3:::b/*"}], ACCOUNT)
+    # An Allow for everyone ({"AWS": "*"}, in a list too) needs no identity policy.
+    for anyone in ("*", {"AWS": "*"}, {"AWS": ["*"]}):
+        assert evaluate(role([]), req, [{**named_role[0], "Principal": anyone}], ACCOUNT)
 
 
 def test_across_accounts_both_sides_must_allow():
@@ -261,9 +264,52 @@ def test_policy_variables_in_condition_values():
                                {"sts:RoleSessionName": "alice"})
 
 
+def test_bool_and_numeric_operators_compare_present_values():
+    # The program's own uses: aws:SecureTransport (deny_insecure_transport),
+    # kms:GrantIsForAWSResource (a JSON true in the policy), s3:TlsVersion (storage.py).
+    https, http = {"aws:SecureTransport": "true"}, {"aws:SecureTransport": "false"}
+    assert condition_holds("Bool", "aws:SecureTransport", "false", http)
+    assert not condition_holds("Bool", "aws:SecureTransport", "false", https)
+    assert condition_holds("Bool", "kms:GrantIsForAWSResource", True,
+                           {"kms:GrantIsForAWSResource": "true"})
+    assert not condition_holds("Bool", "kms:GrantIsForAWSResource", "true",
+                               {"kms:GrantIsForAWSResource": "false"})
+    for version, below in (("1.0", True), ("1.2", False), ("1.3", False)):
+        assert condition_holds("NumericLessThan", "s3:TlsVersion", "1.2",
+                               {"s3:TlsVersion": version}) is below, version
+    assert condition_holds("NumericGreaterThanEquals", "k", "2", {"k": "2"})
+    assert not condition_holds("NumericEquals", "k", "2", {"k": "3"})
+    assert condition_holds("NumericNotEquals", "k", "2", {"k": "3"})
+    # End to end: a bucket policy's Deny for requests without TLS wins over the role's Allow.
+    bucket = [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+               "Resource": "arn:aws:s3:::b/*",
+               "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
+    reader = role([allow("s3:GetObject")])
+    assert evaluate(reader, Request("s3:GetObject", "arn:aws:s3:::b/k", https), bucket, ACCOUNT)
+    assert not evaluate(reader, Request("s3:GetObject", "arn:aws:s3:::b/k", http), bucket,
+                        ACCOUNT)
+
+
+def test_an_arn_operator_never_matches_what_is_not_an_arn():
+    assert not condition_holds("ArnLike", "aws:SourceArn", "arn:aws:s3:::*",
+                               {"aws:SourceArn": "b"})
+    assert condition_holds("ArnNotLike", "aws:SourceArn", "arn:aws:s3:::*",
+                           {"aws:SourceArn": "b"})
+
+
 def test_unknown_operators_fail_loudly():
     with pytest.raises(NotImplementedError):
         condition_holds("IpAddress", "aws:SourceIp", "10.0.0.0/8", {"aws:SourceIp": "10.1.1.1"})
+    with pytest.raises(NotImplementedError):
+        condition_holds("ForAllValues:Null", "aws:TagKeys", "true", {})
+    with pytest.raises(NotImplementedError):
+        condition_holds("ForEveryValue:StringEquals", "aws:TagKeys", "a", {"aws:TagKeys": ["a"]})
+    with pytest.raises(NotImplementedError):
+        evaluate(role([]), Request("s3:GetObject", "arn:aws:s3:::b/k"),
+                 [{"Effect": "Deny", "NotPrincipal": {"AWS": ROLE}, "Action": "s3:*",
+                   "Resource": "*"}], ACCOUNT)
+    with pytest.raises(ValueError, match="without Action"):
+        statement_applies({"Effect": "Allow", "Resource": "*"}, Request("s3:GetObject", "*"))
 
 
 # ---------------------------------------------------------------------- trust policies --

@@ -1030,10 +1030,13 @@ def test_no_approval_no_deploy_and_a_rollback_counts_its_targets_approval(capsys
     assert approval.main(["--pipeline", PIPELINE_NAME, "--execution", "e1", "--approvers",
                           json.dumps([GROUP_APPROVER])], run=run) == 1
     assert "approval: REFUSED" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_:
-        approval.main(["--pipeline", PIPELINE_NAME, "--execution", "e1", "--approvers", "x"],
-                      run=run)
-    assert exit_.value.code == 2
+    # Not JSON, or JSON but not a list of ARNs (a bare string was read as its characters).
+    for bad in ("x", json.dumps(GROUP_APPROVER), "5", json.dumps([5])):
+        with pytest.raises(SystemExit) as exit_:
+            approval.main(["--pipeline", PIPELINE_NAME, "--execution", "e1", "--approvers",
+                           bad], run=run)
+        assert exit_.value.code == 2, bad
+        assert "--approvers must be a JSON list of ARNs" in capsys.readouterr().err, bad
 
 
 def test_the_approval_calls_are_real_api_requests():

@@ -7,7 +7,6 @@ escalation is test_escalation.py."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 
 from infra import pipeline_iam
@@ -17,7 +16,7 @@ from tests.infra.harness import (ROOT, VARIANT, AllowList, Graph, allowed_action
                                  policy_key, prefix, principals, resources_of_type, role_named,
                                  role_statements, target_of, unexpected_findings, used_entries,
                                  within, PIPELINE)
-from tests.infra.iam_eval import Request, evaluate
+from tests.infra.iam_eval import Request, condition_holds, evaluate, resource_matches
 
 
 def test_the_deploy_role_creates_only_service_roles_with_the_boundary(any_graph):
@@ -80,7 +79,7 @@ def test_the_deploy_role_reaches_every_named_resource_of_the_stack(any_graph):
         if _admin_managed(any_graph, r):
             continue
         arn = r.outputs["arn"]
-        assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), \
+        assert resource_matches(patterns, arn, {}), \
             f"{r.label}: {arn} is outside every name pattern of the deploy role"
         checked.add(r.type)
     # Every kind the stack's target deploys (the endpoint's or the function's included).
@@ -119,13 +118,14 @@ def test_the_deploy_role_may_write_the_stacks_dns_records_and_no_others(graphs):
     [dns] = [s for s in role_statements(graphs["prod"], role_named(graphs["prod"], "deploy-build"))
              if "route53:ChangeResourceRecordSets" in as_list(s["Action"])]
     assert dns["Resource"] == f"arn:aws:route53:::hostedzone/{zone}"
-    names = dns["Condition"]["ForAllValues:StringLike"][
-        "route53:ChangeResourceRecordSetsNormalizedRecordNames"]
+    key = "route53:ChangeResourceRecordSetsNormalizedRecordNames"
+    names = dns["Condition"]["ForAllValues:StringLike"][key]
     assert names == [config_value(graphs["prod"], "domainName"), f"*.{config_value(graphs['prod'], 'domainName')}"]
     for r in records:
         assert r.inputs["zoneId"] == zone
         normalized = r.inputs["name"].lower().rstrip(".")
-        assert any(fnmatch.fnmatchcase(normalized, n) for n in names), r.inputs["name"]
+        assert condition_holds("ForAllValues:StringLike", key, names, {key: [normalized]}), \
+            r.inputs["name"]
     # Stacks without a hosted zone (staging's DNS is managed elsewhere) touch no zone.
     for stack in ("dev", "staging"):
         actions = allowed_actions(role_statements(graphs[stack],
@@ -386,7 +386,8 @@ ALLOWED_FINDINGS: AllowList = {
 
 
 # The boundary is a ceiling, not a grant: its service wildcards are the point. It is
-# checked structurally (test_the_boundary_caps_services_and_closes_the_ways_out).
+# checked structurally and by evaluation in test_boundary.py (test_the_ceiling_is_the_stack,
+# test_the_invariants_are_deny_statements) and walked in test_escalation.py.
 NOT_LINTED = ("permissions-boundary",)
 
 
