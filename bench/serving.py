@@ -527,22 +527,16 @@ def summarise(results: dict, args, two_models: dict | None = None) -> dict:
     if two_models:
         _two_models_summary(two_models, args.concurrency, two_models["peak_rss"], ratios,
                             targets)
-    if targets:
-        for name, ok in targets.items():
-            print(f"  [{'ok' if ok else 'MISS'}] {name}")
+    report.print_targets(targets)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"serving-{stamp}.json"
     data = {"when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                        "loadavg_at_end": os.getloadavg()},
             "duration_s": args.duration, "concurrency": args.concurrency,
             "slow_seconds": args.slow_seconds, "results": results, "ratios": ratios,
             "targets": targets, "two_models": two_models}
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"\nwrote {path.relative_to(ROOT)}")
-    figures = report.serving_figures(data)
-    print("drew " + ", ".join(str(f.relative_to(ROOT)) for f in figures))
+    report.write_results(data, args.out / f"serving-{stamp}.json")
+    report.print_drawn(report.serving_figures(data))
     return data
 
 
