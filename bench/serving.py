@@ -8,7 +8,7 @@ Starts, one at a time on loopback, each serving digits v1 with two workers:
   ours-2models      the same, serving diabetes v1 beside digits v1 (MODEL_URI=digits,diabetes);
                     the load goes to digits, the default: what a second model costs it.
                     Measured paired with ours: both run, and take the load in alternating
-                    rounds (ABA BAB...) at each level, so the machine's drift hits both alike
+                    rounds (AB BA AB ...) at each level, so the machine's drift hits both alike
   noop              the same front and app with a no-op endpoint (the ceiling of that stack)
   baseline          Flask's development server calling Keras model.predict per request
   gunicorn-sync     the previous front: gunicorn, 2 sync workers, the same app
