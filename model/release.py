@@ -314,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                          atol=args.atol, rtol=args.rtol, metrics=parsed.get("metrics"), log=log)
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print(f"[release] failed after {time.perf_counter() - started:.1f}s; nothing was "
-              "written", flush=True)
+        log(f"failed after {time.perf_counter() - started:.1f}s; nothing was written")
         return 1
     print(summary(target, started), flush=True)
     return 0
