@@ -41,7 +41,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import report  # noqa: E402
+from bench.targets import free_port  # noqa: E402
 from tests.rawhttp import SlowClients, p99, timed_predictions  # noqa: E402
 
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
@@ -64,12 +64,6 @@ FRONTS = ("ours", "gunicorn-sync", "gunicorn-gthread", "nginx+gunicorn", "grania
 PEER_NAMES = ("fastapi", "kserve")
 KINDS = ("ours", "ours-2models", "noop", "baseline", *FRONTS[1:], *PEER_NAMES)
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_body() -> str:
