@@ -164,11 +164,11 @@ smoke:
 	        && SMOKE_FUNCTION_VERSION="$$(out functionVersion)" || exit 1; \
 	      export SMOKE_FUNCTION SMOKE_FUNCTION_VERSION;; \
 	    *) \
-	      url="$$($(PULUMI) stack output $(SMOKE_URL_OUTPUT) --stack $(STACK))" || exit 1; \
+	      url="$$(out $(SMOKE_URL_OUTPUT))" || exit 1; \
 	      SMOKE_ECS_CLUSTER="$$(out clusterName)" && SMOKE_ECS_SERVICE="$$(out serviceName)" || exit 1; \
 	      SMOKE_TASK_DEFINITION="$$(out taskDefinitionArn)" || exit 1; \
 	      export SMOKE_ECS_CLUSTER SMOKE_ECS_SERVICE SMOKE_TASK_DEFINITION; \
-	      secret="$$($(PULUMI) stack output $(SMOKE_API_KEY_OUTPUT) --stack $(STACK) 2>/dev/null || true)"; \
+	      secret="$$(out $(SMOKE_API_KEY_OUTPUT) 2>/dev/null || true)"; \
 	      if [ -z "$${API_KEY:-}" ] && [ -n "$$secret" ]; then \
 	        API_KEY="$$(aws secretsmanager get-secret-value --secret-id "$$secret" --query SecretString --output text)" || exit 1; \
 	        export API_KEY; \

@@ -211,10 +211,6 @@ def throughput(img: Image, seconds: int) -> dict:
         docker("rm", "-f", cid, check=False)
 
 
-def human(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="cold starts per image (median)")
@@ -262,7 +258,7 @@ def main() -> int:
         print(f"{label:<32}{fmt(a):>14}{fmt(b):>14}   {ratio}")
 
     print(f"\n{'':<32}{'ours':>14}{'seed':>14}   ratio")
-    row("image size", ours["size_bytes"], seed["size_bytes"], human,
+    row("image size", ours["size_bytes"], seed["size_bytes"], report.size_text,
         f"{seed['size_bytes'] / ours['size_bytes']:.1f}x smaller")
     if "cold_build_s" in ours:
         row("cold build", ours["cold_build_s"], seed["cold_build_s"], lambda v: f"{v:.1f} s",
@@ -281,27 +277,22 @@ def main() -> int:
           f"seed {seed['first_prediction_all_s']})")
 
     print(f"\nThe same image, started as each target starts it (issue 9):\n{targets.table(ours['targets'])}")
-    goals = [
-        ("ours at least 5x smaller", seed["size_bytes"] / ours["size_bytes"] >= 5),
-        ("cold start at least 5x faster", seed["first_prediction_s"] / ours["first_prediction_s"] >= 5),
-        ("cold start under 2 s", ours["first_prediction_s"] < 2),
-        ("code-only rebuild under 10 s", ours["code_rebuild_s"] < 10),
-        *targets.goals(ours["targets"]),
-    ]
+    goals = {
+        "ours at least 5x smaller": seed["size_bytes"] / ours["size_bytes"] >= 5,
+        "cold start at least 5x faster": seed["first_prediction_s"] / ours["first_prediction_s"] >= 5,
+        "cold start under 2 s": ours["first_prediction_s"] < 2,
+        "code-only rebuild under 10 s": ours["code_rebuild_s"] < 10,
+        **targets.goals(ours["targets"]),
+    }
     print()
-    for name, ok in goals:
-        print(f"  {'ok  ' if ok else 'MISS'}  {name}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    report.print_targets(goals)
     data = {"when": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "ours": ours, "seed": seed,
             "docker_server": docker("version", "--format", "{{.Server.Version}}").stdout.strip(),
-            "cpus": os.cpu_count(), "targets": dict(goals)}
-    out.write_text(json.dumps(data, indent=2))
-    print(f"\nresults: {out}")
-    figures = report.image_figures(data)
-    print("drew " + ", ".join(str(f.relative_to(ROOT)) for f in figures))
+            "cpus": os.cpu_count(), "targets": goals}
+    report.write_results(data, Path(args.json))
+    report.print_drawn(report.image_figures(data))
     progress.finish(report.image_summary(data))
-    return 0 if all(ok for _, ok in goals) else 1
+    return 0 if all(goals.values()) else 1
 
 
 if __name__ == "__main__":

@@ -97,6 +97,36 @@ class Progress:
         print(f"{self.name}: {summary} ({_minutes(time.monotonic() - self.started)})", flush=True)
 
 
+# --- what every benchmark ends with ------------------------------------------------------------
+
+def print_targets(targets: dict[str, bool]) -> None:
+    """Each target (name -> met) on its own line, marked ok or MISS."""
+    for name, ok in targets.items():
+        print(f"  {'ok  ' if ok else 'MISS'}  {name}")
+
+
+def targets_met(targets: dict[str, bool]) -> str:
+    """``targets 3/4 met``, for a summary line."""
+    return f"targets {sum(bool(ok) for ok in targets.values())}/{len(targets)} met"
+
+
+def write_results(data: dict, path: Path) -> None:
+    """The run's JSON (the figures are drawn from it), and a line saying where it went."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\nresults: {_shown(path)}")
+
+
+def print_drawn(figures: list[Path]) -> None:
+    print("drew " + ", ".join(_shown(f) for f in figures))
+
+
+def _shown(path: Path) -> str:
+    """Relative to the repository when it is inside it (shorter to read)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 # --- serving -----------------------------------------------------------------------------------
 
 def _servers(data: dict) -> dict[str, dict]:
@@ -141,11 +171,9 @@ def serving_summary(data: dict) -> str:
     paired = data.get("ratios", {}).get("two_models_vs_one_rps")
     if paired:
         parts.append(f"with a second model {paired:.0%} of its req/s")
-    targets = data.get("targets", {})
-    met = sum(bool(ok) for ok in targets.values())
     return (f"ours {ours['rps']:,.0f} req/s at c={data['concurrency']} ({', '.join(parts) or 'alone'}); "
             f"cold start {ours['cold_start_s']:.2f} s; {ours['errors']} errors; "
-            f"targets {met}/{len(targets)} met")
+            f"{targets_met(data.get('targets', {}))}")
 
 
 def serving_figures(data: dict, out: Path = FIGURES) -> list[Path]:
@@ -201,14 +229,12 @@ def serving_figures(data: dict, out: Path = FIGURES) -> list[Path]:
 
 def image_summary(data: dict) -> str:
     ours, seed = data["ours"], data["seed"]
-    targets = data.get("targets", {})
-    met = sum(bool(ok) for ok in targets.values())
-    return (f"ours {_size(ours['size_bytes'])} vs {_size(seed['size_bytes'])} "
+    return (f"ours {size_text(ours['size_bytes'])} vs {size_text(seed['size_bytes'])} "
             f"({seed['size_bytes'] / ours['size_bytes']:.1f}x smaller); code-only rebuild "
             f"{ours['code_rebuild_s']:.1f} s vs {seed['code_rebuild_s']:.1f} s; first prediction "
             f"{ours['first_prediction_s']:.2f} s vs {seed['first_prediction_s']:.2f} s; "
             f"{ours['load']['rps']:,.0f} vs {seed['load']['rps']:,.0f} req/s; "
-            f"targets {met}/{len(targets)} met")
+            f"{targets_met(data.get('targets', {}))}")
 
 
 def image_figures(data: dict, out: Path = FIGURES) -> list[Path]:
@@ -257,7 +283,8 @@ def _ticker():
     return matplotlib.ticker
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
+    """Bytes as GB or MB, as the image benchmark's table and summary show them."""
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 

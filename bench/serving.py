@@ -8,7 +8,7 @@ Starts, one at a time on loopback, each serving digits v1 with two workers:
   ours-2models      the same, serving diabetes v1 beside digits v1 (MODEL_URI=digits,diabetes);
                     the load goes to digits, the default: what a second model costs it.
                     Measured paired with ours: both run, and take the load in alternating
-                    rounds (ABA BAB...) at each level, so the machine's drift hits both alike
+                    rounds (AB BA AB ...) at each level, so the machine's drift hits both alike
   noop              the same front and app with a no-op endpoint (the ceiling of that stack)
   baseline          Flask's development server calling Keras model.predict per request
   gunicorn-sync     the previous front: gunicorn, 2 sync workers, the same app
@@ -41,7 +41,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import report  # noqa: E402
+from bench.targets import free_port  # noqa: E402
 from tests.rawhttp import SlowClients, p99, timed_predictions  # noqa: E402
 
 MODEL_DIR = ROOT / "model" / "artifacts" / "digits" / "1"
@@ -64,12 +64,6 @@ FRONTS = ("ours", "gunicorn-sync", "gunicorn-gthread", "nginx+gunicorn", "grania
 PEER_NAMES = ("fastapi", "kserve")
 KINDS = ("ours", "ours-2models", "noop", "baseline", *FRONTS[1:], *PEER_NAMES)
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_body() -> str:
@@ -246,6 +240,17 @@ def load(port: int, path: str, body: str, duration: int, concurrency: int) -> di
             "errors": errors}
 
 
+def load_with_cpu(proc: subprocess.Popen, port: int, path: str, body: str, duration: int,
+                  concurrency: int) -> dict:
+    """``load``'s figures and the server's CPU time per request over them (its whole
+    process tree's user+system time)."""
+    cpu0 = cpu_seconds(proc.pid)
+    point = load(port, path, body, duration, concurrency)
+    point["cpu_us_per_request"] = round(
+        (cpu_seconds(proc.pid) - cpu0) / max(point["requests"], 1) * 1e6)
+    return point
+
+
 def slow_clients(port: int, seconds: float) -> dict:
     """64 slow-header + 64 slow-body clients held for ``seconds`` while a normal client
     predicts; whether the normal client kept succeeding, and how fast."""
@@ -286,10 +291,7 @@ def measure(kind: str, body: str, duration: int, levels: list[int], headline: in
         sweep = []
         for concurrency in levels:
             with progress.step(f"{kind}: {duration} s of load at concurrency {concurrency}"):
-                cpu0 = cpu_seconds(proc.pid)
-                point = load(port, path, body, duration, concurrency)
-                point["cpu_us_per_request"] = round(
-                    (cpu_seconds(proc.pid) - cpu0) / max(point["requests"], 1) * 1e6)
+                point = load_with_cpu(proc, port, path, body, duration, concurrency)
                 sweep.append({"concurrency": concurrency, **point})
         result = {k: v for k, v in sweep[levels.index(headline)].items() if k != "concurrency"}
         result.update(sweep=sweep, cold_start_s=round(cold, 3),
@@ -349,15 +351,12 @@ def compare_two_models(body: str, duration: int, levels: list[int], headline: in
                                f"at concurrency {concurrency}"):
                 for n in range(rounds):
                     for kind in (kinds if n % 2 == 0 else kinds[::-1]):
-                        cpu0 = cpu_seconds(procs[kind].pid)
-                        point = load(ports[kind], PATH, body, each, concurrency)
-                        point["cpu_us_per_request"] = round(
-                            (cpu_seconds(procs[kind].pid) - cpu0) / max(point["requests"], 1) * 1e6)
-                        runs[kind].append(point)
+                        runs[kind].append(load_with_cpu(procs[kind], ports[kind], PATH, body,
+                                                        each, concurrency))
             paired.append({"concurrency": concurrency, "rounds": runs})
         rss = {kind: round(worker_rss_mb(procs[kind].pid), 1) for kind in kinds}
     finally:
-        for kind, proc in procs.items():
+        for proc in procs.values():
             stop(proc)
         for runtime in runtimes.values():
             shutil.rmtree(runtime, ignore_errors=True)
@@ -372,11 +371,8 @@ def compare_two_models(body: str, duration: int, levels: list[int], headline: in
 
     sweep = {kind: [{"concurrency": lv["concurrency"], **medians(lv["rounds"][kind])}
                     for lv in paired] for kind in kinds}
-    ratios = {lv["concurrency"]: {
-        "rps": _median([p["rps"] for p in lv["rounds"]["ours-2models"]])
-        / _median([p["rps"] for p in lv["rounds"]["ours"]]),
-        "cpu_us_per_request": _median([p["cpu_us_per_request"] for p in lv["rounds"]["ours-2models"]])
-        / _median([p["cpu_us_per_request"] for p in lv["rounds"]["ours"]])} for lv in paired}
+    ratios = {one["concurrency"]: {key: both[key] / one[key] for key in ("rps", "cpu_us_per_request")}
+              for one, both in zip(sweep["ours"], sweep["ours-2models"])}
     results = {}
     for kind in kinds:
         results[kind] = {k: v for k, v in sweep[kind][levels.index(headline)].items()
@@ -448,8 +444,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _two_models_summary(two: dict, headline: int, rss: dict, ratios: dict,
-                        targets: dict) -> None:
+def _two_models_summary(two: dict, headline: int, ratios: dict, targets: dict) -> None:
     """The paired comparison: what serving diabetes beside digits costs digits, per level."""
     print(f"\n1 vs 2 models (paired, alternating rounds of {two['seconds_per_round']} s; load "
           "on digits, the default): req/s and CPU per request, medians of the rounds")
@@ -473,6 +468,7 @@ def _two_models_summary(two: dict, headline: int, rss: dict, ratios: dict,
           f"start; the service's imports: {memory['imports_mb']} MB): "
           + "; ".join(f"{name} {m['first_mb']} first, {m['second_mb']} second"
                       for name, m in memory.items() if name != "imports_mb"))
+    rss = two["peak_rss"]
     print(f"peak RSS per worker in the paired run: 1 model {rss['ours']} MB, 2 models "
           f"{rss['ours-2models']} MB")
 
@@ -525,24 +521,17 @@ def summarise(results: dict, args, two_models: dict | None = None) -> dict:
         for name, value in ratios.items():
             print(f"{name}: {value:.2f}x")
     if two_models:
-        _two_models_summary(two_models, args.concurrency, two_models["peak_rss"], ratios,
-                            targets)
-    if targets:
-        for name, ok in targets.items():
-            print(f"  [{'ok' if ok else 'MISS'}] {name}")
+        _two_models_summary(two_models, args.concurrency, ratios, targets)
+    report.print_targets(targets)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"serving-{stamp}.json"
     data = {"when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                        "loadavg_at_end": os.getloadavg()},
             "duration_s": args.duration, "concurrency": args.concurrency,
             "slow_seconds": args.slow_seconds, "results": results, "ratios": ratios,
             "targets": targets, "two_models": two_models}
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"\nwrote {path.relative_to(ROOT)}")
-    figures = report.serving_figures(data)
-    print("drew " + ", ".join(str(f.relative_to(ROOT)) for f in figures))
+    report.write_results(data, args.out / f"serving-{stamp}.json")
+    report.print_drawn(report.serving_figures(data))
     return data
 
 

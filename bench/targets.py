@@ -20,7 +20,6 @@ Needs a Docker engine (`eval "$(bash ../shared/tools/docker-env.sh)"` on CI host
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -29,10 +28,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
 from tests.function_url import event  # noqa: E402
 from tests.lambda_runtime import FakeRuntimeApi  # noqa: E402
 
@@ -123,25 +124,25 @@ def lambda_(image: str) -> dict:
 TARGETS = {"ecs": ecs, "sagemaker": sagemaker, "lambda": lambda_}
 
 
-def measure(image: str, runs: int, progress=None) -> dict:
-    """{target: {metric: median seconds, metric + "_all": [...]}} over ``runs`` interleaved rounds."""
+def measure(image: str, runs: int, progress: report.Progress | None = None) -> dict:
+    """{target: {metric: median seconds, metric + "_all": [...]}} over ``runs`` interleaved
+    rounds; each start one step of ``progress`` when given."""
     samples: dict = {name: {} for name in TARGETS}
     for n in range(runs):
         for name, start in TARGETS.items():
-            if progress:
-                progress(f"round {n + 1}/{runs}: {name}")
-            for metric, seconds in start(image).items():
-                samples[name].setdefault(metric, []).append(seconds)
+            with progress.step(f"round {n + 1}/{runs}: {name}") if progress else nullcontext():
+                for metric, seconds in start(image).items():
+                    samples[name].setdefault(metric, []).append(seconds)
     return {name: {**{m: statistics.median(v) for m, v in metrics.items()},
                    **{f"{m}_all": [round(s, 3) for s in v] for m, v in metrics.items()}}
             for name, metrics in samples.items()}
 
 
-def goals(results: dict) -> list[tuple[str, bool]]:
-    return [(f"SageMaker: `serve` to first /ping 200 under {GOAL_S:g} s",
-             results["sagemaker"]["first_ping_s"] < GOAL_S),
-            (f"Lambda: init to first response through the Runtime API under {GOAL_S:g} s",
-             results["lambda"]["first_response_s"] < GOAL_S)]
+def goals(results: dict) -> dict[str, bool]:
+    return {f"SageMaker: `serve` to first /ping 200 under {GOAL_S:g} s":
+            results["sagemaker"]["first_ping_s"] < GOAL_S,
+            f"Lambda: init to first response through the Runtime API under {GOAL_S:g} s":
+            results["lambda"]["first_response_s"] < GOAL_S}
 
 
 def table(results: dict) -> str:
@@ -166,26 +167,25 @@ def main() -> int:
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "targets.json"))
     args = ap.parse_args()
+    # expected seconds per step, for the progress line's estimate
+    plan = ([] if args.no_build else [("build", 20)]) + [("start", 0.8)] * (args.runs * len(TARGETS))
+    progress = report.Progress("bench-targets", plan)
     if not args.no_build:
-        print(f"[bench-targets] building {args.image}", file=sys.stderr, flush=True)
-        docker("build", "--network", "host", "-t", args.image, str(ROOT), timeout=1800)
-    results = measure(args.image, args.runs,
-                      lambda msg: print(f"[bench-targets] {msg}", file=sys.stderr, flush=True))
+        with progress.step(f"building {args.image}"):
+            docker("build", "--network", "host", "-t", args.image, str(ROOT), timeout=1800)
+    results = measure(args.image, args.runs, progress)
     print(table(results))
     met = goals(results)
     print()
-    for name, ok in met:
-        print(f"  {'ok  ' if ok else 'MISS'}  {name}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"when": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-                               "image": args.image, "runs": args.runs, "cpus": os.cpu_count(),
-                               "results": results, "goals": dict(met)}, indent=2))
-    print(f"\nresults: {out}")
-    print(f"bench-targets: sagemaker /ping {results['sagemaker']['first_ping_s']:.2f} s, lambda "
-          f"first response {results['lambda']['first_response_s']:.2f} s, ecs first prediction "
-          f"{results['ecs']['first_prediction_s']:.2f} s (medians of {args.runs})")
-    return 0 if all(ok for _, ok in met) else 1
+    report.print_targets(met)
+    report.write_results({"when": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+                          "image": args.image, "runs": args.runs, "cpus": os.cpu_count(),
+                          "results": results, "goals": met}, Path(args.json))
+    progress.finish(f"sagemaker /ping {results['sagemaker']['first_ping_s']:.2f} s, lambda "
+                    f"first response {results['lambda']['first_response_s']:.2f} s, ecs first "
+                    f"prediction {results['ecs']['first_prediction_s']:.2f} s, medians of "
+                    f"{args.runs} runs; {report.targets_met(met)}")
+    return 0 if all(met.values()) else 1
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 """The manifest contract on the release side: model/manifest.schema.json, the rules a JSON
 Schema cannot say, and verifying a version folder. The service keeps its own reader in
-app/manifest.py (the image holds nothing from model/); the hashing helpers are shared."""
+app/manifest.py (the image holds nothing from model/); the hashing helpers and the naming
+rules are shared, so a release accepts exactly the names and types the service does."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from app.manifest import MANIFEST_NAME, file_entry, sha256_file, verify_file
+from app.manifest import (DTYPES, MANIFEST_NAME, NAME_RULE, TENSOR_NAME_RULE, VERSION_RULE,
+                          file_entry, sha256_file, verify_file)
 
-__all__ = ["MANIFEST_NAME", "SCHEMA_PATH", "file_entry", "schema_problems", "sha256_file",
-           "verify_version"]
+__all__ = ["DTYPES", "MANIFEST_NAME", "NAME_RULE", "SCHEMA_PATH", "TENSOR_NAME_RULE",
+           "VERSION_RULE", "file_entry", "schema_problems", "sha256_file", "verify_version"]
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "manifest.schema.json"
 

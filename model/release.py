@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -36,32 +35,28 @@ from typing import Callable
 import numpy as np
 
 from model.errors import ReleaseError, dims, first_line
-from model.manifest import MANIFEST_NAME, file_entry, schema_problems
+from model.manifest import (MANIFEST_NAME, NAME_RULE, TENSOR_NAME_RULE, VERSION_RULE,
+                            file_entry, schema_problems)
 from model.parity import (DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SAMPLES, MAX_SAMPLES, Inputs,
                           convert, generated_inputs, prove_parity, sample_inputs)
-from model.sources import (TENSOR_NAME_RULE, InputSpec, load_source, quiet_native_stderr,
-                           resolve_input)
+from model.sources import InputSpec, load_source, quiet_native_stderr, resolve_input
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SCHEMA_VERSION = 2  # docs/model.md, "The manifest"; absent means schema 1 (digits/1)
-# A model or version name is a folder under model/artifacts/, an S3 prefix segment and a URL
-# segment: the same rule infra/releases.py applies to the entries of ml-app:models.
-NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def check_name(name: str) -> str | None:
-    if not NAME_RULE.match(name or ""):
-        return (f"name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a "
-                "letter or digit (it becomes a folder, an S3 prefix and a URL segment)")
-    return None
-
-
-def check_version(version: str) -> str | None:
-    if not (version.isascii() and version.isdigit()) or version != str(int(version)) \
-            or int(version) < 1 or len(version) > 64:
-        return (f"version {version!r}: versions are positive integers without leading zeros "
-                "(TF Serving's rule), at most 64 digits")
-    return None
+def name_problems(name: str, version: str | None = None) -> list[str]:
+    """What is wrong with a model name and (when given) a version: the service's own rules
+    (app/manifest.py), which infra/releases.py also applies to the entries of ml-app:models."""
+    problems = []
+    if not NAME_RULE.fullmatch(name or ""):
+        problems.append(f"name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting "
+                        "with a letter or digit (it becomes a folder, an S3 prefix and a URL "
+                        "segment)")
+    if version and not VERSION_RULE.fullmatch(version):
+        problems.append(f"version {version!r}: versions are positive integers without leading "
+                        "zeros (TF Serving's rule), at most 64 digits")
+    return problems
 
 
 def next_version(out: Path, name: str) -> str:
@@ -100,7 +95,7 @@ def publish(source, spec: InputSpec, inputs: Inputs, *, name: str, version: str,
     target = out / name / version
     refuse_existing(target)
     output_name = output_name or source.output_name
-    if not TENSOR_NAME_RULE.match(output_name):
+    if not TENSOR_NAME_RULE.fullmatch(output_name):
         raise ReleaseError(f"output name {output_name!r} is not usable as a response key; name "
                            "it with --output-name (letters, digits, _ . -)")
     created = _missing_folders(target.parent)  # removed again if the release fails
@@ -207,11 +202,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _flag_problems(args) -> tuple[list[str], dict]:
     """Check every flag before TensorFlow loads; return (problems, parsed values)."""
-    problems: list[str] = []
+    problems = name_problems(args.name, args.version)
     parsed: dict = {}
-    for check in (check_name(args.name), args.version and check_version(args.version)):
-        if check:
-            problems.append(check)
     if str(args.model) in ("", "."):
         problems.append("MODEL is empty: give the path of a .keras or .h5 file or a SavedModel "
                         "directory")
@@ -240,7 +232,7 @@ def _flag_problems(args) -> tuple[list[str], dict]:
             problems.append(f"--input-shape {args.input_shape!r}: give positive whole numbers "
                             "separated by commas, without the batch dimension (e.g. 8,8)")
     for flag, value in (("--input-name", args.input_name), ("--output-name", args.output_name)):
-        if value is not None and not TENSOR_NAME_RULE.match(value):
+        if value is not None and not TENSOR_NAME_RULE.fullmatch(value):
             problems.append(f"{flag} {value!r}: use letters, digits, '_', '.' or '-', starting "
                             "with a letter or '_' (it is a key in request and response bodies)")
     if not 3 <= args.samples <= MAX_SAMPLES:
@@ -322,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                          atol=args.atol, rtol=args.rtol, metrics=parsed.get("metrics"), log=log)
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print(f"[release] failed after {time.perf_counter() - started:.1f}s; nothing was "
-              "written", flush=True)
+        log(f"failed after {time.perf_counter() - started:.1f}s; nothing was written")
         return 1
     print(summary(target, started), flush=True)
     return 0

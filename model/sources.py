@@ -21,14 +21,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from model.errors import ReleaseError, dims, first_line  # noqa: E402
-from model.manifest import MANIFEST_NAME  # noqa: E402
+# An input or output name is a key in request and response bodies (TENSOR_NAME_RULE); the
+# input types are those the service converts request numbers to (DTYPES).
+from model.manifest import DTYPES, MANIFEST_NAME, TENSOR_NAME_RULE  # noqa: E402
 
-# An input or output name is a key in request and response bodies.
-TENSOR_NAME_RULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 # Names Keras makes up for unnamed inputs: not worth showing clients.
 KERAS_AUTO_NAME = re.compile(r"^(keras_tensor|input_layer)(_\d+)?$")
 DEFAULT_INPUT_NAME = "input"
-INPUT_DTYPES = ("float32", "int32", "int64", "int8", "uint8")
 ALLOWED_SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
 FORMAT_NAMES = {"keras": "Keras 3 .keras file", "h5": "legacy Keras .h5 file"}
 PREDICT_BATCH = 256       # the original model runs in batches of this many inputs
@@ -246,9 +245,9 @@ def resolve_input(source, *, name: str | None = None, shape: tuple[int, ...] | N
                            "(None); fix them with --input-shape (e.g. ARGS='--input-shape "
                            f"{','.join(str(d or 8) for d in model_shape)}')")
     dtype = source.input.dtype
-    if dtype not in INPUT_DTYPES:
+    if dtype not in DTYPES:
         raise ReleaseError(f"the model's input dtype {dtype} is not one the service accepts "
-                           f"({', '.join(INPUT_DTYPES)}); cast the input inside the model")
+                           f"({', '.join(DTYPES)}); cast the input inside the model")
     if lo is None or hi is None:
         raise ReleaseError(
             "the model does not declare its input range: pass --input-min and --input-max "
@@ -263,7 +262,7 @@ def resolve_input(source, *, name: str | None = None, shape: tuple[int, ...] | N
             raise ReleaseError(f"input range [{lo:g}, {hi:g}]: the model's input dtype is "
                                f"{dtype}, so the bounds must be whole numbers")
     chosen = name or source.input.name or DEFAULT_INPUT_NAME
-    if not TENSOR_NAME_RULE.match(chosen):
+    if not TENSOR_NAME_RULE.fullmatch(chosen):
         raise ReleaseError(f"input name {chosen!r} is not usable as a request key; name it "
                            "with --input-name (letters, digits, _ . -, starting with a letter)")
     return InputSpec(chosen, tuple(shape or model_shape), dtype, lo, hi, description)

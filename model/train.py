@@ -22,8 +22,8 @@ from model import data
 # model.sources quiets TensorFlow's start-up (before TensorFlow is imported).
 from model.errors import ReleaseError
 from model.parity import Inputs
-from model.release import (ARTIFACTS, check_name, check_version, framework_versions,
-                           next_version, publish, refuse_existing, summary)
+from model.release import (ARTIFACTS, framework_versions, name_problems, next_version, publish,
+                           refuse_existing, summary)
 from model.sources import KerasSource, quiet_native_stderr, resolve_input
 
 DEFAULT_NAME = "digits"
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--out", type=Path, default=ARTIFACTS)
     args = parser.parse_args(argv)
-    problems = [p for p in (check_name(args.name), args.version and check_version(args.version))
-                if p]
+    problems = name_problems(args.name, args.version)
     if args.epochs < 1:
         problems.append(f"--epochs {args.epochs}: must be at least 1")
     if problems:

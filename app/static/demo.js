@@ -23,8 +23,7 @@
   const TIMEOUT_MS = 10000;
   // The service's default model (the first in MODEL_URI): this page draws for it when its
   // input is an 8x8 grid; otherwise it says so instead of sending drawings it cannot take.
-  let model = "digits";
-  let version = null;
+  let modelPath = "/v1/models/digits";  // then /v1/models/<name>/versions/<v>, from /readyz
   let unsupported = null;
   let last = null;             // pointer: where the current stroke is; null when not drawing
   const cursor = { x: pad.width / 2, y: pad.height / 2, down: false };  // keyboard pen
@@ -207,8 +206,7 @@
     const abort = new AbortController();
     const timeout = setTimeout(() => abort.abort(), TIMEOUT_MS);
     try {
-      const path = version === null ? "" : `/versions/${encodeURIComponent(version)}`;
-      const res = await fetch(`/v1/models/${encodeURIComponent(model)}${path}:predict`, {
+      const res = await fetch(`${modelPath}:predict`, {
         method: "POST", headers, body: JSON.stringify({ instances: [cells] }), signal: abort.signal,
       });
       const text = await res.text();
@@ -263,13 +261,12 @@
     const s = await r.json();
     if (!r.ok) throw new Error(s.error || `${r.status}`);
     if (s.model) {
-      model = s.model;
-      version = s.version || null;
-      const path = `/v1/models/${encodeURIComponent(model)}` +
+      const model = s.model, version = s.version || null;
+      modelPath = `/v1/models/${encodeURIComponent(model)}` +
         (version === null ? "" : `/versions/${encodeURIComponent(version)}`);
-      $("model-name").textContent = path.slice("/v1/models/".length);
-      $("meta-link").href = `${path}/metadata`;
-      const meta = await (await fetch(`${path}/metadata`)).json();
+      $("model-name").textContent = modelPath.slice("/v1/models/".length);
+      $("meta-link").href = `${modelPath}/metadata`;
+      const meta = await (await fetch(`${modelPath}/metadata`)).json();
       const inputs = meta.metadata.signature_def.signature_def.serving_default.inputs;
       const [name, input] = Object.entries(inputs)[0];
       const dims = input.tensor_shape.dim.slice(1).map((d) => d.size);

@@ -98,6 +98,18 @@ def test_progress_numbers_steps_and_estimates_what_is_left(capsys):
     assert re.fullmatch(r"bench: all good \(0s\)\n", capsys.readouterr().out)
 
 
+def test_progress_scales_what_is_left_by_how_the_steps_so_far_compared(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(report.time, "monotonic", lambda: clock[0])
+    log = io.StringIO()
+    progress = report.Progress("bench", [("a", 10.0), ("b", 20.0), ("c", 60.0)], stream=log)
+    for took in (20, 40, 0):                    # the first two steps take twice their plan
+        with progress.step("x"):
+            clock[0] += took
+    assert [line.split("] ")[0] + "]" for line in log.getvalue().splitlines()] == [
+        "[bench 1/3 0s]", "[bench 2/3 20s, ~2m40s left]", "[bench 3/3 1m00s, ~2m00s left]"]
+
+
 def test_the_summary_gives_a_second_models_cost_as_its_paired_ratio(serving_run):
     serving_run["results"]["ours-2models"] = serving_result(1500, 0.3, 55)   # another time
     serving_run["ratios"] = {"two_models_vs_one_rps": 1.01}

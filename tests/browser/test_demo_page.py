@@ -248,7 +248,9 @@ def test_the_page_draws_for_the_default_model_of_several(own_service, open_page,
     page, _ = open_page(service.url)
     expect(page.locator("#model-name")).to_have_text("digits/versions/1")
     draw_with_mouse(page, digits[4])
-    assert_shows(page, press_predict(page), 4, served)
+    answer = press_predict(page)
+    assert answer.url == f"{service.url}/v1/models/digits/versions/1:predict"  # the version /readyz named
+    assert_shows(page, answer, 4, served)
 
 
 def test_a_default_model_that_is_not_8x8_is_explained_not_sent_drawings(own_service, open_page,

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import manifest_sha256
 from tests.infra.harness import ROOT, STACKS, role_named
 
 BUILDSPECS = ROOT / "ci" / "buildspecs"
@@ -343,9 +344,7 @@ DEPLOYED = [("digits", "1"), ("diabetes", "1")]
 
 
 def entry(name: str, version: str) -> str:
-    manifest = ARTIFACTS / name / version / "manifest.json"
-    return f"{name}/{version}@sha256:" + __import__("hashlib").sha256(
-        manifest.read_bytes()).hexdigest()
+    return f"{name}/{version}@sha256:" + manifest_sha256(ARTIFACTS / name / version)
 
 
 MODELS = ",".join(entry(*m) for m in DEPLOYED)      # the stack's models output

@@ -163,3 +163,16 @@ def test_docs_describe_every_key_of_the_schema():
 
     missing = [k for k in keys(schema) if f"`{k}`" not in doc]
     assert not missing, f"docs/model.md does not describe {missing}"
+
+
+def test_the_schema_accepts_the_names_and_types_the_service_does():
+    """One rule, three places: the schema, the release's checks and the service's reader
+    (app/manifest.py, whose rules model/ imports) must not drift apart."""
+    from model.manifest import DTYPES, NAME_RULE, TENSOR_NAME_RULE, VERSION_RULE
+
+    properties = json.loads(SCHEMA_PATH.read_text())["properties"]
+    assert properties["name"]["pattern"] == NAME_RULE.pattern
+    assert properties["version"]["pattern"] == VERSION_RULE.pattern
+    for section in ("input", "output"):
+        assert properties[section]["properties"]["name"]["pattern"] == TENSOR_NAME_RULE.pattern
+    assert properties["input"]["properties"]["dtype"]["enum"] == list(DTYPES)

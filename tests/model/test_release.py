@@ -297,10 +297,13 @@ def test_versions_count_up_and_are_never_overwritten(models, release, tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (("--name", "../x"), "name '../x': use 1 to 64 letters"),
     (("--name", ""), "name '': use 1 to 64 letters"),
+    (("--name", "m\n"), "name 'm\\n': use 1 to 64 letters"),     # not a folder or URL segment
     (("--version", "0"), "version '0': versions are positive integers"),
     (("--version", "01"), "without leading zeros"),
     (("--version", "v2"), "version 'v2'"),
     (("--version", "1" * 65), "at most 64 digits"),
+    (("--version", "2\n"), "version '2\\n'"),
+    (("--version", "\u0662"), "version '\u0662'"),                 # a digit, but not ASCII
     (("--input-min=1",), "--input-min given without --input-max"),
     (("--input-min=1", "--input-max=1"), "--input-min 1 must be below --input-max 1"),
     (("--input-min=nan", "--input-max=1"), "--input-min nan: must be a finite number"),
@@ -312,6 +315,7 @@ def test_versions_count_up_and_are_never_overwritten(models, release, tmp_path):
     (("--input-shape", "8,x"), "--input-shape '8,x': give positive whole numbers"),
     (("--input-shape", "0"), "--input-shape '0'"),
     (("--input-name", "9lives"), "--input-name '9lives': use letters"),
+    (("--output-name", "y\n"), "--output-name 'y\\n': use letters"),
     (("--sample", "/nonexistent.npy"), "--sample /nonexistent.npy: no such file"),
 ])
 def test_bad_flags_are_named_before_anything_loads(models, release, tmp_path, args, expected):
