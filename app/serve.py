@@ -32,8 +32,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from app.manifest import MANIFEST_NAME as MANIFEST
+
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
-MANIFEST = "manifest.json"
 # InvokeEndpoint's and a Lambda Function URL's request payload limit: 6 MB.
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 EXIT_CONFIG = 2          # as app/server.py: a setting (or the environment) is wrong
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: serve takes no arguments (got {' '.join(args)!r}); settings come from "
               "the environment (docs/api.md, Configuration)", file=sys.stderr, flush=True)
         return EXIT_CONFIG
-    # Before app.config is imported: it asks for the temporary folder at import.
+    # Before any settings are built: MODEL_CACHE_DIR's default asks for the temporary folder.
     if writable_tempdir() is None:
         print("error: no writable temporary folder: mount a tmpfs at /tmp (docker run --tmpfs "
               "/tmp) or set TMPDIR to a writable folder; the server keeps its config, sockets and "
