@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -400,6 +401,24 @@ def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
     check = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
+
+
+def test_nginx_passes_on_exactly_the_request_headers_the_app_reads():
+    """app/nginx.conf's rule: the app sees only the headers it reads, each checked for control
+    characters. A header the app starts to read must be added there; one it stops reading
+    must go (the conf forwarded SageMaker's Target-Model, which nothing read)."""
+    read = set()
+    for path in (ROOT / "app").glob("*.py"):
+        if path.name != "function_url.py":          # it builds environs; it reads no header
+            text = path.read_text()
+            read |= set(re.findall(r'"HTTP_([A-Z_]+)"', text))
+            read |= {"CONTENT_TYPE"} if '"CONTENT_TYPE"' in text else set()
+    conf = (ROOT / "app" / "nginx.conf").read_text()
+    passed = {name.upper().replace("-", "_")
+              for name in re.findall(r"proxy_set_header ([\w-]+) ", conf)} - {"HOST", "CONNECTION"}
+    checked = {name.upper() for name in re.findall(
+        r"\$http_(\w+)", re.search(r'map "([^"]+)" \$bad_header_value', conf).group(1))}
+    assert "X_API_KEY" in read and read == passed == checked, (read, passed, checked)
 
 
 def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
