@@ -235,6 +235,24 @@ def test_header_timeout_closes_a_slow_head(server):
     assert closed and time.monotonic() - t0 < 15     # SERVER_HEADER_TIMEOUT is 10 s
 
 
+def test_nginx_logs_what_it_answers_itself_with_latency_in_milliseconds():
+    """A body that stalls past SERVER_BODY_TIMEOUT (1 s) is answered 408 by nginx, which logs
+    it: as JSON, with latency_ms in milliseconds like the app's lines (not seconds)."""
+    port = free_port()
+    proc = start(port, SERVER_BODY_TIMEOUT="1")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        # nginx resets a timed-out connection (reset_timedout_connection): no answer to read
+        exchange(port, f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: "
+                       "application/json\r\nContent-Length: 100\r\n\r\n{", timeout=10)
+    finally:
+        stop(proc)
+    out, _ = finish(proc)
+    lines = [json.loads(x) for x in out.splitlines() if '"source":"nginx"' in x]
+    timed_out = [e for e in lines if e["status"] == 408]
+    assert timed_out and 900 <= timed_out[0]["latency_ms"] < 5000, lines
+
+
 @pytest.mark.parametrize("env, words", [
     ({"MODEL_URI": "/nonexistent/model"}, ["no such folder"]),
     ({"MODEL_URI": f"{MODEL_DIR},/nonexistent/model"}, ["/nonexistent/model", "no such folder"]),
