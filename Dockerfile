@@ -85,7 +85,7 @@ EXPOSE 8080
 # BIND (host:port) or PORT like app/config.py; ECS uses its own health check and the
 # target group's, this one serves `docker run` and compose.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python3", "-c", "import os,urllib.request as u; b=os.environ.get('BIND',''); p=b.rsplit(':',1)[1] if ':' in b and not b.startswith('unix:') else os.environ.get('PORT','8080'); u.urlopen(f'http://127.0.0.1:{p}/readyz', timeout=2)"]
+  CMD ["python3", "-c", "import os,urllib.request as u; b=os.environ.get('BIND',''); p=b.rsplit(':',1)[1] if b else os.environ.get('PORT','8080'); u.urlopen(f'http://127.0.0.1:{p}/readyz', timeout=2)"]
 # app/server.py validates settings, checks the model, then runs nginx and granian and
 # relays SIGTERM to drain them (exec form: it is PID 1 and gets the signal itself).
 # One image, three targets, no ENTRYPOINT (docs/sagemaker.md, docs/lambda.md):

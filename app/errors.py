@@ -8,6 +8,7 @@ import traceback
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from app.fastpath import body_too_large
 from app.observability import REQUEST_ID, bounded_text
 from app.validation import BadRequest
 
@@ -26,9 +27,7 @@ def _describe(exc: HTTPException) -> str:
         allowed = ", ".join(sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS")))
         return f"method {request.method} is not allowed on {path}; use {allowed}"
     if code == 413:
-        limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        return (f"request body exceeds {limit} bytes (MAX_BODY_BYTES); send smaller "
-                "batches")
+        return body_too_large(current_app.config["MAX_CONTENT_LENGTH"]).message
     return exc.description or exc.name
 
 

@@ -109,11 +109,7 @@ def _fetch_s3(uri: str, cache_dir: Path, expected: str | None) -> tuple[Path, di
         target = folder / name
         if target.is_file() and sha256_file(target) == entry["sha256"]:
             continue  # another worker (or an earlier start) already fetched it
-        data = get(f"{prefix}/{name}")
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        _write_atomic(target, get(f"{prefix}/{name}"))
     _write_atomic(folder / MANIFEST_NAME, raw)
     return folder, verify_folder(folder, manifest["_manifest_sha256"])
 

@@ -18,10 +18,6 @@ class Predictor:
     def __init__(self, folder: Path, spec: ServingSpec):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.name = spec.name
-        self.version = spec.version
-        self.input_shape = spec.shape
-        self.labels = list(spec.labels or ())
         path = folder / "model.tflite"
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=1)

@@ -32,8 +32,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from app.manifest import MANIFEST_NAME
+
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
-MANIFEST = "manifest.json"
 # InvokeEndpoint's and a Lambda Function URL's request payload limit: 6 MB.
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 EXIT_CONFIG = 2          # as app/server.py: a setting (or the environment) is wrong
@@ -51,7 +52,7 @@ def sagemaker_settings(environ, model_dir: Path = SAGEMAKER_MODEL_DIR) -> tuple[
             problems.append(f"SAGEMAKER_BIND_TO_PORT={port!r}: must be a port from 1 to 65535 "
                             "(SageMaker sets it; unset it to listen on 8080)")
     if "MODEL_URI" not in environ:
-        if (model_dir / MANIFEST).is_file():
+        if (model_dir / MANIFEST_NAME).is_file():
             add["MODEL_URI"] = str(model_dir)
         else:
             problems.append(_no_model(model_dir))
@@ -65,15 +66,18 @@ def sagemaker_settings(environ, model_dir: Path = SAGEMAKER_MODEL_DIR) -> tuple[
 
 
 def _no_model(model_dir: Path) -> str:
-    nested = sorted(model_dir.glob(f"*/{MANIFEST}")) + sorted(model_dir.glob(f"*/*/{MANIFEST}"))
+    nested = [*sorted(model_dir.glob(f"*/{MANIFEST_NAME}")),
+              *sorted(model_dir.glob(f"*/*/{MANIFEST_NAME}"))]
     if nested:
-        return (f"no {MANIFEST} in {model_dir}, but {nested[0]} exists: build model.tar.gz from "
-                "inside the version folder (tar -C model/artifacts/<name>/<version> -czf "
-                f"model.tar.gz .) or set MODEL_URI={nested[0].parent}")
+        return (f"no {MANIFEST_NAME} in {model_dir}, but {nested[0]} exists: build "
+                "model.tar.gz from inside the version folder (tar -C "
+                "model/artifacts/<name>/<version> -czf model.tar.gz .) or set "
+                f"MODEL_URI={nested[0].parent}")
     if model_dir.is_dir():
-        return (f"no {MANIFEST} in {model_dir} and MODEL_URI is not set: SageMaker extracts the "
-                "model's ModelDataUrl archive there; it must hold a model version folder's files "
-                "(manifest.json, model.tflite) at its root, or set MODEL_URI (s3://...)")
+        return (f"no {MANIFEST_NAME} in {model_dir} and MODEL_URI is not set: SageMaker "
+                "extracts the model's ModelDataUrl archive there; it must hold a model version "
+                "folder's files (manifest.json, model.tflite) at its root, or set MODEL_URI "
+                "(s3://...)")
     return (f"MODEL_URI is not set and {model_dir} does not exist: give the SageMaker model a "
             "ModelDataUrl (a model version as model.tar.gz) or set MODEL_URI in its environment")
 
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: serve takes no arguments (got {' '.join(args)!r}); settings come from "
               "the environment (docs/api.md, Configuration)", file=sys.stderr, flush=True)
         return EXIT_CONFIG
-    # Before app.config is imported: it asks for the temporary folder at import.
+    # Before any settings are built: MODEL_CACHE_DIR's default asks for the temporary folder.
     if writable_tempdir() is None:
         print("error: no writable temporary folder: mount a tmpfs at /tmp (docker run --tmpfs "
               "/tmp) or set TMPDIR to a writable folder; the server keeps its config, sockets and "

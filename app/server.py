@@ -40,6 +40,9 @@ import time
 from pathlib import Path
 
 from app.config import ConfigError, ServerSettings, Settings, load_server_settings, load_settings
+from app.manifest import ModelIntegrityError
+from app.observability import _now_iso
+from app.registry import load_models
 
 # 2: a setting; 3: the model; 4: nginx required but missing; 1: nginx or granian died
 EXIT_CONFIG, EXIT_MODEL, EXIT_FRONT, EXIT_CHILD = 2, 3, 4, 1
@@ -49,8 +52,6 @@ NGINX_LEVEL = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)$")
 
 def _log(level: str, message: str, **fields) -> None:
     """One JSON line on stderr, the shape of the app's and granian's lines."""
-    from app.observability import _now_iso  # noqa: PLC0415  (keeps `--help`-style paths light)
-
     line = {"time": _now_iso(), "level": level, "logger": "app.server", "message": message,
             **fields}
     sys.stderr.write(json.dumps(line) + "\n")
@@ -66,8 +67,6 @@ def fail(code: int, message: str) -> int:
 def check_model(settings: Settings) -> None:
     """Fetch, verify and load every model version once, before any worker starts: one that
     does not verify or does not load stops start-up here with one line, every time."""
-    from app.registry import load_models
-
     load_models(settings)
 
 
@@ -253,8 +252,6 @@ def main(env: dict | None = None, target: str = "app.wsgi:app") -> int:
         return fail(EXIT_FRONT, "SERVER_FRONT=nginx but nginx is not installed; install it "
                                 "(apt-get install nginx) or set SERVER_FRONT=auto for "
                                 "development")
-    from app.manifest import ModelIntegrityError
-
     try:
         check_model(settings)
     except ModelIntegrityError as exc:

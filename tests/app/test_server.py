@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -234,6 +235,24 @@ def test_header_timeout_closes_a_slow_head(server):
     assert closed and time.monotonic() - t0 < 15     # SERVER_HEADER_TIMEOUT is 10 s
 
 
+def test_nginx_logs_what_it_answers_itself_with_latency_in_milliseconds():
+    """A body that stalls past SERVER_BODY_TIMEOUT (1 s) is answered 408 by nginx, which logs
+    it: as JSON, with latency_ms in milliseconds like the app's lines (not seconds)."""
+    port = free_port()
+    proc = start(port, SERVER_BODY_TIMEOUT="1")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        # nginx resets a timed-out connection (reset_timedout_connection): no answer to read
+        exchange(port, f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: "
+                       "application/json\r\nContent-Length: 100\r\n\r\n{", timeout=10)
+    finally:
+        stop(proc)
+    out, _ = finish(proc)
+    lines = [json.loads(x) for x in out.splitlines() if '"source":"nginx"' in x]
+    timed_out = [e for e in lines if e["status"] == 408]
+    assert timed_out and 900 <= timed_out[0]["latency_ms"] < 5000, lines
+
+
 @pytest.mark.parametrize("env, words", [
     ({"MODEL_URI": "/nonexistent/model"}, ["no such folder"]),
     ({"MODEL_URI": f"{MODEL_DIR},/nonexistent/model"}, ["/nonexistent/model", "no such folder"]),
@@ -400,6 +419,24 @@ def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
     check = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
+
+
+def test_nginx_passes_on_exactly_the_request_headers_the_app_reads():
+    """app/nginx.conf's rule: the app sees only the headers it reads, each checked for control
+    characters. A header the app starts to read must be added there; one it stops reading
+    must go (the conf forwarded SageMaker's Target-Model, which nothing read)."""
+    read = set()
+    for path in (ROOT / "app").glob("*.py"):
+        if path.name != "function_url.py":          # it builds environs; it reads no header
+            text = path.read_text()
+            read |= set(re.findall(r'"HTTP_([A-Z_]+)"', text))
+            read |= {"CONTENT_TYPE"} if '"CONTENT_TYPE"' in text else set()
+    conf = (ROOT / "app" / "nginx.conf").read_text()
+    passed = {name.upper().replace("-", "_")
+              for name in re.findall(r"proxy_set_header ([\w-]+) ", conf)} - {"HOST", "CONNECTION"}
+    checked = {name.upper() for name in re.findall(
+        r"\$http_(\w+)", re.search(r'map "([^"]+)" \$bad_header_value', conf).group(1))}
+    assert "X_API_KEY" in read and read == passed == checked, (read, passed, checked)
 
 
 def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
