@@ -142,10 +142,10 @@ def serving_spec(manifest: dict, where: str) -> ServingSpec:
     defaults = SCHEMA_1_DEFAULTS if schema_1 else {}
     problems: list[str] = []
     name, version = manifest.get("name"), str(manifest.get("version"))
-    if not isinstance(name, str) or not NAME_RULE.match(name):
+    if not isinstance(name, str) or not NAME_RULE.fullmatch(name):
         problems.append(f"name {name!r} must be 1 to 64 of A-Z a-z 0-9 . _ -, starting with a "
                         "letter or digit")
-    if not VERSION_RULE.match(version):
+    if not VERSION_RULE.fullmatch(version):
         problems.append(f"version {version!r} must be a positive whole number of at most 64 "
                         "digits")
     spec_in = manifest.get("input") if isinstance(manifest.get("input"), dict) else {}
@@ -165,7 +165,7 @@ def serving_spec(manifest: dict, where: str) -> ServingSpec:
 
     def text(section: dict, key: str, field: str, rule: re.Pattern, what: str) -> str:
         value = section.get(field, defaults.get(f"{key}_{field}"))
-        if not isinstance(value, str) or not rule.match(value):
+        if not isinstance(value, str) or not rule.fullmatch(value):
             problems.append(f"{key}.{field} {value!r} must be {what}")
             return "?"
         return value

@@ -4,6 +4,8 @@ type), and manifests the service cannot serve refused before start."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -75,12 +77,21 @@ def _manifest(**input_keys):
     ({"shape": [3, 0]}, ["input.shape [3, 0]", "whole numbers >= 1"]),
     ({"shape": []}, ["input.shape []"]),
     ({"name": "9lives"}, ["input.name '9lives'"]),
+    # A trailing newline is not part of a name ("$" alone would let it through).
+    ({"name": "x\n"}, ["input.name 'x\\n'"]),
 ])
 def test_manifests_the_service_cannot_serve_are_refused(change, words):
     with pytest.raises(ModelIntegrityError) as info:
         serving_spec(_manifest(**change), "where/manifest.json")
     for word in ("where/manifest.json", *words):
         assert word in str(info.value)
+
+
+@pytest.mark.parametrize("field, value", [("name", "m\n"), ("version", "1\n")])
+def test_a_name_or_version_with_a_trailing_newline_is_refused(field, value):
+    # Python's "$" matches before a final newline: the rules are applied whole (fullmatch).
+    with pytest.raises(ModelIntegrityError, match=re.escape(f"{field} {value!r}")):
+        serving_spec({**_manifest(), field: value}, "m")
 
 
 def test_a_version_is_at_most_64_digits():
