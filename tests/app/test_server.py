@@ -458,3 +458,103 @@ def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
         sock.listen(1)
         assert _wait_for_socket(path, Running(), timeout=0.3) is True
 
+
+
+# --- signals and process lifetime ---------------------------------------------------------
+
+def never_blocks_when_reentered(handler, timeout: float = 5) -> bool:
+    """Call ``handler`` as a signal would, and at every line it runs (its own and the library
+    code it calls) call it again, as a second signal landing there would: `make run` forwards
+    SIGTERM a moment after the one sent to its process group, and a Python handler runs
+    between any two bytecodes. False if that ever waits forever (a lock the handler holds)."""
+    reentered: set = set()
+
+    def trace(frame, event, arg):
+        if event == "line" and not reentered_now and (frame.f_code, frame.f_lineno) not in reentered:
+            reentered.add((frame.f_code, frame.f_lineno))
+            reentered_now.append(True)
+            handler(signal.SIGTERM, None)
+            reentered_now.pop()
+        return trace
+
+    reentered_now: list = []
+
+    def run():
+        sys.settrace(trace)
+        try:
+            handler(signal.SIGTERM, None)
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=run, daemon=True)   # a deadlocked one is left behind
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive() and len(reentered) > 0
+
+
+def test_a_second_signal_during_the_first_is_recorded_and_never_blocks():
+    from app.server import StopRequest
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = StopRequest()
+        assert signal.getsignal(signal.SIGTERM) == stop.record
+        assert not stop
+        assert never_blocks_when_reentered(stop.record)
+        assert stop and set(stop.signals) == {signal.SIGTERM} and len(stop.signals) >= 2
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_the_reentry_check_catches_the_handler_that_hung_the_supervisor():
+    """The handler before StopRequest, threading.Event().set: CI's browser tests found its
+    supervisor never draining, and py-spy showed it re-entered inside Event.set."""
+    stopping = threading.Event()
+    assert not never_blocks_when_reentered(lambda signum, frame: stopping.set(), timeout=2)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc (granian's workers are its grandchildren)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"      # a zombie has exited; its new parent may not reap it
+
+
+def test_killing_the_supervisor_stops_nginx_and_granian_and_frees_the_port():
+    """kill -9 (or the OOM killer) on the supervisor: its children, in sessions of their own,
+    are told to stop (PR_SET_PDEATHSIG) instead of serving on unsupervised on the port."""
+    port = free_port()
+    proc = start(port)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        tree = _descendants(proc.pid)
+        names = {open(f"/proc/{pid}/comm").read().strip() for pid in tree}
+        assert "nginx" in names and len(tree) >= 5, names   # nginx x2, granian x2 + workers
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in tree):
+        time.sleep(0.1)
+    assert not [pid for pid in tree if _alive(pid)]
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()

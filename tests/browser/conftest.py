@@ -106,7 +106,8 @@ class Service:
             except OSError:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"the server on port {port} still accepts connections 30 s after SIGTERM")
+        raise AssertionError(f"the server on port {port} still accepts connections 30 s after "
+                             f"SIGTERM; `make run` said:\n{self.output()[-3000:]}")
 
     def output(self) -> str:
         self.log.seek(0)
