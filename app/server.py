@@ -173,7 +173,8 @@ def die_with_parent(parent: int) -> None:
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     if os.getppid() != parent:     # the supervisor died before the call above took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(EXIT_CHILD)       # (not a signal to ourselves: preexec_fn's child still has
+                                   # the supervisor's handlers, which would only record it)
 
 
 class GranianProcess:

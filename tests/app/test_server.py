@@ -558,3 +558,24 @@ def test_killing_the_supervisor_stops_nginx_and_granian_and_frees_the_port():
     assert not [pid for pid in tree if _alive(pid)]
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_a_child_whose_supervisor_is_already_gone_exits_at_once():
+    """The supervisor died between the fork and the prctl: the kernel will not signal the
+    child then, so it must see the new parent and exit itself, before becoming nginx."""
+    from app.server import EXIT_CHILD, die_with_parent
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            die_with_parent(parent=os.getppid() + 1_000_000)   # not its parent: already gone
+        finally:
+            os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == EXIT_CHILD
+    pid = os.fork()
+    if pid == 0:
+        try:
+            die_with_parent(parent=os.getppid())
+        finally:
+            os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
