@@ -530,8 +530,7 @@ def run_lambda(url: str, *, function: str | None, expect_version: str | None,
                credentials=None) -> None:
     """Lambda: the alias serves this deploy's version, then readiness, the model versions
     and a prediction from each through the Function URL, each request signed with SigV4
-    (``client`` and
-    ``credentials``: botocore's, from the environment unless given)."""
+    (``client`` and ``credentials``: botocore's, from the environment unless given)."""
     base = _base(url)
     region = region_of(base, region)
     if credentials is None:
