@@ -47,6 +47,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -324,12 +325,6 @@ print(json.dumps(marks))
 """
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def compare_two_models(body: str, duration: int, levels: list[int], headline: int,
                        progress: report.Progress, rounds: int = 5) -> dict:
     """ours (digits) and ours-2models (digits + diabetes) side by side: both started, then at
@@ -362,10 +357,10 @@ def compare_two_models(body: str, duration: int, levels: list[int], headline: in
             shutil.rmtree(runtime, ignore_errors=True)
 
     def medians(points: list[dict]) -> dict:
-        return {"rps": _median([p["rps"] for p in points]),
-                "p50_ms": _median([p["p50_ms"] for p in points]),
-                "p99_ms": _median([p["p99_ms"] for p in points]),
-                "cpu_us_per_request": round(_median([p["cpu_us_per_request"] for p in points])),
+        return {"rps": median([p["rps"] for p in points]),
+                "p50_ms": median([p["p50_ms"] for p in points]),
+                "p99_ms": median([p["p99_ms"] for p in points]),
+                "cpu_us_per_request": round(median([p["cpu_us_per_request"] for p in points])),
                 "requests": sum(p["requests"] for p in points),
                 "errors": sum(p["errors"] for p in points)}
 
@@ -453,7 +448,7 @@ def _two_models_summary(two: dict, headline: int, ratios: dict, targets: dict) -
         r = two["ratios_by_concurrency"][c]
         one, both = ([round(p["rps"]) for p in level["rounds"][kind]]
                      for kind in ("ours", "ours-2models"))
-        print(f"  c={c:<3} 1 model {_median(one):>7.0f} {one}   2 models {_median(both):>7.0f} "
+        print(f"  c={c:<3} 1 model {median(one):>7.0f} {one}   2 models {median(both):>7.0f} "
               f"{both}   ratio {r['rps']:.2f}x req/s, {r['cpu_us_per_request']:.2f}x CPU "
               "per request")
     head = two["ratios_by_concurrency"][headline]
