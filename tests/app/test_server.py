@@ -409,12 +409,18 @@ def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
     server = load_server_settings({"BIND": "127.0.0.1:9", "SERVER_HEADER_TIMEOUT": "7",
                                    "SERVER_BODY_TIMEOUT": "8", "SERVER_KEEPALIVE": "90",
                                    "SERVER_GRACEFUL_TIMEOUT": "20"})
-    text = render_nginx(settings, server, tmp_path)
+    sockets = [tmp_path / "app-0.sock", tmp_path / "app-1.sock"]
+    text = render_nginx(settings, server, tmp_path, sockets)
     assert "{{" not in text
     for line in ("listen 127.0.0.1:9 ", "client_header_timeout 7s;", "client_body_timeout 8s;",
                  "keepalive_timeout 90s;", "client_max_body_size 4096;",
-                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app-0.sock max_fails=0;"):
+                 "worker_shutdown_timeout 18s;", f"pid {tmp_path}/nginx.pid;"):
         assert line in text, line
+    # one upstream server per app worker's socket, none taken out of rotation on a refusal
+    upstream = re.search(r"upstream app \{([^}]*)\}", text).group(1)
+    assert re.findall(r"server (\S+) max_fails=0;", upstream) == [f"unix:{s}" for s in sockets]
+    assert f"server unix:{tmp_path}/app-0.sock max_fails=0;" in render_nginx(  # bench's default
+        settings, server, tmp_path)
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
     check = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
