@@ -28,7 +28,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import json
 import os
 import pwd
 import re
@@ -44,7 +43,7 @@ from pathlib import Path
 
 from app.config import ConfigError, ServerSettings, Settings, load_server_settings, load_settings
 from app.manifest import ModelIntegrityError
-from app.observability import _now_iso
+from app.observability import JsonLog
 from app.registry import load_models
 
 # 2: a setting; 3: the model; 4: nginx required but missing; 1: nginx or granian died
@@ -56,12 +55,12 @@ PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
+_LOG = JsonLog(sys.stderr)     # the app's JSON lines, on stderr like granian's
+
+
 def _log(level: str, message: str, **fields) -> None:
     """One JSON line on stderr, the shape of the app's and granian's lines."""
-    line = {"time": _now_iso(), "level": level, "logger": "app.server", "message": message,
-            **fields}
-    sys.stderr.write(json.dumps(line) + "\n")
-    sys.stderr.flush()
+    _LOG.write(level, logger="app.server", message=message, **fields)
 
 
 def fail(code: int, message: str) -> int:
