@@ -69,12 +69,6 @@ def fail(code: int, message: str) -> int:
     return code
 
 
-def check_model(settings: Settings) -> None:
-    """Fetch, verify and load every model version once, before any worker starts: one that
-    does not verify or does not load stops start-up here with one line, every time."""
-    load_models(settings)
-
-
 def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
                  sockets: list[Path] | None = None) -> str:
     """app/nginx.conf with the settings filled in: listen on BIND, proxy to ``sockets``
@@ -295,8 +289,10 @@ def main(env: dict | None = None, target: str = "app.wsgi:app") -> int:
         return fail(EXIT_FRONT, "SERVER_FRONT=nginx but nginx is not installed; install it "
                                 "(apt-get install nginx) or set SERVER_FRONT=auto for "
                                 "development")
+    # Fetch, verify and load every model version once, before any worker starts: one that
+    # does not verify or does not load stops start-up here with one line, every time.
     try:
-        check_model(settings)
+        load_models(settings)
     except ModelIntegrityError as exc:
         return fail(EXIT_MODEL, str(exc))
 
