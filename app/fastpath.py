@@ -158,6 +158,16 @@ def _predict(service: "Service", environ: dict, model: "ServedModel | None",
         return exc.status, error_body(exc.message), model, JSON
 
 
+def url_text(segment: str | None) -> str | None:
+    """A PATH_INFO segment as the client wrote it. PATH_INFO holds the URL's bytes as
+    latin-1 (PEP 3333); Flask's routes decode them as UTF-8, and so must this path, or a 404
+    names 'cafÃ©' for 'café'. Served names are ASCII (app/manifest.py), so only a name that
+    cannot be served pays for decoding."""
+    if segment is None or segment.isascii():
+        return segment
+    return segment.encode("latin-1").decode("utf-8", "replace")
+
+
 class PredictFastPath:
     """WSGI middleware: POST predict and /invocations here, everything else to Flask."""
 
@@ -173,7 +183,7 @@ class PredictFastPath:
             match = PREDICT_PATH.fullmatch(path)
             if match:
                 return self._answer(environ, start_response, predict, self.service, environ,
-                                    match.group(1), match.group(2))
+                                    url_text(match.group(1)), url_text(match.group(2)))
         return self.flask_app(environ, start_response)
 
     def _answer(self, environ, start_response, handler, *args):
