@@ -449,8 +449,6 @@ def test_nginx_passes_on_exactly_the_request_headers_the_app_reads():
 def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
     """granian creates its socket file before it listens; nginx must not start before then
     (a refused connection took the worker out of nginx's rotation for 10 s: 503s at start)."""
-    import socket as socketlib
-
     from app.server import _wait_for_socket
 
     class Running:
@@ -458,7 +456,7 @@ def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
             return None
 
     path = tmp_path / "app-0.sock"
-    with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.bind(str(path))                      # the file exists, nothing listens yet
         assert path.exists()
         assert _wait_for_socket(path, Running(), timeout=0.3) is False
