@@ -185,7 +185,10 @@ def _boolean(raw: str) -> bool:
 
 def _bind(raw: str) -> str:
     host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    # ASCII digits only: str.isdigit() and int() also take other scripts' ("８０８０"),
+    # which nginx's listen does not (it would fail after the model loaded, not naming BIND).
+    if not sep or not host or not (port.isascii() and port.isdigit()) \
+            or not 1 <= int(port) <= 65535:
         raise _Invalid("must be host:port, e.g. 0.0.0.0:8080")
     return raw
 

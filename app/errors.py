@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import traceback
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from app.fastpath import body_too_large
+from app.fastpath import body_too_large, error_body
 from app.observability import REQUEST_ID, bounded_text
 from app.validation import BadRequest
 
 
 def error_response(message: str, status: int, headers: dict | None = None) -> Response:
-    body = json.dumps({"error": message}, separators=(",", ":"))
-    return Response(body + "\n", status=status, mimetype="application/json", headers=headers)
+    """Flask's error answers, in the lean path's body (app/fastpath.py)."""
+    return Response(error_body(message), status=status, mimetype="application/json",
+                    headers=headers)
 
 
 def _describe(exc: HTTPException) -> str:

@@ -98,27 +98,13 @@ def json_answer(key: str, outputs) -> bytes:
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def predict_response(model: "ServedModel", body, environ: dict) -> bytes:
-    x, key = model.parser.parse(body)
-    environ[INSTANCES] = len(x)
-    return json_answer(key, model.predictor.predict(x))
-
-
 def predict(service: "Service", environ: dict, name: str,
-            version: str | None) -> tuple[int, bytes, "ServedModel | None"]:
-    """TF Serving's predict: (status, JSON body, the model the URL names, if it is served)."""
-    environ[INSTANCES] = 0  # a prediction request, even if it fails below
+            version: str | None) -> tuple[int, bytes, "ServedModel | None", str]:
+    """TF Serving's predict: (status, JSON body, the model the URL names if it is served,
+    the answer's media type)."""
     # Resolved first (a dictionary read) so that even a 401 is counted against its model.
-    model = environ[MODEL] = service.models.get(name, version)
-    try:
-        check_api_key(service, environ.get("HTTP_X_API_KEY"))
-        if model is None:
-            raise service.models.not_found(name, version)
-        media_type(environ, JSON_TYPES)
-        raw = read_body(environ, service.settings.max_body_bytes)
-        return 200, predict_response(model, parse_json(raw), environ), model
-    except BadRequest as exc:
-        return exc.status, error_body(exc.message), model
+    return _predict(service, environ, service.models.get(name, version), name, version,
+                    invocation=False)
 
 
 def selected_model(environ: dict) -> tuple[str | None, str | None]:
@@ -133,37 +119,53 @@ def selected_model(environ: dict) -> tuple[str | None, str | None]:
     return found.get("tfs-model-name"), found.get("tfs-model-version")
 
 
-def invocations(service: "Service", environ: dict) -> tuple[int, bytes, "ServedModel", str]:
+def invocations(service: "Service", environ: dict) -> tuple[int, bytes, "ServedModel | None", str]:
     """SageMaker's inference route: JSON as for predict, or text/csv, on the default model
     (or the one CustomAttributes name); answered in the type Accept asks for
-    (app/negotiation.py). Returns predict's tuple plus the answer's media type (errors are
-    always JSON)."""
+    (app/negotiation.py). Returns what predict returns (errors are always JSON)."""
     name, version = selected_model(environ)
     if name is None and version is None:
         model = service.default
     else:
         name = name or service.default.name        # a version alone: of the default model
         model = service.models.get(name, version)
+    return _predict(service, environ, model, name, version, invocation=True)
+
+
+def _predict(service: "Service", environ: dict, model: "ServedModel | None",
+             name: str | None, version: str | None, *,
+             invocation: bool) -> tuple[int, bytes, "ServedModel | None", str]:
+    """Both routes' checks, in one order (key, model, Content-Type, Accept, body), and the
+    prediction. Only /invocations takes text/csv and answers by Accept."""
     environ[MODEL] = model
-    environ[INSTANCES] = 0
+    environ[INSTANCES] = 0  # a prediction request, even if it fails below
     try:
         check_api_key(service, environ.get("HTTP_X_API_KEY"))
         if model is None:
             raise service.models.not_found(name, version)
-        mimetype = media_type(environ, INVOCATION_TYPES)
-        answer = answer_type(environ)
+        mimetype = media_type(environ, INVOCATION_TYPES if invocation else JSON_TYPES)
+        answer = answer_type(environ) if invocation else JSON
         raw = read_body(environ, service.settings.max_body_bytes)
-        if mimetype == "text/csv":
+        if mimetype == CSV:
             x, key = model.parser.parse_csv(raw), "predictions"
         else:
             x, key = model.parser.parse(parse_json(raw))
         environ[INSTANCES] = len(x)
         outputs = model.predictor.predict(x)
-        if answer == CSV:
-            return 200, csv_body(outputs), model, CSV
-        return 200, json_answer(key, outputs), model, JSON
+        body = csv_body(outputs) if answer == CSV else json_answer(key, outputs)
+        return 200, body, model, answer
     except BadRequest as exc:
         return exc.status, error_body(exc.message), model, JSON
+
+
+def url_text(segment: str | None) -> str | None:
+    """A PATH_INFO segment as the client wrote it. PATH_INFO holds the URL's bytes as
+    latin-1 (PEP 3333); Flask's routes decode them as UTF-8, and so must this path, or a 404
+    names 'cafÃ©' for 'café'. Served names are ASCII (app/manifest.py), so only a name that
+    cannot be served pays for decoding."""
+    if segment is None or segment.isascii():
+        return segment
+    return segment.encode("latin-1").decode("utf-8", "replace")
 
 
 class PredictFastPath:
@@ -181,14 +183,13 @@ class PredictFastPath:
             match = PREDICT_PATH.fullmatch(path)
             if match:
                 return self._answer(environ, start_response, predict, self.service, environ,
-                                    match.group(1), match.group(2))
+                                    url_text(match.group(1)), url_text(match.group(2)))
         return self.flask_app(environ, start_response)
 
     def _answer(self, environ, start_response, handler, *args):
         model, content_type = None, JSON
         try:
-            status, body, model, *answer = handler(*args)
-            content_type = answer[0] if answer else content_type   # /invocations: Accept's
+            status, body, model, content_type = handler(*args)
         except Exception as exc:  # noqa: BLE001 - a 500 with a request id, never a traceback
             status, body = 500, self._internal_error(environ, exc)
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]

@@ -92,9 +92,6 @@ class ModelSet:
     def __iter__(self) -> Iterator[ServedModel]:
         return iter(self._ordered)
 
-    def __len__(self) -> int:
-        return len(self._ordered)
-
     @property
     def names(self) -> list[str]:
         return list(self._versions)

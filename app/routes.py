@@ -32,7 +32,7 @@ def _json(payload: dict, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
-def _answer(status: int, body: bytes, model, mimetype: str = "application/json", *,
+def _answer(status: int, body: bytes, model, mimetype: str, *,
             invocation: bool = False) -> Response:
     headers = (model.invocation_headers if invocation else model.headers) if model else None
     return Response(body, status=status, mimetype=mimetype, headers=headers)

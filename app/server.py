@@ -28,7 +28,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import json
 import os
 import pwd
 import re
@@ -44,7 +43,7 @@ from pathlib import Path
 
 from app.config import ConfigError, ServerSettings, Settings, load_server_settings, load_settings
 from app.manifest import ModelIntegrityError
-from app.observability import _now_iso
+from app.observability import JsonLog
 from app.registry import load_models
 
 # 2: a setting; 3: the model; 4: nginx required but missing; 1: nginx or granian died
@@ -56,24 +55,18 @@ PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
+_LOG = JsonLog(sys.stderr)     # the app's JSON lines, on stderr like granian's
+
+
 def _log(level: str, message: str, **fields) -> None:
     """One JSON line on stderr, the shape of the app's and granian's lines."""
-    line = {"time": _now_iso(), "level": level, "logger": "app.server", "message": message,
-            **fields}
-    sys.stderr.write(json.dumps(line) + "\n")
-    sys.stderr.flush()
+    _LOG.write(level, logger="app.server", message=message, **fields)
 
 
 def fail(code: int, message: str) -> int:
     """Print the one line a failed start leaves (CloudWatch shows it as the task's reason)."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
     return code
-
-
-def check_model(settings: Settings) -> None:
-    """Fetch, verify and load every model version once, before any worker starts: one that
-    does not verify or does not load stops start-up here with one line, every time."""
-    load_models(settings)
 
 
 def render_nginx(settings: Settings, server: ServerSettings, runtime: Path,
@@ -296,8 +289,10 @@ def main(env: dict | None = None, target: str = "app.wsgi:app") -> int:
         return fail(EXIT_FRONT, "SERVER_FRONT=nginx but nginx is not installed; install it "
                                 "(apt-get install nginx) or set SERVER_FRONT=auto for "
                                 "development")
+    # Fetch, verify and load every model version once, before any worker starts: one that
+    # does not verify or does not load stops start-up here with one line, every time.
     try:
-        check_model(settings)
+        load_models(settings)
     except ModelIntegrityError as exc:
         return fail(EXIT_MODEL, str(exc))
 

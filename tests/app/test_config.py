@@ -90,6 +90,8 @@ def test_server_settings_defaults_fit_alb_and_ecs():
     ({"SERVER_HEADER_TIMEOUT": "0"}, "SERVER_HEADER_TIMEOUT='0'"),
     ({"SERVER_BODY_TIMEOUT": "soon"}, "SERVER_BODY_TIMEOUT='soon': must be a whole number"),
     ({"BIND": "8080"}, "BIND='8080': must be host:port"),
+    # digits of other scripts pass str.isdigit() and int(), but not nginx's listen
+    ({"BIND": "0.0.0.0:\uff18\uff10\uff18\uff10"}, "BIND='0.0.0.0:.*': must be host:port"),
 ])
 def test_bad_server_settings(env, word):
     with pytest.raises(ConfigError, match=word.replace("(", r"\(")):

@@ -81,3 +81,18 @@ def test_api_key_that_is_not_ascii_is_a_401_not_a_500(settings):
     assert status.startswith("401") and payload == {"error": "missing or invalid x-api-key header"}
     status, _, _ = call(app, BODY, HTTP_X_API_KEY="k" * 32)
     assert status == "200 OK"
+
+
+
+@pytest.mark.parametrize("url, message", [
+    ("/v1/models/caf%C3%A9", "model 'café' not found; this server serves model 'digits'"),
+    ("/v1/models/digits/versions/%C3%A9", "version 'é' of model 'digits' not found; this "
+                                          "server serves version 1 of it"),
+])
+def test_a_name_outside_ascii_is_named_as_flask_names_it(client, url, message):
+    """PATH_INFO carries the URL's bytes as latin-1 (PEP 3333): the lean path's 404 must name
+    what the client wrote ('café', not 'cafÃ©'), as Flask's routes do."""
+    posted = client.post(f"{url}:predict", json={"instances": [[0] * 64]})
+    status = client.get(url)
+    assert posted.status_code == status.status_code == 404
+    assert posted.json["error"] == status.json["error"] == message

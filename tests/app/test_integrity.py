@@ -8,7 +8,7 @@ import json
 import pytest
 
 from app import ModelIntegrityError, create_app
-from tests.conftest import MODEL_DIR
+from tests.conftest import MODEL_DIR, manifest_sha256
 
 
 def _settings(folder, tmp_path, **extra):
@@ -49,7 +49,7 @@ def test_missing_manifest_is_refused(model_copy, tmp_path):
 
 
 def test_manifest_pinned_by_model_sha256(model_copy, tmp_path):
-    real = hashlib.sha256((model_copy / "manifest.json").read_bytes()).hexdigest()
+    real = manifest_sha256(model_copy)
     assert create_app(_settings(model_copy, tmp_path, MODEL_SHA256=real))
     wrong = "0" * 64
     with pytest.raises(ModelIntegrityError) as info:
@@ -59,7 +59,7 @@ def test_manifest_pinned_by_model_sha256(model_copy, tmp_path):
 
 def test_edited_manifest_still_fails_the_pin(model_copy, tmp_path):
     """Re-hashing a tampered file into the manifest does not get past MODEL_SHA256."""
-    original = hashlib.sha256((model_copy / "manifest.json").read_bytes()).hexdigest()
+    original = manifest_sha256(model_copy)
     (model_copy / "model.tflite").write_bytes(b"evil")
     manifest = json.loads((model_copy / "manifest.json").read_text())
     manifest["files"]["model.tflite"] = {"sha256": hashlib.sha256(b"evil").hexdigest(), "size": 4}

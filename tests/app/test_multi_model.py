@@ -197,8 +197,6 @@ def test_pins_pair_with_uris_in_order(tmp_path):
 
 def test_the_same_version_twice_is_refused_naming_both(tmp_path):
     copy = tmp_path / "elsewhere"
-    import shutil
-
     shutil.copytree(MODEL_DIR, copy)
     with pytest.raises(ModelIntegrityError) as info:
         _app(tmp_path, MODEL_DIR, copy)
@@ -207,8 +205,6 @@ def test_the_same_version_twice_is_refused_naming_both(tmp_path):
 
 
 def test_a_manifest_that_does_not_describe_its_model_is_refused(tmp_path):
-    import shutil
-
     folder = tmp_path / "diabetes" / "1"
     shutil.copytree(DIABETES_DIR, folder)
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from app import ModelIntegrityError, create_app
-from tests.conftest import MODEL_DIR, upload_version
+from tests.conftest import MODEL_DIR, manifest_sha256, upload_version
 
 
 def _client(env):
@@ -17,7 +17,7 @@ def _client(env):
 
 def test_loads_and_serves_from_s3(s3_env, tmp_path, heldout):
     upload_version("models-ok", "models/digits/1", MODEL_DIR, s3_env)
-    pin = hashlib.sha256((MODEL_DIR / "manifest.json").read_bytes()).hexdigest()
+    pin = manifest_sha256(MODEL_DIR)
     app = create_app({"MODEL_URI": "s3://models-ok/models/digits/1", "MODEL_SHA256": pin,
                       "MODEL_CACHE_DIR": str(tmp_path / "cache"), "METRICS_ENABLED": "false"})
     r = app.test_client().post("/v1/models/digits:predict", json={"instances": heldout.x_test[:4].tolist()})

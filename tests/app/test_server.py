@@ -253,25 +253,26 @@ def test_nginx_logs_what_it_answers_itself_with_latency_in_milliseconds():
     assert timed_out and 900 <= timed_out[0]["latency_ms"] < 5000, lines
 
 
-@pytest.mark.parametrize("env, words", [
-    ({"MODEL_URI": "/nonexistent/model"}, ["no such folder"]),
-    ({"MODEL_URI": f"{MODEL_DIR},/nonexistent/model"}, ["/nonexistent/model", "no such folder"]),
-    ({"MODEL_URI": f"{MODEL_DIR},{DIABETES_DIR}", "MODEL_SHA256": "0" * 64},
+# exit 2: a setting is wrong (before any model is read); 3: a model version is (docs/api.md)
+@pytest.mark.parametrize("env, code, words", [
+    ({"MODEL_URI": "/nonexistent/model"}, 3, ["no such folder"]),
+    ({"MODEL_URI": f"{MODEL_DIR},/nonexistent/model"}, 3, ["/nonexistent/model", "no such folder"]),
+    ({"MODEL_URI": f"{MODEL_DIR},{DIABETES_DIR}", "MODEL_SHA256": "0" * 64}, 2,
      ["MODEL_SHA256", "has 1 pin but MODEL_URI lists 2"]),
-    ({"MODEL_URI": f"{MODEL_DIR},{DIABETES_DIR}", "MODEL_SHA256": "," + "0" * 64},
+    ({"MODEL_URI": f"{MODEL_DIR},{DIABETES_DIR}", "MODEL_SHA256": "," + "0" * 64}, 3,
      [str(DIABETES_DIR), "sha256 mismatch", "ml-app:models"]),
-    ({"MAX_BATCH_SIZE": "-1"}, ["MAX_BATCH_SIZE='-1'"]),
-    ({"MODEL_PATH": "x"}, ["MODEL_PATH: not a setting", "did you mean"]),
-    ({"SERVER_FRONT": "eventlet"}, ["SERVER_FRONT", "nginx, auto, none"]),
-    ({"GUNICORN_WORKER_CLASS": "sync"}, ["GUNICORN_WORKER_CLASS", "no longer"]),
+    ({"MAX_BATCH_SIZE": "-1"}, 2, ["MAX_BATCH_SIZE='-1'"]),
+    ({"MODEL_PATH": "x"}, 2, ["MODEL_PATH: not a setting", "did you mean"]),
+    ({"SERVER_FRONT": "eventlet"}, 2, ["SERVER_FRONT", "nginx, auto, none"]),
+    ({"GUNICORN_WORKER_CLASS": "sync"}, 2, ["GUNICORN_WORKER_CLASS", "no longer"]),
 ])
-def test_bad_configuration_stops_start_up_with_one_line(env, words):
+def test_bad_configuration_stops_start_up_with_one_line(env, code, words):
     proc = start(free_port(), **env)
     try:
         _, err = finish(proc)
     finally:
         stop(proc)
-    assert proc.returncode in (2, 3)
+    assert proc.returncode == code, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     for word in words:
@@ -408,12 +409,18 @@ def test_rendered_nginx_config_carries_the_settings_and_is_valid(tmp_path):
     server = load_server_settings({"BIND": "127.0.0.1:9", "SERVER_HEADER_TIMEOUT": "7",
                                    "SERVER_BODY_TIMEOUT": "8", "SERVER_KEEPALIVE": "90",
                                    "SERVER_GRACEFUL_TIMEOUT": "20"})
-    text = render_nginx(settings, server, tmp_path)
+    sockets = [tmp_path / "app-0.sock", tmp_path / "app-1.sock"]
+    text = render_nginx(settings, server, tmp_path, sockets)
     assert "{{" not in text
     for line in ("listen 127.0.0.1:9 ", "client_header_timeout 7s;", "client_body_timeout 8s;",
                  "keepalive_timeout 90s;", "client_max_body_size 4096;",
-                 "worker_shutdown_timeout 18s;", f"server unix:{tmp_path}/app-0.sock max_fails=0;"):
+                 "worker_shutdown_timeout 18s;", f"pid {tmp_path}/nginx.pid;"):
         assert line in text, line
+    # one upstream server per app worker's socket, none taken out of rotation on a refusal
+    upstream = re.search(r"upstream app \{([^}]*)\}", text).group(1)
+    assert re.findall(r"server (\S+) max_fails=0;", upstream) == [f"unix:{s}" for s in sockets]
+    assert f"server unix:{tmp_path}/app-0.sock max_fails=0;" in render_nginx(  # bench's default
+        settings, server, tmp_path)
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
     check = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
@@ -442,8 +449,6 @@ def test_nginx_passes_on_exactly_the_request_headers_the_app_reads():
 def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
     """granian creates its socket file before it listens; nginx must not start before then
     (a refused connection took the worker out of nginx's rotation for 10 s: 503s at start)."""
-    import socket as socketlib
-
     from app.server import _wait_for_socket
 
     class Running:
@@ -451,7 +456,7 @@ def test_a_worker_socket_counts_as_ready_only_once_it_accepts(tmp_path):
             return None
 
     path = tmp_path / "app-0.sock"
-    with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.bind(str(path))                      # the file exists, nothing listens yet
         assert path.exists()
         assert _wait_for_socket(path, Running(), timeout=0.3) is False

@@ -8,7 +8,6 @@ endpoints and headers; the container shares the host's network to reach it."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import uuid
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.app.test_bad_input import CASES
-from tests.conftest import MODEL_DIR, upload_version
+from tests.conftest import MODEL_DIR, manifest_sha256, upload_version
 from tests.function_url import as_event, event
 from tests.lambda_runtime import FakeRuntimeApi
 
@@ -36,7 +35,7 @@ LAMBDA_ENV = {                          # Lambda's reserved variables, as a func
     "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime", "TZ": ":UTC",
     "LANG": "en_US.UTF-8", "AWS_SESSION_TOKEN": "testing",
 }
-MANIFEST_SHA256 = hashlib.sha256((MODEL_DIR / "manifest.json").read_bytes()).hexdigest()
+MANIFEST_SHA256 = manifest_sha256(MODEL_DIR)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from .conftest import LOCKED_DOWN, PREDICT
 pytestmark = pytest.mark.container
 
 EXIT_TIMEOUT = 60
-MANIFEST_SHA256 = hashlib.sha256((MODEL_DIR / "manifest.json").read_bytes()).hexdigest()
+MANIFEST_SHA256 = manifest_sha256(MODEL_DIR)
 
 
 @pytest.fixture(scope="module")
