@@ -61,7 +61,7 @@ promotes_to = Promotion(names.of(cfg.promotes_to).promotion_bucket(cfg.downstrea
 # First: the permissions boundary that every IAM role of the stack carries (the pipeline's
 # deploy role may create no role without it). Applies to every role created after this line.
 boundary = PermissionsBoundary(name, PermissionsBoundaryArgs(ctx, names, Outside(
-    s3=tuple(ctx.partition.apply(lambda p, s=suffix: f"arn:{p}:s3:::{cfg.pulumi_state_bucket}{s}")
+    s3=tuple(ctx.arn("s3", f"{cfg.pulumi_state_bucket}{suffix}", region=False, account=False)
              for suffix in ("", "/*")) if backend.kind == "s3" else (),
     secrets=(backend.token_secret_arn(ctx),) if backend.kind == "cloud" else (),
     keys=(cfg.pulumi_secrets_key_arn,) if backend.kind == "s3" else (),

@@ -61,8 +61,7 @@ LAMBDA_URL_AUTH = ("AWS_IAM", "NONE")
 # the grants matching.
 SAGEMAKER_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
 SAGEMAKER_PREFIX_MAX = 63 - len("-config-12345678")
-LAMBDA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-LAMBDA_PREFIX_MAX = 64 - len("-function")
+LAMBDA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ConfigError(pulumi.RunError):
@@ -591,10 +590,11 @@ def _check_capacity(v: dict[str, Any], stack: str, problems: _Problems) -> None:
 
 def _check_target(v: dict[str, Any], stack: str, problems: _Problems) -> None:
     """What only one target reads: names its service accepts, counts that go together."""
-    prefix = f"{PROJECT}-{stack}"
+    names = StackNames(PROJECT, stack, owner="", cost_centre="")
     if v.get("target") == "sagemaker":
-        if not SAGEMAKER_NAME.match(prefix) or len(prefix) > SAGEMAKER_PREFIX_MAX:
-            problems.add("target", "sagemaker", f"the SageMaker endpoint is named {prefix!r} "
+        endpoint = names.endpoint
+        if not SAGEMAKER_NAME.fullmatch(endpoint) or len(endpoint) > SAGEMAKER_PREFIX_MAX:
+            problems.add("target", "sagemaker", f"the SageMaker endpoint is named {endpoint!r} "
                          "after the stack: SageMaker names need lower-case letters, digits and "
                          f"-, at most {SAGEMAKER_PREFIX_MAX} characters here; rename the stack "
                          "or choose another target")
@@ -604,9 +604,8 @@ def _check_target(v: dict[str, Any], stack: str, problems: _Problems) -> None:
             problems.add_many({k: v[k] for k in counts}, "sagemakerInstanceCount <= "
                               "sagemakerMaxInstanceCount must hold (autoscaling scales "
                               "between them)")
-    if v.get("target") == "lambda" and (not LAMBDA_NAME.match(prefix)
-                                        or len(prefix) > LAMBDA_PREFIX_MAX):
-        problems.add("target", "lambda", f"the function is named {prefix}-function after the "
+    if v.get("target") == "lambda" and not LAMBDA_NAME.fullmatch(names.function):
+        problems.add("target", "lambda", f"the function is named {names.function} after the "
                      "stack: Lambda names need letters, digits, - and _, at most 64 "
                      "characters; rename the stack or choose another target")
     if v.get("sagemakerServerlessMemoryMb") and v.get("sagemakerDataCapturePercent"):

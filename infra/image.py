@@ -26,6 +26,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from infra.build_context import build_inputs_hash
+from infra.iam import policy_document
 
 PLATFORM = "linux/amd64"
 # Writing or removing an image or a tag (ECR authorises a push layer by layer).
@@ -141,7 +142,7 @@ class ContainerImage(pulumi.ComponentResource):
         if args.pusher_arn is not None:
             ready.append(aws.ecr.RepositoryPolicy(
                 f"{name}-repo-policy", repository=self.repository.name,
-                policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
+                policy=policy_document([
                     {
                         "Sid": "OnlyTheDeployRolePushes",
                         "Effect": "Deny",
@@ -150,7 +151,7 @@ class ContainerImage(pulumi.ComponentResource):
                         "Condition": {"ArnNotEquals": {"aws:PrincipalArn": args.pusher_arn}},
                     },
                     *args.pull_statements,
-                ]}),
+                ]),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[image])))
         return ready
 

@@ -21,10 +21,11 @@ from typing import Any, Callable, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra.releases import ModelVersion
+from infra.boundary import INSTANCE_METRICS_NAMESPACE
 from infra.iam import deny_insecure_transport, on_behalf_of_this_account, policy_document
 from infra.naming import StackNames
 from infra.provider import AwsContext
+from infra.releases import ModelVersion
 
 cloudwatch = aws.cloudwatch
 PERIOD = 60                   # seconds per datapoint for every alarm
@@ -365,8 +366,8 @@ def _sagemaker_widgets(args: MonitoringArgs) -> Widgets:
         ("Invocations per instance", [
             [SAGEMAKER, "InvocationsPerInstance", *variant, {"stat": "Sum"}]]),
         ("Instances: CPU (% of one vCPU) and memory (%)", [
-            ["/aws/sagemaker/Endpoints", "CPUUtilization", *variant, {"stat": "Average"}],
-            ["/aws/sagemaker/Endpoints", "MemoryUtilization", *variant, {"stat": "Average"}]]),
+            [INSTANCE_METRICS_NAMESPACE, "CPUUtilization", *variant, {"stat": "Average"}],
+            [INSTANCE_METRICS_NAMESPACE, "MemoryUtilization", *variant, {"stat": "Average"}]]),
     ]
 
 

@@ -171,17 +171,14 @@ def _nat_gateway(name: str, i: int, public: aws.ec2.Subnet, igw: aws.ec2.Interne
 def s3_endpoint_statements(args: NetworkArgs) -> list[Statement]:
     """The S3 gateway endpoint's policy: reads of the stack's buckets (the model) and of
     ECR's layer bucket (image pulls), nothing else."""
-    partition = args.context.partition
+    ctx = args.context
     return [{
         "Sid": "TheStacksBucketsAndEcrLayers",
         "Effect": "Allow",
         "Principal": "*",
         "Action": "s3:GetObject",
-        "Resource": [
-            partition.apply(lambda p: f"arn:{p}:s3:::{args.names.prefix}-*/*"),
-            partition.apply(lambda p: f"arn:{p}:s3:::"
-                            f"{ECR_LAYER_BUCKET.format(region=args.context.region)}/*"),
-        ],
+        "Resource": [ctx.arn("s3", f"{bucket}/*", region=False, account=False) for bucket in
+                     (f"{args.names.prefix}-*", ECR_LAYER_BUCKET.format(region=ctx.region))],
     }]
 
 

@@ -55,7 +55,7 @@ Harness API (tests.infra.harness):
     policy_key(graph, doc): parliament, with one allow-list format (AllowList)
     validate(service, operation, params), api_problems(...), check_enums(value, shape):
                             botocore's API models (shapes, enums, lengths, patterns, ranges)
-    STACKS, PROJECT, ROOT, MOCK_ACCOUNT, PIPELINE, BOUNDARY, VARIANT, TARGETS,
+    STACKS, PROJECT, ROOT, MOCK_ACCOUNT, PIPELINE, BOUNDARY, VARIANT,
     TARGET_VARIANTS, VARIANT_IDS, target_variant(id) -> (stack, overrides), target_of(graph)
 
   tests.infra.snapshot      render(graph) -> the readable snapshot text; `make snapshot`

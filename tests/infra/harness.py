@@ -69,7 +69,6 @@ VARIANT = {
 # each branch of each target once: SageMaker on instances with autoscaling (dev), serverless
 # (staging), production with data capture (prod); Lambda with the defaults (dev), a public
 # URL outside production (staging), provisioned concurrency in production (prod).
-TARGETS = ("ecs", "sagemaker", "lambda")
 TARGET_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "sagemaker": {
         "dev": {"target": "sagemaker"},

@@ -9,7 +9,9 @@ from botocore.validate import ParamValidator
 
 from pulumi.runtime.mocks import MockResourceArgs
 
-from tests.infra.harness import MOCK_ACCOUNT, MOCK_OUTPUTS, AwsMocks, check_enums, input_shape
+from infra import config
+from tests.infra.harness import (MOCK_ACCOUNT, MOCK_OUTPUTS, PROJECT, STACKS, TARGET_VARIANTS,
+                                 AwsMocks, check_enums, input_shape, stack_config)
 
 
 def test_parliament_is_live():
@@ -52,3 +54,15 @@ def test_every_mocked_arn_is_shaped_like_an_arn_of_this_account():
         assert parts[3] in ("", "eu-west-1") and parts[4] in ("", MOCK_ACCOUNT), made["arn"]
         checked += 1
     assert checked >= 15
+
+
+def test_every_target_runs_on_every_stack():
+    """The committed stacks run on ECS and TARGET_VARIANTS runs each on every other target
+    (``any_graph``): a new value of config.TARGETS without its variants would be run by no
+    test (docs/architecture.md, "Where a change goes")."""
+    committed = {stack_config(stack)[0][f"{PROJECT}:target"] for stack in STACKS}
+    assert committed == {"ecs"}
+    assert set(TARGET_VARIANTS) == set(config.TARGETS) - committed
+    for target, variants in TARGET_VARIANTS.items():
+        assert set(variants) == set(STACKS), target
+        assert all(overrides["target"] == target for overrides in variants.values()), target

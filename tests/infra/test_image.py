@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from infra.build_context import build_inputs_hash
-from tests.infra.harness import ROOT, json_input, one, run_program
+from tests.infra.harness import ROOT, json_input, one, run_program, target_of
 
 
 def container(graph) -> dict:
@@ -66,8 +66,10 @@ def test_only_the_deploy_role_pushes_to_the_repository(any_graph):
     policy = one(any_graph, "aws:ecr/repositoryPolicy:RepositoryPolicy")
     repository = one(any_graph, "aws:ecr/repository:Repository", "ml-app:infra:ContainerImage")
     assert policy.inputs["repository"] == repository.outputs["name"]
-    # (On Lambda, a second statement lets Lambda pull: test_function.py.)
-    deny = json_input(policy, "policy")["Statement"][0]
+    # On Lambda alone, a second statement lets Lambda pull (test_function.py); no other.
+    statements = json_input(policy, "policy")["Statement"]
+    assert len(statements) == 1 + (target_of(any_graph) == "lambda"), statements
+    deny = statements[0]
     account = repository.outputs["arn"].split(":")[4]
     assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
     assert {"ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:BatchDeleteImage"} <= \
