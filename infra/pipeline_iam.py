@@ -29,8 +29,9 @@ from typing import Any, Callable, Sequence
 
 import pulumi
 
-from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, STACK_ARNS,
-                            TARGET_ARNS, TARGET_NAMED, Target, tracking_alarms)
+from infra.boundary import (CREATE_WITH_STACK_TAG, PROMOTED_OBJECT, ROLE_PERMISSION_ACTIONS,
+                            STACK_ARNS, TARGET_ARNS, TARGET_NAMED, Promotion, Target,
+                            tracking_alarms)
 from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
@@ -687,16 +688,6 @@ def _stack_key(scope: Scope) -> list[Statement]:
     ]
 
 
-@dataclass(frozen=True)
-class Promotion:
-    """Where this stack's verified revision goes (staging -> prod): the next stack's
-    promotion bucket and the account it lives in."""
-
-    bucket: str
-    account: str
-    key: str = "source.zip"
-
-
 def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                              domain_name: str | None, approver_groups: Sequence[str] = (),
                              promotes_to: Promotion | None = None) -> list[Statement]:
@@ -731,7 +722,7 @@ def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                 "Sid": "PublishTheVerifiedRevision",
                 "Effect": "Allow",
                 "Action": "s3:PutObject",
-                "Resource": scope.s3(f"{promotes_to.bucket}/{promotes_to.key}"),
+                "Resource": scope.s3(f"{promotes_to.bucket}/{PROMOTED_OBJECT}"),
             },
             {
                 # The next stack's key (its account's, its ID unknown here): only through S3
@@ -739,8 +730,7 @@ def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                 "Sid": "EncryptForTheNextStack",
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": scope.arn_of(
-                    f"arn:{{partition}}:kms:{{region}}:{promotes_to.account}:key/*"),
+                "Resource": scope.arn_of(promotes_to.keys_arn),
                 "Condition": {
                     **scope.via("s3"),
                     "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
