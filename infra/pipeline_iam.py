@@ -370,6 +370,13 @@ def read_stack(scope: Scope, target: Target = Target()) -> list[Statement]:
 
 
 # ------------------------------------------------------------------------------ deploy ----
+# What the deploy does to a log group of the stack (its own, and SageMaker's, whose name AWS
+# fixes).
+LOG_GROUP_ACTIONS = ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
+                     "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
+                     "logs:DisassociateKmsKey", "logs:PutMetricFilter",
+                     "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"]
+
 # Writes on resources whose ARN carries the stack's physical-name prefix: (Sid, actions, ARN
 # patterns as AWS writes them; {prefix} and {logs}, the log-group path, are the stack's).
 BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
@@ -395,12 +402,7 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
       "ecr:PutLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:TagResource",
       "ecr:UntagResource", "ecr:UploadLayerPart"],
      ("arn:{partition}:ecr:{region}:{account}:repository/{prefix}-*",)),
-    ("LogGroupsOfThisStack",
-     ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
-      "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
-      "logs:DisassociateKmsKey", "logs:PutMetricFilter",
-      "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"],
-     STACK_ARNS["logs"]),
+    ("LogGroupsOfThisStack", LOG_GROUP_ACTIONS, STACK_ARNS["logs"]),
     ("AlarmTopicOfThisStack",
      ["sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes",
       "sns:Subscribe", "sns:TagResource", "sns:UntagResource"],
@@ -499,12 +501,7 @@ TARGET_BY_NAME: dict[str, tuple[tuple[str, list[str], tuple[str, ...]], ...]] = 
           # change its capacity.
           "sagemaker:UpdateEndpointWeightsAndCapacities"],
          TARGET_ARNS["sagemaker"]),
-        ("SageMakerLogGroupOfThisStack",
-         ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
-          "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy", "logs:DisassociateKmsKey",
-          "logs:PutMetricFilter", "logs:PutRetentionPolicy", "logs:TagResource",
-          "logs:UntagResource"],
-         TARGET_NAMED["sagemaker"]),
+        ("SageMakerLogGroupOfThisStack", LOG_GROUP_ACTIONS, TARGET_NAMED["sagemaker"]),
     ),
     "lambda": (
         ("LambdaFunctionOfThisStack",
