@@ -15,8 +15,8 @@ import pulumi
 from infra import config
 from infra.audit_logs import AuditLogs, AuditLogsArgs
 from infra.autoscaling import Autoscaling, AutoscalingArgs
-from infra.boundary import (Outside, PermissionsBoundary, PermissionsBoundaryArgs, Target,
-                            every_role_carries)
+from infra.boundary import (Outside, PermissionsBoundary, PermissionsBoundaryArgs, Promotion,
+                            Target, every_role_carries)
 from infra.encryption import Encryption, EncryptionArgs
 from infra.function import FunctionSize, LambdaFunction, LambdaFunctionArgs
 from infra.image import ContainerImage, ContainerImageArgs, lambda_pull_statement
@@ -26,7 +26,6 @@ from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
 from infra.pipeline import (Pipeline, PipelineArgs, StateBackend, Upstream, key_statements,
                             topic_publishers)
-from infra.pipeline_iam import Promotion
 from infra.provider import aws_context, tagged_provider
 from infra.sagemaker import EndpointCapacity, SageMakerEndpoint, SageMakerEndpointArgs
 from infra.secrets import ApiKey, ApiKeyArgs
@@ -67,7 +66,7 @@ boundary = PermissionsBoundary(name, PermissionsBoundaryArgs(ctx, names, Outside
     keys=(cfg.pulumi_secrets_key_arn,) if backend.kind == "s3" else (),
     connection=cfg.codestar_connection_arn, hosted_zone_id=hosted_zone_id,
     groups=tuple(a for a in cfg.approvers if ":group/" in a),
-    promotes_to=(promotes_to.bucket, promotes_to.account) if promotes_to else None,
+    promotes_to=promotes_to,
     promoted=upstream is not None), target=target),
     opts=use_provider)
 every_role_carries(boundary.arn)

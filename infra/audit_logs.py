@@ -31,7 +31,7 @@ import pulumi_aws as aws
 from infra.iam import on_behalf_of_this_account, policy_document
 from infra.naming import StackNames
 from infra.provider import AwsContext
-from infra.storage import bucket_policy
+from infra.storage import bucket_policy, private_and_versioned
 
 s3 = aws.s3
 ALB_LOG_PREFIX = "alb"
@@ -99,18 +99,7 @@ def _log_bucket(parent: pulumi.Resource, name: str, args: AuditLogsArgs, *, obje
     bucket = s3.Bucket(name, bucket=bucket_name, object_lock_enabled=object_lock or None,
                        force_destroy=not args.protect,
                        opts=pulumi.ResourceOptions(parent=parent, protect=args.protect))
-    s3.BucketOwnershipControls(
-        f"{name}-ownership", bucket=bucket.id,
-        rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-        opts=child)
-    access_block = s3.BucketPublicAccessBlock(
-        f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
-        block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-        opts=child)
-    versioning = s3.BucketVersioning(
-        f"{name}-versioning", bucket=bucket.id,
-        versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(
-            status="Enabled"), opts=child)
+    access_block, versioning = private_and_versioned(name, bucket.id, child)
     s3.BucketServerSideEncryptionConfiguration(
         # SSE-S3: the only encryption ALB and S3 access-log delivery write to.
         f"{name}-encryption", bucket=bucket.id,

@@ -253,6 +253,26 @@ ADMIN_BUCKETS = ("{prefix}-artifacts-*", "{prefix}-promotion-*")
 LOG_BUCKETS = "{prefix}-*-logs-*"          # <prefix>-audit-logs-*, <prefix>-access-logs-*
 
 
+# What a stack publishes to the next stack's promotion bucket, and what that stack's pipeline
+# runs (infra/pipeline.py): one key on both sides.
+PROMOTED_OBJECT = "source.zip"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Where this stack's verified revision goes (staging -> prod): the next stack's
+    promotion bucket and the account it lives in."""
+
+    bucket: str
+    account: str
+
+    @property
+    def keys_arn(self) -> str:
+        """ARN pattern (``Scope.arn_of``) of the next stack's KMS keys: its account's, the
+        key's ID unknown here."""
+        return f"arn:{{partition}}:kms:{{region}}:{self.account}:key/*"
+
+
 @dataclass(frozen=True)
 class Outside:
     """What the stack's roles use that the stack does not own, named by its configuration:
@@ -264,9 +284,9 @@ class Outside:
     connection: str | None = None             # an existing GitHub connection
     hosted_zone_id: str | None = None         # the zone of domainName
     groups: tuple[str, ...] = ()              # approver groups (read to verify an approval)
-    # Promotion: the next stack's bucket this stack's deploy role publishes to, and its
-    # account (that bucket's policy lets the deploy role alone write).
-    promotes_to: tuple[str, str] | None = None
+    # The next stack's bucket this stack's deploy role publishes to (that bucket's policy
+    # lets the deploy role alone write).
+    promotes_to: Promotion | None = None
     promoted: bool = False                    # this stack's source is a promotion bucket
 
 
@@ -411,11 +431,10 @@ def _ceiling_outside(scope: Scope, outside: Outside) -> list[Statement]:
                                                     f"hostedzone/{outside.hosted_zone_id}",
                                                     region=False, account=False)})
     if outside.promotes_to:
-        bucket, account = outside.promotes_to
         found.append({"Sid": "MaxPromote", "Effect": "Allow",
                       "Action": ["s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"],
-                      "Resource": [scope.s3(f"{bucket}/*"), scope.arn_of(
-                          f"arn:{{partition}}:kms:{{region}}:{account}:key/*")]})
+                      "Resource": [scope.s3(f"{outside.promotes_to.bucket}/*"),
+                                   scope.arn_of(outside.promotes_to.keys_arn)]})
     return found
 
 

@@ -30,7 +30,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import pipeline_iam as piam
-from infra.boundary import Target
+from infra.boundary import PROMOTED_OBJECT, Promotion, Target
 from infra.iam import (Scope, Statement, on_behalf_of_this_account, policy_document,
                        service_trust_policy)
 from infra.naming import StackNames
@@ -85,7 +85,6 @@ BUILDS = (
           policies=("read-stack", "deploy-named", "deploy-tagged", "deploy-iam"),
           after_approval=True, rollback=True, one_at_a_time=True, execution_id=True),
 )
-PROMOTED_OBJECT = "source.zip"       # what the previous stack publishes, what this one runs
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ class PipelineArgs:
     backend: StateBackend
     approvers: tuple[str, ...] = ()            # role/group ARNs whose approval counts
     upstream: Upstream | None = None           # promoted from: source is its published revision
-    promotes_to: piam.Promotion | None = None  # publishes its verified revision there
+    promotes_to: Promotion | None = None       # publishes its verified revision there
     access_log_bucket: pulumi.Input[str] | None = None  # S3 server access logs of its buckets
     connection_arn: str | None = None          # existing CodeStar connection, else created
     github_oidc_provider_arn: str | None = None  # existing provider (one per account)
@@ -393,7 +392,7 @@ def _variables(args: PipelineArgs, build: Build) -> list[Any]:
                              value=json.dumps(list(args.approvers))))
     if build.state == "write" and args.promotes_to:
         variables.append(env(name="PROMOTE_TO", type="PLAINTEXT",
-                             value=f"s3://{args.promotes_to.bucket}/{args.promotes_to.key}"))
+                             value=f"s3://{args.promotes_to.bucket}/{PROMOTED_OBJECT}"))
     return variables
 
 

@@ -29,8 +29,9 @@ from typing import Any, Callable, Sequence
 
 import pulumi
 
-from infra.boundary import (CREATE_WITH_STACK_TAG, ROLE_PERMISSION_ACTIONS, STACK_ARNS,
-                            TARGET_ARNS, TARGET_NAMED, Target, tracking_alarms)
+from infra.boundary import (CREATE_WITH_STACK_TAG, PROMOTED_OBJECT, ROLE_PERMISSION_ACTIONS,
+                            STACK_ARNS, TARGET_ARNS, TARGET_NAMED, Promotion, Target,
+                            tracking_alarms)
 from infra.iam import Scope, Statement
 from infra.provider import AwsContext
 
@@ -369,6 +370,13 @@ def read_stack(scope: Scope, target: Target = Target()) -> list[Statement]:
 
 
 # ------------------------------------------------------------------------------ deploy ----
+# What the deploy does to a log group of the stack (its own, and SageMaker's, whose name AWS
+# fixes).
+LOG_GROUP_ACTIONS = ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
+                     "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
+                     "logs:DisassociateKmsKey", "logs:PutMetricFilter",
+                     "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"]
+
 # Writes on resources whose ARN carries the stack's physical-name prefix: (Sid, actions, ARN
 # patterns as AWS writes them; {prefix} and {logs}, the log-group path, are the stack's).
 BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
@@ -394,12 +402,7 @@ BY_NAME: tuple[tuple[str, list[str], tuple[str, ...]], ...] = (
       "ecr:PutLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:TagResource",
       "ecr:UntagResource", "ecr:UploadLayerPart"],
      ("arn:{partition}:ecr:{region}:{account}:repository/{prefix}-*",)),
-    ("LogGroupsOfThisStack",
-     ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
-      "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy",
-      "logs:DisassociateKmsKey", "logs:PutMetricFilter",
-      "logs:PutRetentionPolicy", "logs:TagResource", "logs:UntagResource"],
-     STACK_ARNS["logs"]),
+    ("LogGroupsOfThisStack", LOG_GROUP_ACTIONS, STACK_ARNS["logs"]),
     ("AlarmTopicOfThisStack",
      ["sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes",
       "sns:Subscribe", "sns:TagResource", "sns:UntagResource"],
@@ -498,12 +501,7 @@ TARGET_BY_NAME: dict[str, tuple[tuple[str, list[str], tuple[str, ...]], ...]] = 
           # change its capacity.
           "sagemaker:UpdateEndpointWeightsAndCapacities"],
          TARGET_ARNS["sagemaker"]),
-        ("SageMakerLogGroupOfThisStack",
-         ["logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteLogGroup",
-          "logs:DeleteMetricFilter", "logs:DeleteRetentionPolicy", "logs:DisassociateKmsKey",
-          "logs:PutMetricFilter", "logs:PutRetentionPolicy", "logs:TagResource",
-          "logs:UntagResource"],
-         TARGET_NAMED["sagemaker"]),
+        ("SageMakerLogGroupOfThisStack", LOG_GROUP_ACTIONS, TARGET_NAMED["sagemaker"]),
     ),
     "lambda": (
         ("LambdaFunctionOfThisStack",
@@ -687,16 +685,6 @@ def _stack_key(scope: Scope) -> list[Statement]:
     ]
 
 
-@dataclass(frozen=True)
-class Promotion:
-    """Where this stack's verified revision goes (staging -> prod): the next stack's
-    promotion bucket and the account it lives in."""
-
-    bucket: str
-    account: str
-    key: str = "source.zip"
-
-
 def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                              domain_name: str | None, approver_groups: Sequence[str] = (),
                              promotes_to: Promotion | None = None) -> list[Statement]:
@@ -731,7 +719,7 @@ def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                 "Sid": "PublishTheVerifiedRevision",
                 "Effect": "Allow",
                 "Action": "s3:PutObject",
-                "Resource": scope.s3(f"{promotes_to.bucket}/{promotes_to.key}"),
+                "Resource": scope.s3(f"{promotes_to.bucket}/{PROMOTED_OBJECT}"),
             },
             {
                 # The next stack's key (its account's, its ID unknown here): only through S3
@@ -739,8 +727,7 @@ def deploy_outside_the_stack(scope: Scope, *, hosted_zone_id: str | None,
                 "Sid": "EncryptForTheNextStack",
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": scope.arn_of(
-                    f"arn:{{partition}}:kms:{{region}}:{promotes_to.account}:key/*"),
+                "Resource": scope.arn_of(promotes_to.keys_arn),
                 "Condition": {
                     **scope.via("s3"),
                     "StringLike": {"kms:EncryptionContext:aws:s3:arn": [

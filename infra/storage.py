@@ -4,7 +4,9 @@ Versioned (an overwritten or deleted object can be recovered), encrypted with th
 KMS key (with an S3 Bucket Key, so reads are not one KMS call each), closed to the public and
 to ACLs (owner-enforced), refusing plain HTTP and TLS below 1.2, expiring old noncurrent
 versions and abandoned multipart uploads. Every bucket of the stack is one of these, so the
-controls cannot drift apart between buckets.
+controls cannot drift apart between buckets; the audit-log buckets (infra/audit_logs.py),
+whose encryption and lifecycle AWS's log delivery dictates, take the rest from here
+(``private_and_versioned``, ``bucket_policy``).
 """
 
 from __future__ import annotations
@@ -59,19 +61,7 @@ class SecureBucket(pulumi.ComponentResource):
                              target_bucket=args.access_log_bucket, target_prefix=f"{name}/",
                              opts=child)
 
-        s3.BucketOwnershipControls(
-            f"{name}-ownership", bucket=bucket_id,
-            rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child)
-        access_block = s3.BucketPublicAccessBlock(
-            f"{name}-public-access", bucket=bucket_id, block_public_acls=True,
-            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-            opts=child)
-        versioning = s3.BucketVersioning(
-            f"{name}-versioning", bucket=bucket_id,
-            versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(
-                status="Enabled"),
-            opts=child)
+        access_block, versioning = private_and_versioned(name, bucket_id, child)
         encryption = s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption", bucket=bucket_id,
             rules=[s3.BucketServerSideEncryptionConfigurationRuleArgs(
@@ -94,6 +84,28 @@ class SecureBucket(pulumi.ComponentResource):
         self.arn = self.bucket.arn
         self.ready = [encryption, versioning]
         self.register_outputs({"bucket": self.bucket_name, "arn": self.arn})
+
+
+def private_and_versioned(name: str, bucket_id: pulumi.Input[str], opts: pulumi.ResourceOptions
+                          ) -> tuple[s3.BucketPublicAccessBlock, s3.BucketVersioning]:
+    """Owner-enforced (no ACLs), closed to the public, versioned: what every bucket of the
+    stack has, SecureBucket's and the audit logs' (infra/audit_logs.py). Returns the public
+    access block (a bucket policy waits for it) and the versioning (lifecycle rules and
+    Object Lock wait for it)."""
+    s3.BucketOwnershipControls(
+        f"{name}-ownership", bucket=bucket_id,
+        rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+        opts=opts)
+    access_block = s3.BucketPublicAccessBlock(
+        f"{name}-public-access", bucket=bucket_id, block_public_acls=True,
+        block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
+        opts=opts)
+    versioning = s3.BucketVersioning(
+        f"{name}-versioning", bucket=bucket_id,
+        versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(
+            status="Enabled"),
+        opts=opts)
+    return access_block, versioning
 
 
 def bucket_policy(bucket_arn: pulumi.Output[str],

@@ -13,6 +13,7 @@ rules use ``Mapping``/``Sequence`` checks, never ``dict``/``list``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -59,6 +60,9 @@ POLICY_PROPS: dict[str, tuple[str, str]] = {
     "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("policyDocument", "resource"),
 }
 GITHUB_OIDC = "token.actions.githubusercontent.com"
+# An image by digest: whatever names the repository, then the whole sha256 digest (a
+# substring test also passed "repo:tag@sha256:" with no digest after it).
+IMAGE_BY_DIGEST = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 # Where AWS's log delivery writes a bucket's logs: (resource type, property, key of the
 # bucket name). These buckets must use SSE-S3: neither ALB nor S3 server access logging
 # delivers to an SSE-KMS bucket.
@@ -77,6 +81,11 @@ def _seq(value: Any) -> list:
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _by_digest(image: Any) -> bool:
+    """An image reference pinned to a digest (``<repository>@sha256:<64 hex>``)."""
+    return IMAGE_BY_DIGEST.fullmatch(str(image or "")) is not None
 
 
 def _statements(document: Any) -> list[Mapping]:
@@ -193,7 +202,7 @@ def ecs_task_hardened(t: str, props: Mapping) -> list[str]:
             found.append(f"container {name}: must run as a non-root user, not {user or 'the default (root)'}")
         if c.get("privileged") is True:
             found.append(f"container {name}: must not be privileged")
-        if "@sha256:" not in str(c.get("image", "")):
+        if not _by_digest(c.get("image")):
             found.append(f"container {name}: image must be referenced by digest (@sha256:...)")
         if not c.get("logConfiguration"):
             found.append(f"container {name}: needs a logConfiguration")
@@ -232,7 +241,7 @@ def sagemaker_model_by_digest(t: str, props: Mapping) -> list[str]:
         return []
     containers = [props.get("primaryContainer") or {}, *_seq(props.get("containers"))]
     return [f"container image {c.get('image')!r} must be referenced by digest (@sha256:...)"
-            for c in containers if c and "@sha256:" not in str(c.get("image", ""))]
+            for c in containers if c and not _by_digest(c.get("image"))]
 
 
 def sagemaker_endpoint_rolls_back(t: str, props: Mapping) -> list[str]:
@@ -265,7 +274,7 @@ def lambda_function_hardened(t: str, props: Mapping) -> list[str]:
     if t != "aws:lambda/function:Function" or props.get("packageType") != "Image":
         return []
     found = []
-    if "@sha256:" not in str(props.get("imageUri", "")):
+    if not _by_digest(props.get("imageUri")):
         found.append("the image must be referenced by digest (@sha256:...)")
     if not _seq(props.get("architectures")):
         found.append("the architecture must be explicit (the image's platform)")

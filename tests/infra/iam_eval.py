@@ -58,17 +58,6 @@ def _list(value: Any) -> list:
 
 
 # -------------------------------------------------------------------------- matching --
-@lru_cache(maxsize=4096)
-def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    """``*`` (any run of characters) and ``?`` (one character), everything else literal."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(f"^{body}$", re.DOTALL | (re.IGNORECASE if ignore_case else 0))
-
-
-def like(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
-    return _glob(pattern, ignore_case).match(value) is not None
-
-
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _ESCAPES = {"*": "\x00", "?": "\x01", "$": "$"}
 
@@ -100,6 +89,13 @@ def _match_pattern(pattern: str, value: str, *, ignore_case: bool,
     wildcard stays within its colon-separated segment of the ARN unless it is a ``*`` that
     ends its segment: "If the * wildcard is the last character of a resource ARN segment, it
     can expand to match beyond the colon boundaries" (IAM JSON policy elements: Resource)."""
+    return _pattern(pattern, ignore_case, arn_segments).match(value) is not None
+
+
+@lru_cache(maxsize=4096)
+def _pattern(pattern: str, ignore_case: bool, arn_segments: bool) -> re.Pattern[str]:
+    """``_match_pattern``'s regular expression, built once per pattern (the escalation walk
+    matches the same policies' patterns against thousands of requests)."""
     def wildcard(c: str, following: str) -> str:
         if not arn_segments or (c == "*" and following in (":", "")):
             return ".*" if c == "*" else "."
@@ -113,8 +109,7 @@ def _match_pattern(pattern: str, value: str, *, ignore_case: bool,
     body = "".join(re.escape("*") if p == "\x00" else re.escape("?") if p == "\x01" else
                    literal_or_wildcard(p, "".join(parts[i + 1:]))
                    for i, p in enumerate(parts))
-    return re.match(f"^{body}$", value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) \
-        is not None
+    return re.compile(f"^{body}$", re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
 def lookup(context: Context, key: str) -> Any:
@@ -127,7 +122,7 @@ def lookup(context: Context, key: str) -> Any:
 
 
 def action_matches(patterns: Iterable[str], action: str) -> bool:
-    return any(like(p, action, ignore_case=True) for p in patterns)
+    return any(_match_pattern(p, action, ignore_case=True) for p in patterns)
 
 
 def service_wildcard(pattern: str) -> bool:

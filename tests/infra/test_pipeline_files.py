@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.conftest import manifest_sha256
-from tests.infra.harness import ROOT, STACKS, role_named
+from tests.infra.harness import ROOT, STACKS, one, role_named
 
 BUILDSPECS = ROOT / "ci" / "buildspecs"
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -1047,6 +1047,21 @@ def test_the_approval_calls_are_real_api_requests():
     assert api_problems("codepipeline", "ListActionExecutions", {
         "pipelineName": PIPELINE_NAME, "filter": {"pipelineExecutionId": execution}}) == []
     assert api_problems("iam", "GetGroup", {"GroupName": "ml-app-prod-approvers"}) == []
+
+
+def test_the_approval_checked_is_the_one_the_pipeline_has(graphs):
+    """ci/approval.py reads the approval by its stage and action names: those of prod's
+    pipeline (renaming one there would refuse every deploy), and of the action the
+    approvers' policy lets them approve."""
+    stages = one(graphs["prod"], "aws:codepipeline/pipeline:Pipeline").inputs["stages"]
+    [manual] = [(stage["name"], action["name"]) for stage in stages
+                for action in stage["actions"] if action["category"] == "Approval"]
+    assert manual == approval.APPROVAL
+    [policy] = [r for r in graphs["prod"].resources if r.type == "aws:iam/policy:Policy"
+                and r.inputs["name"].endswith("-approve")]
+    [grant] = [s for s in json.loads(policy.inputs["policy"])["Statement"]
+               if s["Action"] == "codepipeline:PutApprovalResult"]
+    assert grant["Resource"].endswith("/" + "/".join(approval.APPROVAL))
 
 
 def test_make_check_approval_runs_only_with_an_approval_stage(tmp_path):

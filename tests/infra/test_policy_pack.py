@@ -139,6 +139,25 @@ def test_each_resource_rule_can_fail(rule):
     assert rule.check("aws:some/other:Type", props) == []
 
 
+@pytest.mark.parametrize("image", ["repo:latest", "repo@sha256:", "repo:v1@sha256:abc",
+                                   "repo@sha256:" + "A" * 64, "repo@sha256:" + "a" * 64 + "\n",
+                                   "@sha256:" + "a" * 64, None])
+def test_the_digest_rules_take_only_a_whole_digest(image):
+    """ECS, SageMaker and Lambda refuse what only looks like a digest (one check for all
+    three: policy/rules.py's IMAGE_BY_DIGEST); the whole digest passes each of them."""
+    def found(image):
+        return [rules.ecs_task_hardened("aws:ecs/taskDefinition:TaskDefinition", {
+                    "containerDefinitions": [{"name": "app", "image": image}]}),
+                rules.sagemaker_model_by_digest("aws:sagemaker/model:Model",
+                                                {"primaryContainer": {"image": image}}),
+                rules.lambda_function_hardened("aws:lambda/function:Function",
+                                               {"packageType": "Image", "imageUri": image})]
+
+    pinned = "1.dkr.ecr.eu-west-1.amazonaws.com/ml-app-dev-app@sha256:" + "0" * 64
+    assert not any("digest" in m for rule in found(pinned) for m in rule)
+    assert all(any("digest" in m for m in rule) for rule in found(image))
+
+
 def test_the_stack_rule_finds_a_bucket_without_its_settings(graphs):
     resources = stack_resources(graphs["dev"])
     without_versioning = [(t, p) for t, p in resources if t != "aws:s3/bucketVersioning:BucketVersioning"]
