@@ -165,7 +165,10 @@ def url_text(segment: str | None) -> str | None:
     cannot be served pays for decoding."""
     if segment is None or segment.isascii():
         return segment
-    return segment.encode("latin-1").decode("utf-8", "replace")
+    try:
+        return segment.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:   # a server that already decoded it (not PEP 3333): as given
+        return segment
 
 
 class PredictFastPath:

@@ -96,3 +96,13 @@ def test_a_name_outside_ascii_is_named_as_flask_names_it(client, url, message):
     status = client.get(url)
     assert posted.status_code == status.status_code == 404
     assert posted.json["error"] == status.json["error"] == message
+
+
+def test_a_path_already_decoded_past_latin_1_is_named_as_given():
+    """A server that is not PEP 3333-strict may hand PATH_INFO over decoded ('€' is not
+    latin-1): the name is used as given, never a 500."""
+    from app.fastpath import url_text
+
+    assert url_text("caf\u00c3\u00a9") == "café"          # PEP 3333: UTF-8 bytes as latin-1
+    assert url_text("€uro") == "€uro"
+    assert url_text("digits") == "digits" and url_text(None) is None
